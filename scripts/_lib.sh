@@ -1,0 +1,40 @@
+# Shared by scripts/*: set up .venv idempotently and install Debian tools the tests need.
+# Sourced, not executed.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+
+# ensure_venv [EXTRAS]: create .venv with python3 if missing; (re)install the package when
+# pyproject.toml or the requested extras changed since the last install.
+ensure_venv() {
+    local extras="${1:-}" spec="$ROOT" stamp want
+    [ -n "$extras" ] && spec="$ROOT[$extras]"
+    if [ ! -x "$VENV/bin/python" ]; then
+        echo "==> creating $VENV" >&2
+        python3 -m venv "$VENV"
+    fi
+    stamp="$VENV/.trackline-installed"
+    want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1) ${extras}"
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        echo "==> installing trackline${extras:+[$extras]} into $VENV" >&2
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec"
+        echo "$want" > "$stamp"
+    fi
+}
+
+# ensure_debian_packages CMD:PACKAGE ...: apt-get install the packages whose command is missing.
+# Returns non-zero (after saying why) when they cannot be installed.
+ensure_debian_packages() {
+    local missing=() pair
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "==> cannot install ${missing[*]} (needs root and apt-get)" >&2
+        return 1
+    fi
+    echo "==> installing Debian packages: ${missing[*]}" >&2
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}

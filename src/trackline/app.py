@@ -1,0 +1,27 @@
+"""``create_app()``: the Flask factory wiring tracking, the JSON error handlers and the API."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from trackline.api import blueprint
+from trackline.responses import register_error_handlers
+from trackline.tracking import TrackingId
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app. ``config`` overrides Flask config keys (e.g. ``TRACKING_ID_ALIASES``).
+
+    Logging is configured by whoever runs the app (``trackline serve`` hands ``logging.yaml`` to gunicorn),
+    never here, so a worker never re-applies what the master set up.
+    """
+    app = Flask("trackline")
+    if config:
+        app.config.update(config)
+    TrackingId(app)
+    register_error_handlers(app)
+    app.register_blueprint(blueprint)
+    return app

@@ -1,0 +1,71 @@
+"""``trackline serve | check-config``: the commands an operator and systemd run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from trackline.config import ConfigError, conf_dir
+from trackline.server.settings import ServerConfig, check_server_config
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from trackline.server.application import serve
+
+    serve(conf_dir(args.conf_dir))
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    checked = check_server_config(conf_dir(args.conf_dir))
+    if isinstance(checked, list):
+        for problem in checked:
+            print(f"trackline: {problem}", file=sys.stderr)
+        return 1
+    print(_summary(checked))
+    return 0
+
+
+def _summary(config: ServerConfig) -> str:
+    """What ``trackline serve`` would run with this config."""
+    settings = config.settings
+    files = sorted(
+        {str(h["filename"]) for h in (config.logging.get("handlers") or {}).values() if "filename" in h}
+    )
+    lines = [
+        f"config OK: {config.conf_dir}",
+        f"  bind:         {settings.get('bind', '127.0.0.1:8000')}",
+        f"  workers:      {settings.get('workers', 1)} x {settings.get('worker_class', 'sync')}"
+        f" ({settings.get('worker_connections', 1000)} connections each)",
+        f"  log files:    {', '.join(files) or '(none)'}",
+    ]
+    if config.app:
+        lines.append(f"  app settings: {', '.join(f'{k}={v!r}' for k, v in sorted(config.app.items()))}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trackline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    conf_help = "config directory (default: $TRACKLINE_CONF_DIR, $CONFIGURATION_DIRECTORY, then ./conf)"
+    serve = commands.add_parser("serve", help="run the service under gunicorn in the foreground")
+    serve.add_argument("--conf-dir", help=conf_help)
+    serve.set_defaults(run=_serve)
+    check = commands.add_parser("check-config", help="validate gunicorn.yaml, logging.yaml and app.yaml")
+    check.add_argument("--conf-dir", help=conf_help)
+    check.set_defaults(run=_check_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ConfigError as exc:
+        print(f"trackline: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Reading the operator's YAML files: parsing, ``${VAR:-default}`` expansion, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^{}]*))?\}")
+_MAX_NESTING = 8
+
+CONF_DIR_ENV = "TRACKLINE_CONF_DIR"
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded as one line an operator can act on."""
+
+
+def conf_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The configuration directory: explicit > $TRACKLINE_CONF_DIR > systemd's $CONFIGURATION_DIRECTORY > ./conf."""
+    chosen = explicit or os.environ.get(CONF_DIR_ENV) or os.environ.get("CONFIGURATION_DIRECTORY") or "conf"
+    # systemd may list several directories separated by ':'; the first is ours.
+    return Path(str(chosen).split(":")[0])
+
+
+def expand_env(value: str, env: Mapping[str, str], where: str) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` (defaults may nest) from ``env``."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env and env[name] != "":
+            return env[name]
+        if default is None:
+            raise ConfigError(f"{where}: ${{{name}}} is not set and has no default (write ${{{name}:-value}})")
+        return default
+
+    for _ in range(_MAX_NESTING):
+        expanded = _VAR.sub(substitute, value)
+        if expanded == value:
+            return expanded
+        value = expanded
+    raise ConfigError(f"{where}: ${{...}} nested more than {_MAX_NESTING} deep")
+
+
+def _expand_tree(node: Any, env: Mapping[str, str], where: str) -> Any:
+    if isinstance(node, str):
+        return expand_env(node, env, where) if "${" in node else node
+    if isinstance(node, dict):
+        return {key: _expand_tree(value, env, f"{where}.{key}") for key, value in node.items()}
+    if isinstance(node, list):
+        return [_expand_tree(value, env, f"{where}[{i}]") for i, value in enumerate(node)]
+    return node
+
+
+def read_yaml(path: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Parse a YAML mapping from ``path`` with environment expansion in every string."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{at}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, found {type(data).__name__}")
+    return _expand_tree(data, os.environ if env is None else env, str(path))

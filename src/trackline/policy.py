@@ -1,0 +1,69 @@
+"""The tracking-ID policy: which headers carry it, what a valid one is, how a new one is made (no Flask)."""
+
+from __future__ import annotations
+
+import pkgutil
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+#: How much of a rejected header value is kept in the log.
+REJECTED_KEEP = 64
+
+DEFAULTS: dict[str, Any] = {
+    "TRACKING_ID_HEADER": "X-Tracking-ID",
+    "TRACKING_ID_ALIASES": (),
+    "TRACKING_ID_MAX_LENGTH": 128,
+    "TRACKING_ID_CHARACTERS": r"A-Za-z0-9._:@/+=-",
+    "TRACKING_ID_GENERATOR": "uuid.uuid4",
+}
+
+
+def environ_key(header: str) -> str:
+    """The WSGI environ key of a request header: ``X-Tracking-ID`` -> ``HTTP_X_TRACKING_ID``."""
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+def _generator(spec: str | Callable[[], Any]) -> Callable[[], str]:
+    make = pkgutil.resolve_name(spec) if isinstance(spec, str) else spec
+    return lambda: str(make())
+
+
+@dataclass(frozen=True)
+class TrackingPolicy:
+    """Which headers carry the ID, what a valid one looks like, and how a new one is made."""
+
+    header: str
+    aliases: Sequence[str]
+    pattern: re.Pattern[str]
+    generate: Callable[[], str]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> TrackingPolicy:
+        max_length = int(config["TRACKING_ID_MAX_LENGTH"])
+        if max_length < 1:
+            raise ValueError("TRACKING_ID_MAX_LENGTH must be at least 1")
+        return cls(
+            header=config["TRACKING_ID_HEADER"],
+            aliases=tuple(config["TRACKING_ID_ALIASES"]),
+            pattern=re.compile(f"[{config['TRACKING_ID_CHARACTERS']}]{{1,{max_length}}}"),
+            generate=_generator(config["TRACKING_ID_GENERATOR"]),
+        )
+
+    def resolve(self, environ: dict[str, Any]) -> tuple[str, tuple[str, str] | None]:
+        """The effective ID, and ``(header, value)`` of a rejected incoming value if one was replaced."""
+        rejected = None
+        for header in (self.header, *self.aliases):
+            value = environ.get(environ_key(header))
+            if value is None:
+                continue
+            if self.pattern.fullmatch(value):
+                return value, None
+            rejected = rejected or (header, value)
+        return self.generate(), rejected
+
+
+def safe_excerpt(value: str) -> str:
+    """A rejected header value made harmless for any log reader: truncated, escaped to printable ASCII."""
+    return value[:REJECTED_KEEP].encode("unicode_escape").decode("ascii")

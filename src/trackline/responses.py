@@ -1,0 +1,105 @@
+"""The JSON envelope ``{"code", "msg", "data"}`` (the blog post's response classes) and the error handlers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, Response, has_request_context, request
+from werkzeug.exceptions import HTTPException
+
+from trackline.context import get_tracking_id
+
+log = logging.getLogger("trackline.responses")
+
+
+def _describe(outcome: str) -> str:
+    """The post's default message: ``"GET /api/health success"``."""
+    if has_request_context():
+        return f"{request.method} {request.path} {outcome}"
+    return outcome
+
+
+class JsonResponse(Response):
+    """A JSON envelope response whose ``code`` is its HTTP status. Data JSON cannot encode is sent as text."""
+
+    default_mimetype = "application/json"
+    status_code_default = HTTPStatus.OK
+    outcome = "ok"
+
+    def __init__(self, data: Any = None, code: int | None = None, msg: str = "", **kwargs: Any) -> None:
+        status = int(code if code is not None else self.status_code_default)
+        try:
+            body = json.dumps({"code": status, "msg": msg or _describe(self.outcome), "data": data},
+                              ensure_ascii=False, default=str)
+        except (TypeError, ValueError):  # e.g. non-string keys or a circular reference
+            log.exception("response data could not be serialized")
+            status = HTTPStatus.INTERNAL_SERVER_ERROR
+            body = json.dumps({"code": status, "msg": "response serialization error",
+                               "data": {"tracking_id": get_tracking_id()}})
+        super().__init__(body, status=status, **kwargs)
+
+
+class Success(JsonResponse):
+    outcome = "success"
+
+
+class _Problem(JsonResponse):
+    """Base of the error responses: ``msg`` comes first, as in the post."""
+
+    def __init__(self, msg: str = "", data: Any = None, **kwargs: Any) -> None:
+        super().__init__(data=data, msg=msg, **kwargs)
+
+
+class Fail(_Problem):
+    status_code_default = HTTPStatus.INTERNAL_SERVER_ERROR
+    outcome = "failed"
+
+
+class ArgumentNotFound(_Problem):
+    status_code_default = HTTPStatus.BAD_REQUEST
+    outcome = "argument not found"
+
+
+class ArgumentInvalid(_Problem):
+    status_code_default = HTTPStatus.BAD_REQUEST
+    outcome = "argument invalid"
+
+
+class AuthFailed(_Problem):
+    status_code_default = HTTPStatus.UNAUTHORIZED
+    outcome = "auth failed"
+
+
+class ResourceConflict(_Problem):
+    status_code_default = HTTPStatus.CONFLICT
+    outcome = "resource conflict"
+
+
+class ResourceNotFound(_Problem):
+    status_code_default = HTTPStatus.NOT_FOUND
+    outcome = "resource not found"
+
+
+class ResourceForbidden(_Problem):
+    status_code_default = HTTPStatus.FORBIDDEN
+    outcome = "resource forbidden"
+
+
+def handle_http_error(error: HTTPException) -> JsonResponse:
+    """An HTTP error (404, 405, 413, ...) keeps its status and headers (e.g. ``Allow``) inside the envelope."""
+    headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
+    return JsonResponse(code=error.code, msg=_describe(str(error.name).lower()), headers=headers)
+
+
+def handle_unexpected_error(error: Exception) -> JsonResponse:
+    """Anything else: the traceback goes to the log, the client gets a generic 500 and the tracking ID."""
+    log.error("unhandled exception: %s %s", request.method, request.path, exc_info=error)
+    return Fail(msg="internal error", data={"tracking_id": get_tracking_id()})
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(Exception, handle_unexpected_error)

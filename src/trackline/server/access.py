@@ -1,0 +1,55 @@
+"""Gunicorn logger class whose access lines are JSON records with typed fields (no ``access_log_format``)."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from gunicorn import glogging
+
+from trackline.context import ENVIRON_KEY
+
+
+def _request_header(req: Any, name: str) -> str | None:
+    for key, value in getattr(req, "headers", None) or ():
+        if key.upper() == name:
+            return value
+    return None
+
+
+def access_fields(resp: Any, req: Any, environ: dict[str, Any], request_time: datetime.timedelta) -> dict[str, Any]:
+    """The access-log fields of one request (also for requests gunicorn answered itself, e.g. 400)."""
+    status = getattr(resp, "status_code", None) or int(str(resp.status).split(None, 1)[0])
+    return {
+        "tracking_id": environ.get(ENVIRON_KEY),
+        "remote_addr": environ.get("REMOTE_ADDR"),
+        "protocol": environ.get("SERVER_PROTOCOL"),
+        "host": environ.get("HTTP_HOST") or _request_header(req, "HOST"),
+        "request_method": environ.get("REQUEST_METHOD"),
+        "request_path": environ.get("PATH_INFO", getattr(req, "path", None)),
+        "query_string": environ.get("QUERY_STRING", ""),
+        "status_code": status,
+        "response_length": getattr(resp, "sent", None) or getattr(resp, "response_length", None) or 0,
+        "referer": environ.get("HTTP_REFERER") or _request_header(req, "REFERER"),
+        "user_agent": environ.get("HTTP_USER_AGENT") or _request_header(req, "USER-AGENT"),
+        "request_time": request_time.total_seconds(),
+    }
+
+
+class JsonLogger(glogging.Logger):
+    """``logger_class`` for trackline: one JSON access record per request, carrying the effective tracking ID.
+
+    The ID is the one the app wrote into the WSGI environ (and into the ``X-Tracking-ID`` response header),
+    so generated and replacement IDs are logged, not the raw request header.
+    """
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: datetime.timedelta) -> None:
+        if not self.access_log_enabled:
+            return
+        try:
+            fields = access_fields(resp, req, environ, request_time)
+            self.access_log.info(
+                "%s %s %s", fields["request_method"], fields["request_path"], fields["status_code"], extra=fields
+            )
+        except Exception:
+            self.exception("could not write the access log line")

@@ -1,0 +1,47 @@
+"""The gunicorn Application that runs trackline from a config directory and survives bad reloads."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from trackline.config import ConfigError
+from trackline.server.settings import ServerConfig, load_server_config
+
+
+class TracklineApplication(BaseApplication):
+    """Gunicorn reads its settings from ``gunicorn.yaml`` and its logging from ``logging.yaml``.
+
+    On HUP the master re-reads both; if either is broken it logs why and keeps serving with the old ones
+    (gunicorn's own reload would exit the master on a config error).
+    """
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        super().__init__(prog="trackline serve")
+
+    def load_config(self) -> None:
+        self.config.apply(self.cfg)
+
+    def reload(self) -> None:
+        try:
+            self.config = load_server_config(self.config.conf_dir)
+        except ConfigError as exc:
+            logging.getLogger("gunicorn.error").error(
+                "reload refused, still serving with the previous configuration: %s", exc
+            )
+            return
+        super().reload()
+
+    def load(self) -> Any:
+        from trackline.app import create_app  # imported in the worker, after gevent has patched it
+
+        return create_app(self.config.app)
+
+
+def serve(conf_dir: Path) -> None:
+    """Run gunicorn in the foreground until it is stopped (``trackline serve``)."""
+    TracklineApplication(load_server_config(conf_dir)).run()

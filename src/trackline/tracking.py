@@ -1,0 +1,88 @@
+"""The TrackingId Flask extension: pick or make each request's tracking ID and echo it on every response.
+
+The work happens in a WSGI middleware around ``app.wsgi_app`` so that the ID is set before Flask sees the
+request and reaches every response, including 404, 405, 500 and responses made by error handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from flask import Flask, g
+from werkzeug.wsgi import ClosingIterator
+
+from trackline.context import ENVIRON_KEY, get_tracking_id, set_tracking_id
+from trackline.policy import DEFAULTS, TrackingPolicy, environ_key, safe_excerpt
+
+log = logging.getLogger("trackline.tracking")
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class TrackingMiddleware:
+    """WSGI middleware: sets the ID for the request, writes it to the environ and to the response headers."""
+
+    def __init__(self, app: WsgiApp, policy: TrackingPolicy) -> None:
+        self.app = app
+        self.policy = policy
+        self.environ_key = environ_key(policy.header)
+        self.drop = {policy.header.lower(), "x-datetime"}
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        tracking_id, rejected = self.policy.resolve(environ)
+        set_tracking_id(tracking_id)
+        environ[ENVIRON_KEY] = environ[self.environ_key] = tracking_id
+        if rejected is not None:
+            header, value = rejected
+            log.warning(
+                "replaced invalid tracking ID from %s",
+                header,
+                extra={"rejected_tracking_id": safe_excerpt(value), "rejected_length": len(value)},
+            )
+
+        def start_with_headers(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            headers = [(name, value) for name, value in headers if name.lower() not in self.drop]
+            headers.append((self.policy.header, tracking_id))
+            headers.append(("X-DateTime", datetime.now().astimezone().isoformat(timespec="seconds")))
+            return start_response(status, headers, exc_info)
+
+        try:
+            return ClosingIterator(self.app(environ, start_with_headers), _leave_request)
+        except BaseException:
+            _leave_request()
+            raise
+
+
+def _leave_request() -> None:
+    """Forget the ID once the response is done, so lines logged between requests say ``null``."""
+    set_tracking_id(None)
+
+
+class TrackingId:
+    """Flask extension: ``TrackingId(app)`` or ``ext = TrackingId(); ext.init_app(app)``.
+
+    Config keys (defaults in ``DEFAULTS``): ``TRACKING_ID_HEADER``, ``TRACKING_ID_ALIASES``,
+    ``TRACKING_ID_MAX_LENGTH``, ``TRACKING_ID_CHARACTERS`` (a regex character class body) and
+    ``TRACKING_ID_GENERATOR`` (a callable or its import path).
+    """
+
+    def __init__(self, app: Flask | None = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        for key, value in DEFAULTS.items():
+            app.config.setdefault(key, value)
+        policy = TrackingPolicy.from_config(app.config)
+        app.wsgi_app = TrackingMiddleware(app.wsgi_app, policy)  # type: ignore[method-assign]
+        app.before_request(_mirror_on_g)
+        app.extensions["trackline.tracking"] = policy
+
+
+def _mirror_on_g() -> None:
+    """Keep ``g.tracking_id`` working for code written against the blog post."""
+    g.tracking_id = get_tracking_id()
