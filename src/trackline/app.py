@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from trackline.api import blueprint
+from trackline.api import blueprints
 from trackline.responses import register_error_handlers
 from trackline.tracking import TrackingId
 
@@ -23,5 +23,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.config.update(config)
     TrackingId(app)
     register_error_handlers(app)
-    app.register_blueprint(blueprint)
+    for blueprint in blueprints:
+        app.register_blueprint(blueprint)
     return app

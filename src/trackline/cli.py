@@ -1,10 +1,12 @@
-"""``trackline serve | check-config``: the commands an operator and systemd run."""
+"""``trackline serve | check-config | trace``: the commands an operator and systemd run."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from trackline.config import ConfigError, conf_dir
 from trackline.server.settings import ServerConfig, check_server_config
@@ -25,6 +27,34 @@ def _check_config(args: argparse.Namespace) -> int:
         return 1
     print(_summary(checked))
     return 0
+
+
+def _default_log_dir() -> str:
+    """Where ``logging.yaml`` puts the logs by default: $TRACKLINE_LOG_DIR, $LOGS_DIRECTORY, ./logs."""
+    return os.environ.get("TRACKLINE_LOG_DIR") or os.environ.get("LOGS_DIRECTORY") or "logs"
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from trackline.logs.reader import find, parse_since, pretty
+
+    try:
+        since = parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        print(f"trackline: {exc}", file=sys.stderr)
+        return 2
+    directories = [Path(d) for d in (args.log_dir or [_default_log_dir()])]
+    missing = [str(d) for d in directories if not d.is_dir()]
+    if missing:
+        print(f"trackline: no such log directory: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    search = find(args.tracking_id, directories, since)
+    for match in search.matches:
+        print(pretty(match) if args.pretty else match.line)
+    for problem in search.unreadable:
+        print(f"trackline: skipped unreadable file {problem}", file=sys.stderr)
+    if search.malformed:
+        print(f"trackline: skipped {search.malformed} malformed line(s)", file=sys.stderr)
+    return 0 if search.matches else 1
 
 
 def _summary(config: ServerConfig) -> str:
@@ -55,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate gunicorn.yaml, logging.yaml and app.yaml")
     check.add_argument("--conf-dir", help=conf_help)
     check.set_defaults(run=_check_config)
+    trace = commands.add_parser("trace", help="print every log line of one tracking ID, in time order")
+    trace.add_argument("tracking_id", metavar="ID")
+    trace.add_argument("--log-dir", action="append",
+                       help="log directory, repeatable (default: $TRACKLINE_LOG_DIR, $LOGS_DIRECTORY, ./logs)")
+    trace.add_argument("--since", help="only lines from this time on: ISO 8601 or a span such as 15m, 2h, 1d")
+    trace.add_argument("--pretty", action="store_true", help="a compact human view instead of JSON lines")
+    trace.set_defaults(run=_trace)
     return parser
 
 

@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from trackline.tracecontext import TraceContext
+
 #: How much of a rejected header value is kept in the log.
 REJECTED_KEEP = 64
 
@@ -17,6 +19,7 @@ DEFAULTS: dict[str, Any] = {
     "TRACKING_ID_MAX_LENGTH": 128,
     "TRACKING_ID_CHARACTERS": r"A-Za-z0-9._:@/+=-",
     "TRACKING_ID_GENERATOR": "uuid.uuid4",
+    "TRACKING_ID_FROM_TRACEPARENT": True,
 }
 
 
@@ -38,6 +41,7 @@ class TrackingPolicy:
     aliases: Sequence[str]
     pattern: re.Pattern[str]
     generate: Callable[[], str]
+    from_traceparent: bool
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> TrackingPolicy:
@@ -49,10 +53,14 @@ class TrackingPolicy:
             aliases=tuple(config["TRACKING_ID_ALIASES"]),
             pattern=re.compile(f"[{config['TRACKING_ID_CHARACTERS']}]{{1,{max_length}}}"),
             generate=_generator(config["TRACKING_ID_GENERATOR"]),
+            from_traceparent=bool(config["TRACKING_ID_FROM_TRACEPARENT"]),
         )
 
-    def resolve(self, environ: dict[str, Any]) -> tuple[str, tuple[str, str] | None]:
-        """The effective ID, and ``(header, value)`` of a rejected incoming value if one was replaced."""
+    def resolve(self, environ: dict[str, Any], trace: TraceContext | None) -> tuple[str, tuple[str, str] | None]:
+        """The effective ID, and ``(header, value)`` of a rejected incoming value if one was replaced.
+
+        Order: the header, its aliases, the trace-id of a valid ``traceparent`` (if enabled), a new ID.
+        """
         rejected = None
         for header in (self.header, *self.aliases):
             value = environ.get(environ_key(header))
@@ -61,6 +69,8 @@ class TrackingPolicy:
             if self.pattern.fullmatch(value):
                 return value, None
             rejected = rejected or (header, value)
+        if trace is not None and self.from_traceparent:
+            return trace.trace_id, rejected
         return self.generate(), rejected
 
 

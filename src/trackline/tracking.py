@@ -16,6 +16,7 @@ from werkzeug.wsgi import ClosingIterator
 
 from trackline.context import ENVIRON_KEY, get_tracking_id, set_tracking_id
 from trackline.policy import DEFAULTS, TrackingPolicy, environ_key, safe_excerpt
+from trackline.tracecontext import parse_traceparent, set_trace
 
 log = logging.getLogger("trackline.tracking")
 
@@ -33,7 +34,10 @@ class TrackingMiddleware:
         self.drop = {policy.header.lower(), "x-datetime"}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        tracking_id, rejected = self.policy.resolve(environ)
+        incoming_trace = environ.get("HTTP_TRACEPARENT")
+        trace = parse_traceparent(incoming_trace)
+        set_trace(trace)
+        tracking_id, rejected = self.policy.resolve(environ, trace)
         set_tracking_id(tracking_id)
         environ[ENVIRON_KEY] = environ[self.environ_key] = tracking_id
         if rejected is not None:
@@ -43,6 +47,8 @@ class TrackingMiddleware:
                 header,
                 extra={"rejected_tracking_id": safe_excerpt(value), "rejected_length": len(value)},
             )
+        if incoming_trace is not None and trace is None:
+            log.warning("ignored invalid traceparent", extra={"rejected_length": len(incoming_trace)})
 
         def start_with_headers(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             headers = [(name, value) for name, value in headers if name.lower() not in self.drop]
@@ -58,16 +64,18 @@ class TrackingMiddleware:
 
 
 def _leave_request() -> None:
-    """Forget the ID once the response is done, so lines logged between requests say ``null``."""
+    """Forget the ID and trace once the response is done, so lines logged between requests say ``null``."""
     set_tracking_id(None)
+    set_trace(None)
 
 
 class TrackingId:
     """Flask extension: ``TrackingId(app)`` or ``ext = TrackingId(); ext.init_app(app)``.
 
     Config keys (defaults in ``DEFAULTS``): ``TRACKING_ID_HEADER``, ``TRACKING_ID_ALIASES``,
-    ``TRACKING_ID_MAX_LENGTH``, ``TRACKING_ID_CHARACTERS`` (a regex character class body) and
-    ``TRACKING_ID_GENERATOR`` (a callable or its import path).
+    ``TRACKING_ID_MAX_LENGTH``, ``TRACKING_ID_CHARACTERS`` (a regex character class body),
+    ``TRACKING_ID_GENERATOR`` (a callable or its import path) and ``TRACKING_ID_FROM_TRACEPARENT``
+    (use a valid incoming ``traceparent``'s trace-id when no tracking header is sent).
     """
 
     def __init__(self, app: Flask | None = None) -> None:

@@ -1,5 +1,7 @@
-"""The demo API: the blog post's routes under ``/api``."""
+"""The demo API under ``/api``: the blog post's routes and the routes whose work leaves the request."""
 
-from trackline.api.common import blueprint
+from trackline.api import common, jobs
 
-__all__ = ["blueprint"]
+blueprints = (common.blueprint, jobs.blueprint)
+
+__all__ = ["blueprints"]

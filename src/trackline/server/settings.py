@@ -36,17 +36,8 @@ OWNED_SETTINGS = {
 #: Settings naming a file whose directory trackline creates if missing (like the log directory).
 RUNTIME_FILES = frozenset({"pidfile", "control_socket"})
 
-#: Flask config keys app.yaml may set (the tracking-ID policy and the request size limit).
-APP_KEYS = frozenset(
-    {
-        "TRACKING_ID_HEADER",
-        "TRACKING_ID_ALIASES",
-        "TRACKING_ID_MAX_LENGTH",
-        "TRACKING_ID_CHARACTERS",
-        "TRACKING_ID_GENERATOR",
-        "MAX_CONTENT_LENGTH",
-    }
-)
+#: Flask config keys app.yaml may set: the tracking-ID policy, the request size limit, the demo's downstream.
+APP_KEYS = frozenset(DEFAULTS) | {"MAX_CONTENT_LENGTH", "DOWNSTREAM_URL"}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,55 @@
+"""Demo routes whose work leaves the request: a background job and a call to a downstream service."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from http import HTTPStatus
+
+from flask import Blueprint, current_app
+
+from trackline import propagation
+from trackline.responses import Fail, JsonResponse, Success
+
+log = logging.getLogger("trackline.jobs")
+
+blueprint = Blueprint("job_apis", __name__, url_prefix="/api")
+
+#: How long the demo job works after its request has returned.
+JOB_SECONDS = 0.2
+DOWNSTREAM_TIMEOUT = 5.0
+
+
+def _run_job(job_id: str) -> None:
+    log.info("job started", extra={"job_id": job_id})
+    time.sleep(JOB_SECONDS)
+    log.info("job done", extra={"job_id": job_id})
+
+
+@blueprint.post("/jobs")
+def start_job() -> JsonResponse:
+    """Start a background job and answer 202 at once; its log lines carry this request's tracking ID."""
+    job_id = uuid.uuid4().hex
+    propagation.start_thread(_run_job, job_id)
+    return JsonResponse(data={"job_id": job_id}, code=HTTPStatus.ACCEPTED, msg="job accepted")
+
+
+@blueprint.get("/relay")
+def relay() -> JsonResponse:
+    """Call ``DOWNSTREAM_URL``/api/health with this request's tracking ID and ``traceparent``."""
+    base = current_app.config.get("DOWNSTREAM_URL")
+    if not base:
+        return Fail(msg="DOWNSTREAM_URL is not configured", code=HTTPStatus.SERVICE_UNAVAILABLE)
+    header = current_app.config["TRACKING_ID_HEADER"]
+    url = f"{base.rstrip('/')}/api/health"
+    try:
+        with propagation.urlopen(url, header=header, timeout=DOWNSTREAM_TIMEOUT) as resp:
+            body = json.load(resp)
+            status = resp.status
+    except (OSError, ValueError) as exc:  # URLError and timeouts are OSErrors
+        log.error("downstream call failed: %s", url, extra={"error": str(exc)})
+        return Fail(msg="downstream call failed", code=HTTPStatus.BAD_GATEWAY)
+    log.info("downstream answered", extra={"downstream_url": url, "downstream_status": status})
+    return Success(data={"downstream_status": status, "downstream": body})
