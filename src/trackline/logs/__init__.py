@@ -1,0 +1,16 @@
+"""JSON logging for trackline: the formatter, the tracking-ID filter and the YAML dictConfig loader.
+
+Free of Flask imports: gunicorn's master imports these before its workers exist.
+"""
+
+from trackline.logs.filters import TrackingIdFilter
+from trackline.logs.formatter import JsonFormatter
+from trackline.logs.setup import configure_logging, load_logging_config, validate_logging_config
+
+__all__ = [
+    "JsonFormatter",
+    "TrackingIdFilter",
+    "configure_logging",
+    "load_logging_config",
+    "validate_logging_config",
+]

@@ -1,0 +1,130 @@
+"""Load ``logging.yaml`` (a dictConfig document), check it without side effects, and apply it."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+import logging.config
+import os
+from pathlib import Path
+from typing import Any
+
+from trackline.config import ConfigError, read_yaml
+
+LOGGING_FILE = "logging.yaml"
+
+
+def load_logging_config(path: Path) -> dict[str, Any]:
+    """Read ``path`` into a dictConfig dict, with ``${VAR:-default}`` expanded and its log directories created."""
+    config = read_yaml(path)
+    if config.get("version") != 1:
+        raise ConfigError(f"{path}: 'version: 1' is required (this is a logging.config.dictConfig document)")
+    for name, handler in _handlers(config, path).items():
+        if "filename" in handler:
+            _prepare_log_file(Path(str(handler["filename"])), f"{path}: handler {name!r}")
+    return config
+
+
+def validate_logging_config(config: dict[str, Any], path: Path) -> None:
+    """Build every formatter, filter and handler of ``config`` without touching the running logging setup.
+
+    File handlers are built with ``delay=True`` so no file is opened; writability was checked on load.
+    """
+    trial = copy.deepcopy(config)
+    for handler in _handlers(trial, path).values():
+        _delay_file_opening(handler)
+    configurator = logging.config.DictConfigurator(trial)
+    built: list[logging.Handler] = []
+    try:
+        for section, build in (
+            ("formatters", configurator.configure_formatter),
+            ("filters", configurator.configure_filter),
+            ("handlers", configurator.configure_handler),
+        ):
+            items = configurator.config.get(section, {})
+            for name in list(items):
+                try:
+                    items[name] = build(items[name])
+                except Exception as exc:  # dictConfig raises anything a user class raises
+                    raise ConfigError(f"{path}: {section[:-1]} {name!r}: {_reason(exc)}") from None
+                if section == "handlers":
+                    built.append(items[name])
+        _check_loggers(trial, path)
+    finally:
+        for handler in built:
+            handler.close()
+
+
+def configure_logging(path: Path) -> dict[str, Any]:
+    """Load, check and apply ``path``; return the applied config (gunicorn takes it as ``logconfig_dict``)."""
+    config = load_logging_config(path)
+    validate_logging_config(config, path)
+    try:
+        logging.config.dictConfig(config)
+    except Exception as exc:
+        raise ConfigError(f"{path}: {_reason(exc)}") from None
+    return config
+
+
+def _handlers(config: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
+    handlers = config.get("handlers") or {}
+    if not isinstance(handlers, dict) or not all(isinstance(h, dict) for h in handlers.values()):
+        raise ConfigError(f"{path}: 'handlers' must map handler names to mappings")
+    return handlers
+
+
+def _prepare_log_file(file: Path, where: str) -> None:
+    """Create the log directory if missing; fail with one line if the file could not be written."""
+    directory = file.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot create log directory {directory}: {exc.strerror or exc}") from None
+    if not directory.is_dir():
+        raise ConfigError(f"{where}: {directory} is not a directory")
+    if file.exists():
+        if not os.access(file, os.W_OK):
+            raise ConfigError(f"{where}: log file {file} is not writable")
+    elif not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(f"{where}: log directory {directory} is not writable")
+
+
+def _delay_file_opening(handler: dict[str, Any]) -> None:
+    target = handler.get("class") or handler.get("()")
+    if not isinstance(target, str):
+        return
+    try:
+        klass = logging.config.BaseConfigurator({}).resolve(target)
+    except (ImportError, ValueError):
+        return  # reported with the handler's name when it is built
+    if isinstance(klass, type) and issubclass(klass, logging.FileHandler):
+        if "delay" in inspect.signature(klass).parameters:
+            handler["delay"] = True
+
+
+def _check_loggers(config: dict[str, Any], path: Path) -> None:
+    handlers = set(config.get("handlers") or {})
+    loggers = dict(config.get("loggers") or {})
+    if "root" in config:
+        loggers["root"] = config["root"]
+    for name, logger in loggers.items():
+        if not isinstance(logger, dict):
+            raise ConfigError(f"{path}: logger {name!r} must be a mapping")
+        for handler in logger.get("handlers") or []:
+            if handler not in handlers:
+                raise ConfigError(f"{path}: logger {name!r} uses undefined handler {handler!r}")
+        if "level" in logger:
+            try:
+                logging._checkLevel(logger["level"])  # the check dictConfig itself applies
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{path}: logger {name!r}: {exc}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost useful message of a dictConfig error chain, on one line."""
+    parts = []
+    while exc is not None:
+        parts.append(str(exc) or type(exc).__name__)
+        exc = exc.__cause__
+    return ": ".join(parts).replace("\n", " ")
