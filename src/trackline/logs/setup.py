@@ -123,8 +123,10 @@ def _check_loggers(config: dict[str, Any], path: Path) -> None:
 
 def _reason(exc: BaseException) -> str:
     """The innermost useful message of a dictConfig error chain, on one line."""
-    parts = []
+    reason = ""
     while exc is not None:
-        parts.append(str(exc) or type(exc).__name__)
+        text = str(exc) or type(exc).__name__
+        if text not in reason:  # dictConfig often repeats its cause inside its own message
+            reason = f"{reason}: {text}" if reason else text
         exc = exc.__cause__
-    return ": ".join(parts).replace("\n", " ")
+    return reason.replace("\n", " ")
