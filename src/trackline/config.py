@@ -50,7 +50,7 @@ def _expand_tree(node: Any, env: Mapping[str, str], where: str) -> Any:
     if isinstance(node, str):
         return expand_env(node, env, where) if "${" in node else node
     if isinstance(node, dict):
-        return {key: _expand_tree(value, env, f"{where}.{key}") for key, value in node.items()}
+        return {key: _expand_tree(value, env, f"{where}.{key}" if where else str(key)) for key, value in node.items()}
     if isinstance(node, list):
         return [_expand_tree(value, env, f"{where}[{i}]") for i, value in enumerate(node)]
     return node
@@ -73,4 +73,7 @@ def read_yaml(path: Path, env: Mapping[str, str] | None = None) -> dict[str, Any
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, found {type(data).__name__}")
-    return _expand_tree(data, os.environ if env is None else env, str(path))
+    try:
+        return _expand_tree(data, os.environ if env is None else env, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

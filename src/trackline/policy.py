@@ -67,7 +67,7 @@ class TrackingPolicy:
             if value is None:
                 continue
             if self.pattern.fullmatch(value):
-                return value, None
+                return value, rejected
             rejected = rejected or (header, value)
         if trace is not None and self.from_traceparent:
             return trace.trace_id, rejected

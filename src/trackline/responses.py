@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import date, time
 from http import HTTPStatus
 from typing import Any
 
@@ -15,6 +16,13 @@ from trackline.context import get_tracking_id
 log = logging.getLogger("trackline.responses")
 
 
+def _json_default(value: Any) -> str:
+    """How data JSON cannot encode is sent: ISO 8601 for dates and times, ``str()`` for anything else."""
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    return str(value)
+
+
 def _describe(outcome: str) -> str:
     """The post's default message: ``"GET /api/health success"``."""
     if has_request_context():
@@ -23,7 +31,7 @@ def _describe(outcome: str) -> str:
 
 
 class JsonResponse(Response):
-    """A JSON envelope response whose ``code`` is its HTTP status. Data JSON cannot encode is sent as text."""
+    """A JSON envelope response whose ``code`` is its HTTP status; data JSON cannot encode is sent as text."""
 
     default_mimetype = "application/json"
     status_code_default = HTTPStatus.OK
@@ -33,7 +41,7 @@ class JsonResponse(Response):
         status = int(code if code is not None else self.status_code_default)
         try:
             body = json.dumps({"code": status, "msg": msg or _describe(self.outcome), "data": data},
-                              ensure_ascii=False, default=str)
+                              ensure_ascii=False, default=_json_default)
         except (TypeError, ValueError):  # e.g. non-string keys or a circular reference
             log.exception("response data could not be serialized")
             status = HTTPStatus.INTERNAL_SERVER_ERROR
