@@ -1,0 +1,246 @@
+"""JSON logs from conf/logging.yaml: the contract on every line, extras, static fields, ${VAR:-default}, threads.
+
+Also home of the unit fixtures shared with test_envelope.py and test_tracking_id.py (imported from here:
+a tests/unit/conftest.py would shadow tests/conftest.py for ``from conftest import ...``).
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import CONF, assert_contract, read_json_lines
+from flask import Flask
+from flask.testing import FlaskClient
+
+import trackline
+from trackline.logs import configure_logging
+from trackline.responses import Success
+
+LogReader = Callable[..., list[dict[str, Any]]]
+
+
+class ServerLikeClient(FlaskClient):
+    """A test client that reads and closes every response, as a WSGI server does."""
+
+    def open(self, *args: Any, buffered: bool = True, **kwargs: Any) -> Any:
+        return super().open(*args, buffered=buffered, **kwargs)
+
+
+def client_for(app: Flask) -> FlaskClient:
+    app.test_client_class = ServerLikeClient
+    return app.test_client()
+
+
+@pytest.fixture
+def app() -> Flask:
+    return trackline.create_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return client_for(app)
+
+
+def _loggers() -> dict[str, logging.Logger]:
+    loggers = {name: lg for name, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+    return {"": logging.getLogger(), **loggers}
+
+
+@pytest.fixture
+def clean_logging() -> Iterator[None]:
+    """Undo whatever logging config a test applies: close its handlers, restore every logger's state."""
+    saved = {name: (lg.handlers[:], lg.level, lg.propagate, lg.disabled) for name, lg in _loggers().items()}
+    yield
+    for name, logger in _loggers().items():
+        handlers, level, propagate, disabled = saved.get(name, ([], logging.NOTSET, True, False))
+        for handler in logger.handlers:
+            if handler not in handlers:
+                handler.close()
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate, logger.disabled = propagate, disabled
+
+
+@pytest.fixture
+def logging_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of conf/logging.yaml whose files go to tmp_path/logs (TRACKLINE_LOG_DIR)."""
+    monkeypatch.setenv("TRACKLINE_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.delenv("TRACKLINE_LOG_LEVEL", raising=False)
+    return Path(shutil.copy(CONF / "logging.yaml", tmp_path / "logging.yaml"))
+
+
+@pytest.fixture
+def logged(logging_yaml: Path, clean_logging: None) -> LogReader:
+    """Logging configured from the YAML copy; returns ``read(name="app.log")``: its lines, contract-checked."""
+    configure_logging(logging_yaml)
+
+    def read(name: str = "app.log") -> list[dict[str, Any]]:
+        records = read_json_lines(logging_yaml.parent / "logs" / name)
+        for record in records:
+            assert_contract(record)
+        return records
+
+    return read
+
+
+def edit_yaml(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Apply ``edit`` to the parsed YAML at ``path`` and write it back."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    edit(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def test_every_line_of_every_file_is_json_with_the_contract(logged: LogReader, client: FlaskClient) -> None:
+    client.get("/api/health")
+    client.get("/api/error")
+    client.get("/api/health", headers={"X-Tracking-ID": "bad id\t\"\\"})
+    logging.getLogger("gunicorn.error").info("boot")
+    logging.getLogger("gunicorn.access").info("request")
+    app_lines = logged("app.log")
+    assert {r["level"] for r in app_lines} == {"INFO", "WARNING", "ERROR"}
+    assert all(re.fullmatch(r"[\w.]+\.py:\d+", r["loc"]) and r["func"] for r in app_lines)
+    assert [r["logger"] for r in logged("error.log")] == ["gunicorn.error"]
+    assert [r["logger"] for r in logged("access.log")] == ["gunicorn.access"]
+
+
+@pytest.mark.parametrize(("tz", "offset"), [("CST-8", "+08:00"), ("NST+3:30", "-03:30"), ("UTC0", "+00:00")])
+def test_timestamp_has_milliseconds_and_the_local_offset(
+    tz: str, offset: str, logged: LogReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as local:
+        local.setenv("TZ", tz)
+        time.tzset()
+        try:
+            logging.getLogger("trackline.test").info("now")
+        finally:
+            local.undo()
+            time.tzset()
+    [record] = logged()
+    assert record["@timestamp"].endswith(offset)
+    stamp = datetime.fromisoformat(record["@timestamp"])
+    assert abs(stamp - datetime.now(timezone.utc)) < timedelta(minutes=5)
+
+
+def test_health_logs_one_line_with_location_and_the_request_id(logged: LogReader, client: FlaskClient) -> None:
+    client.get("/api/health", headers={"X-Tracking-ID": "req-1"})
+    [record] = logged()
+    assert record["tracking_id"] == "req-1"
+    assert record["message"] == "Health check"
+    assert record["logger"] == "trackline.api"
+    assert record["func"] == "health_check"
+    assert record["loc"].startswith("common.py:")
+    assert "exc_info" not in record
+
+
+def test_extra_keys_become_top_level_fields(logged: LogReader) -> None:
+    logging.getLogger("trackline.test").info("order paid", extra={"order_id": 42, "amount": 9.5, "tags": ["a"]})
+    [record] = logged()
+    assert (record["order_id"], record["amount"], record["tags"]) == (42, 9.5, ["a"])
+    assert "extra" not in record
+
+
+def test_static_fields_from_yaml_are_on_every_line(logging_yaml: Path, clean_logging: None) -> None:
+    def add_static(config: dict[str, Any]) -> None:
+        config["formatters"]["json"]["static_fields"] = {"service": "trackline", "env": "test"}
+
+    edit_yaml(logging_yaml, add_static)
+    configure_logging(logging_yaml)
+    logging.getLogger("trackline.test").info("one")
+    logging.getLogger("trackline.test").warning("two")
+    records = read_json_lines(logging_yaml.parent / "logs" / "app.log")
+    assert [(r["message"], r["service"], r["env"]) for r in records] == [
+        ("one", "trackline", "test"), ("two", "trackline", "test")]
+
+
+def test_location_false_drops_loc_and_func(logged: LogReader) -> None:
+    logging.getLogger("gunicorn.access").info("GET /")
+    logging.getLogger("gunicorn.error").info("boot")
+    [access] = logged("access.log")
+    [error] = logged("error.log")
+    assert "loc" not in access and "func" not in access
+    assert error["loc"] and error["func"]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected_dir"),
+    [
+        ({"TRACKLINE_LOG_DIR": "set/by/var"}, "set/by/var"),
+        ({}, "logs"),
+        ({"TRACKLINE_LOG_DIR": ""}, "logs"),
+        ({"LOGS_DIRECTORY": "systemd/logs"}, "systemd/logs"),
+        ({"TRACKLINE_LOG_DIR": "wins", "LOGS_DIRECTORY": "systemd/logs"}, "wins"),
+    ],
+    ids=["set", "unset-default", "empty-default", "nested-default", "outer-wins"],
+)
+def test_var_default_expansion_picks_the_log_dir(
+    env: dict[str, str], expected_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_logging: None
+) -> None:
+    """``${TRACKLINE_LOG_DIR:-${LOGS_DIRECTORY:-logs}}``: the directory is created and the line lands there."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("TRACKLINE_LOG_DIR", "LOGS_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config = configure_logging(CONF / "logging.yaml")
+    assert config["handlers"]["app_file"]["filename"] == f"{expected_dir}/app.log"
+    logging.getLogger("trackline.test").info("here")
+    assert [r["message"] for r in read_json_lines(tmp_path / expected_dir / "app.log")] == ["here"]
+
+
+def test_logging_at_import_time_before_any_app(logging_yaml: Path) -> None:
+    """A module logging as it is imported: no Flask, no app, no request; the line says tracking_id null."""
+    script = (
+        "import logging, sys, pathlib, trackline.logs\n"
+        "trackline.logs.configure_logging(pathlib.Path(sys.argv[1]))\n"
+        "logging.getLogger('trackline.early').info('imported')\n"
+        "print('flask' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(logging_yaml)], capture_output=True, text=True,
+                          timeout=60)
+    assert (done.returncode, done.stderr, done.stdout) == (0, "", "False\n")
+    [record] = read_json_lines(logging_yaml.parent / "logs" / "app.log")
+    assert_contract(record)
+    assert (record["message"], record["tracking_id"]) == ("imported", None)
+
+
+def _log_in_plain_thread(message: str) -> list[BaseException]:
+    """Log ``message`` from a plain ``threading.Thread``; return what it raised."""
+    raised: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            logging.getLogger("trackline.worker").info(message)
+        except BaseException as exc:  # noqa: BLE001 - the test asserts nothing is raised
+            raised.append(exc)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(10)
+    return raised
+
+
+def test_plain_thread_logs_with_null_tracking_id(logged: LogReader, app: Flask) -> None:
+    @app.get("/spawn")
+    def spawn() -> Success:
+        return Success(data=[repr(exc) for exc in _log_in_plain_thread("in a thread started by a request")])
+
+    outside = _log_in_plain_thread("in a thread outside any request")
+    response = client_for(app).get("/spawn", headers={"X-Tracking-ID": "req-thread"})
+    assert (outside, response.json["data"]) == ([], [])
+    by_message = {r["message"]: r for r in logged()}
+    assert by_message["in a thread outside any request"]["tracking_id"] is None
+    assert by_message["in a thread started by a request"]["tracking_id"] is None
+
