@@ -52,7 +52,7 @@ def spawn(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def outgoing_headers(headers: Mapping[str, str] | None = None, header: str = DEFAULT_HEADER) -> dict[str, str]:
-    """``headers`` plus the current tracking ID and, under a W3C trace, a child ``traceparent``."""
+    """``headers`` plus the current tracking ID and, under a W3C trace, a child ``traceparent`` (+ ``tracestate``)."""
     result = dict(headers or {})
     tracking_id = get_tracking_id()
     if tracking_id is not None:
@@ -60,6 +60,8 @@ def outgoing_headers(headers: Mapping[str, str] | None = None, header: str = DEF
     trace = get_trace()
     if trace is not None:
         result["traceparent"] = trace.child_traceparent()
+        if trace.tracestate:
+            result["tracestate"] = trace.tracestate
     return result
 
 

@@ -14,6 +14,7 @@ _TRACEPARENT = re.compile(
     r"(?P<version>[0-9a-f]{2})-(?P<trace_id>[0-9a-f]{32})-(?P<parent_id>[0-9a-f]{16})-(?P<flags>[0-9a-f]{2})"
     r"(?P<rest>-.*)?"
 )
+_TRACESTATE = re.compile(r"[\x20-\x7e]{1,512}")  # printable ASCII, the spec's 512-character limit
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 
@@ -26,14 +27,18 @@ class TraceContext:
     span_id: str
     parent_id: str
     flags: str
+    tracestate: str | None = None
 
     def child_traceparent(self) -> str:
         """The ``traceparent`` for an outgoing call made while serving this request (we are its parent)."""
         return f"00-{self.trace_id}-{self.span_id}-{self.flags}"
 
 
-def parse_traceparent(value: str | None) -> TraceContext | None:
-    """A new server span for a valid incoming ``traceparent``; ``None`` for a missing or invalid one."""
+def parse_traceparent(value: str | None, tracestate: str | None = None) -> TraceContext | None:
+    """A new server span for a valid incoming ``traceparent``; ``None`` for a missing or invalid one.
+
+    A ``tracestate`` is kept (to be passed on unchanged) only alongside a valid ``traceparent``.
+    """
     if not value:
         return None
     match = _TRACEPARENT.fullmatch(value.strip())
@@ -44,7 +49,10 @@ def parse_traceparent(value: str | None) -> TraceContext | None:
         return None
     if version == "00" and rest is not None:  # version 00 has exactly four fields
         return None
-    return TraceContext(trace_id=trace_id, span_id=new_span_id(), parent_id=parent_id, flags=flags)
+    state = tracestate.strip() if tracestate else None
+    if state is not None and not _TRACESTATE.fullmatch(state):
+        state = None
+    return TraceContext(trace_id=trace_id, span_id=new_span_id(), parent_id=parent_id, flags=flags, tracestate=state)
 
 
 def new_span_id() -> str:

@@ -35,7 +35,7 @@ class TrackingMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         incoming_trace = environ.get("HTTP_TRACEPARENT")
-        trace = parse_traceparent(incoming_trace)
+        trace = parse_traceparent(incoming_trace, environ.get("HTTP_TRACESTATE"))
         set_trace(trace)
         tracking_id, rejected = self.policy.resolve(environ, trace)
         set_tracking_id(tracking_id)

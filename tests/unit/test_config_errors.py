@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import CONF, TRACKLINE
-from test_json_logs import clean_logging, edit_yaml  # noqa: F401
+from conftest import edit_yaml
 
 from trackline.config import ConfigError
 from trackline.logs import configure_logging

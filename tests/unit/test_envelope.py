@@ -9,7 +9,7 @@ from unittest.mock import patch
 import pytest
 from flask import Flask, request
 from flask.testing import FlaskClient
-from test_json_logs import LogReader, app, client, client_for, clean_logging, logged, logging_yaml  # noqa: F401
+from conftest import LogReader, client_for
 
 import trackline
 from trackline import responses

@@ -1,106 +1,25 @@
-"""JSON logs from conf/logging.yaml: the contract on every line, extras, static fields, ${VAR:-default}, threads.
-
-Also home of the unit fixtures shared with test_envelope.py and test_tracking_id.py (imported from here:
-a tests/unit/conftest.py would shadow tests/conftest.py for ``from conftest import ...``).
-"""
+"""JSON logs from conf/logging.yaml: the contract on every line, extras, static fields, ${VAR:-default}, threads."""
 
 from __future__ import annotations
 
 import logging
 import logging.config
 import re
-import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from conftest import CONF, assert_contract, read_json_lines
+from conftest import CONF, LogReader, assert_contract, client_for, edit_yaml, read_json_lines
 from flask import Flask
 from flask.testing import FlaskClient
 
-import trackline
 from trackline.logs import configure_logging
 from trackline.responses import Success
-
-LogReader = Callable[..., list[dict[str, Any]]]
-
-
-class ServerLikeClient(FlaskClient):
-    """A test client that reads and closes every response, as a WSGI server does."""
-
-    def open(self, *args: Any, buffered: bool = True, **kwargs: Any) -> Any:
-        return super().open(*args, buffered=buffered, **kwargs)
-
-
-def client_for(app: Flask) -> FlaskClient:
-    app.test_client_class = ServerLikeClient
-    return app.test_client()
-
-
-@pytest.fixture
-def app() -> Flask:
-    return trackline.create_app()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return client_for(app)
-
-
-def _loggers() -> dict[str, logging.Logger]:
-    loggers = {name: lg for name, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
-    return {"": logging.getLogger(), **loggers}
-
-
-@pytest.fixture
-def clean_logging() -> Iterator[None]:
-    """Undo whatever logging config a test applies: close its handlers, restore every logger's state."""
-    saved = {name: (lg.handlers[:], lg.level, lg.propagate, lg.disabled) for name, lg in _loggers().items()}
-    yield
-    for name, logger in _loggers().items():
-        handlers, level, propagate, disabled = saved.get(name, ([], logging.NOTSET, True, False))
-        for handler in logger.handlers:
-            if handler not in handlers:
-                handler.close()
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
-        logger.propagate, logger.disabled = propagate, disabled
-
-
-@pytest.fixture
-def logging_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of conf/logging.yaml whose files go to tmp_path/logs (TRACKLINE_LOG_DIR)."""
-    monkeypatch.setenv("TRACKLINE_LOG_DIR", str(tmp_path / "logs"))
-    monkeypatch.delenv("TRACKLINE_LOG_LEVEL", raising=False)
-    return Path(shutil.copy(CONF / "logging.yaml", tmp_path / "logging.yaml"))
-
-
-@pytest.fixture
-def logged(logging_yaml: Path, clean_logging: None) -> LogReader:
-    """Logging configured from the YAML copy; returns ``read(name="app.log")``: its lines, contract-checked."""
-    configure_logging(logging_yaml)
-
-    def read(name: str = "app.log") -> list[dict[str, Any]]:
-        records = read_json_lines(logging_yaml.parent / "logs" / name)
-        for record in records:
-            assert_contract(record)
-        return records
-
-    return read
-
-
-def edit_yaml(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
-    """Apply ``edit`` to the parsed YAML at ``path`` and write it back."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    edit(data)
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 
 def test_every_line_of_every_file_is_json_with_the_contract(logged: LogReader, client: FlaskClient) -> None:

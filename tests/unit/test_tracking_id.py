@@ -8,7 +8,7 @@ import uuid
 import pytest
 from flask import Flask, g, request
 from flask.testing import FlaskClient
-from test_json_logs import LogReader, app, client, client_for, clean_logging, logged, logging_yaml  # noqa: F401
+from conftest import LogReader, client_for
 
 import trackline
 from trackline import get_tracking_id

@@ -9,7 +9,7 @@ from trackline.tracecontext import get_trace
 
 
 class TrackingIdFilter(logging.Filter):
-    """Sets ``record.tracking_id`` (and ``trace_id``/``span_id`` under a W3C trace) from the current context.
+    """Sets ``record.tracking_id`` (and ``trace_id``/``span_id``/``parent_span_id`` under a W3C trace).
 
     Values the caller passed with ``extra=`` are kept.
     """
@@ -21,4 +21,5 @@ class TrackingIdFilter(logging.Filter):
         if trace is not None and not hasattr(record, "trace_id"):
             record.trace_id = trace.trace_id
             record.span_id = trace.span_id
+            record.parent_span_id = trace.parent_id
         return True

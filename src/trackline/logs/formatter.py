@@ -1,9 +1,16 @@
-"""The JSON line formatter that writes trackline's log contract (see README, "Log format")."""
+"""The JSON line formatter that writes trackline's log contract (see README, "Log format").
+
+Every request writes two lines through it, so it avoids per-line work python-json-logger repeats: the
+date-time and UTC offset of the timestamp are rendered once per second, the JSON encoder is built once, and a
+record's extra attributes are looked for only when a set difference says it has some (docs/benchmarks.md).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
@@ -13,14 +20,19 @@ from pythonjsonlogger.json import JsonFormatter as _PjlJsonFormatter
 _NOT_EXTRA = frozenset(RESERVED_ATTRS) | {"tracking_id", "taskName", "message"}
 
 
+def _second_parts(second: int) -> tuple[str, str]:
+    """The local date-time and the UTC offset of a timestamp in ``second``: the text around its milliseconds."""
+    local = time.localtime(second)
+    offset = local.tm_gmtoff
+    hours, minutes = divmod(abs(offset) // 60, 60)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", local), f"{'-' if offset < 0 else '+'}{hours:02d}:{minutes:02d}"
+
+
 def iso_timestamp(created: float) -> str:
     """``created`` as local ISO 8601 with milliseconds and UTC offset: ``2026-01-17T16:44:37.123+08:00``."""
-    local = time.localtime(created)
-    offset = local.tm_gmtoff
-    sign = "-" if offset < 0 else "+"
-    hours, minutes = divmod(abs(offset) // 60, 60)
-    millis = int(created * 1000) % 1000
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', local)}.{millis:03d}{sign}{hours:02d}:{minutes:02d}"
+    second, millis = divmod(int(created * 1000), 1000)
+    head, tail = _second_parts(second)
+    return f"{head}.{millis:03d}{tail}"
 
 
 class JsonFormatter(_PjlJsonFormatter):
@@ -34,9 +46,27 @@ class JsonFormatter(_PjlJsonFormatter):
         super().__init__(*args, **kwargs)
         self.location = location
         self._skip_fields |= _NOT_EXTRA
+        self._second: tuple[int, str, str] = (-1, "", "")
+        self._encode = self._make_encoder()
+
+    def _make_encoder(self) -> Callable[[dict[str, Any]], str]:
+        """``json.dumps`` with this formatter's options, its encoder built once instead of once per line."""
+        if self.json_serializer is not json.dumps:
+            return super().jsonify_log_record
+        encoder_class = self.json_encoder or json.JSONEncoder
+        return encoder_class(default=self.json_default, indent=self.json_indent,
+                             ensure_ascii=self.json_ensure_ascii).encode
+
+    def _timestamp(self, created: float) -> str:
+        """``iso_timestamp(created)``, rendering the date-time and offset only when the second changes."""
+        second, millis = divmod(int(created * 1000), 1000)
+        cached = self._second
+        if cached[0] != second:
+            cached = self._second = (second, *_second_parts(second))
+        return f"{cached[1]}.{millis:03d}{cached[2]}"
 
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
-        log_data["@timestamp"] = iso_timestamp(record.created)
+        log_data["@timestamp"] = self._timestamp(record.created)
         log_data["level"] = record.levelname
         log_data["logger"] = record.name
         log_data["tracking_id"] = getattr(record, "tracking_id", None)
@@ -45,8 +75,15 @@ class JsonFormatter(_PjlJsonFormatter):
         if self.location:
             log_data["loc"] = f"{record.filename}:{record.lineno}"
             log_data["func"] = record.funcName
-        log_data.update(self.static_fields)
-        for key, value in record.__dict__.items():
-            if key not in self._skip_fields and not key.startswith("_"):
-                log_data[key] = value
+        if self.static_fields:
+            log_data.update(self.static_fields)
+        attributes = record.__dict__
+        extra = attributes.keys() - self._skip_fields
+        if extra:  # in the record's order, as they were passed
+            for key, value in attributes.items():
+                if key in extra and not key.startswith("_"):
+                    log_data[key] = value
         log_data.update(message_dict)
+
+    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
+        return self._encode(log_data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -92,7 +93,7 @@ def find(tracking_id: str, directories: Iterable[Path], since: datetime | None =
                 if record.get("tracking_id") != tracking_id or (since and moment < since):
                     continue
                 search.matches.append(Match(moment, str(path), number, line.rstrip("\n"), record))
-        except (OSError, EOFError) as exc:  # unreadable, or a .gz still being written by logrotate
+        except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a damaged / half-written .gz
             search.unreadable.append(f"{path}: {exc}")
     search.matches.sort()
     return search
@@ -102,7 +103,7 @@ def pretty(match: Match) -> str:
     """A compact human view of one line."""
     record = match.record
     source = Path(match.source).name
-    when = match.timestamp.strftime("%H:%M:%S.%f")[:-3]
+    when = match.timestamp.astimezone().strftime("%H:%M:%S.%f")[:-3]  # one zone for the merged view
     text = record.get("message", "")
     if "status_code" in record:
         text = f"{record.get('request_method')} {record.get('request_path')} -> {record.get('status_code')}" \

@@ -1,0 +1,186 @@
+"""`trackline trace ID`: one request's lines from current, rotated and gzipped files, merged in time order."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import TRACKLINE
+
+ID = "req-1"
+#: Two zones, so that merging must compare instants, not timestamp strings.
+PLUS8 = timezone(timedelta(hours=8))
+BASE = datetime(2026, 1, 17, 16, 44, 0, tzinfo=PLUS8)
+
+
+def line(moment: datetime, tracking_id: str | None, message: str, **fields: Any) -> str:
+    """One log line as trackline writes it."""
+    return json.dumps({"@timestamp": moment.isoformat(timespec="milliseconds"), "level": "INFO",
+                       "logger": "trackline.api", "tracking_id": tracking_id, "message": message, "pid": 7,
+                       **fields})
+
+
+def at(seconds: float, zone: timezone = PLUS8) -> datetime:
+    return (BASE + timedelta(seconds=seconds)).astimezone(zone)
+
+
+def write(path: Path, rows: list[str]) -> None:
+    text = "".join(f"{row}\n" for row in rows).encode()
+    path.write_bytes(gzip.compress(text) if path.suffix == ".gz" else text)
+
+
+def trace(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(TRACKLINE), "trace", *args], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, **(env or {})})
+
+
+#: ``ID``'s lines as (file, line), in the order the output must have.
+EXPECTED = [
+    ("app.log-20260101-1.gz", line(at(0), ID, "oldest, rotated and gzipped")),
+    ("access.log.1", line(at(1), ID, "GET /api/relay 200", logger="gunicorn.access", request_method="GET",
+                          request_path="/api/relay", status_code=200, request_time=0.012)),
+    ("app.log", line(at(2, timezone.utc), ID, "logged in UTC")),
+    ("error.log", line(at(3), ID, "worker error", level="ERROR", exc_info="Traceback (most recent call last)\n"
+                                                                           "ValueError: boom")),
+    ("app.log", line(at(5), ID, "newest")),
+]
+#: Lines of other IDs: one a superstring of ``ID``, one mentioning ``ID`` only in its message, one outside requests.
+OTHERS = [
+    ("app.log-20260101-1.gz", line(at(0.5), "req-10", "another request")),
+    ("access.log.1", line(at(-1), "req-2", "GET /api/health 200")),
+    ("app.log", line(at(1.5), "req-2", f"retrying what {ID} started")),
+    ("app.log", line(at(4), None, "no request")),
+    ("error.log", line(at(2.5), "req-10", "another error")),
+    ("access.log", line(at(3.5), "req-2", "GET /api/names 200")),
+]
+#: Broken lines for the middle of app.log; only the one that contains the ID could have matched.
+BROKEN = [f'{{"@timestamp": "2026-01-17T16:44:02.500+08:00", "tracking_id": "{ID}", "mess', "not json at all"]
+
+
+def build(directory: Path, entries: list[tuple[str, str]], broken: list[str] = ()) -> Path:
+    """Write ``entries`` into their files under ``directory``, ``broken`` in the middle of app.log."""
+    directory.mkdir()
+    files: dict[str, list[str]] = {}
+    for name, row in entries:
+        files.setdefault(name, []).append(row)
+    files["app.log"][1:1] = broken
+    for name, rows in files.items():
+        write(directory / name, rows)
+    return directory
+
+
+@pytest.fixture
+def log_dir(tmp_path: Path) -> Path:
+    """A hand-written log dir: current, plain rotated and gzipped files, lines out of file order."""
+    return build(tmp_path / "logs", EXPECTED + OTHERS, BROKEN)
+
+
+def test_prints_exactly_the_ids_lines_in_time_order(log_dir):
+    result = trace(ID, "--log-dir", str(log_dir))
+    assert result.stdout.splitlines() == [row for _, row in EXPECTED]
+    assert result.stderr.splitlines() == ["trackline: skipped 1 malformed line(s)"]
+    assert result.returncode == 0
+
+
+def test_pretty_prints_one_compact_line_per_record(log_dir):
+    result = trace(ID, "--log-dir", str(log_dir), "--pretty", env={"TZ": "CST-8"})  # shown in local time
+    assert result.returncode == 0
+    rows = result.stdout.splitlines()
+    assert len(rows) == len(EXPECTED) + 2  # the traceback's two lines, indented under its record
+    assert not any(row.lstrip().startswith("{") for row in rows)
+    assert rows[0].startswith("16:44:00.000 ")
+    assert "oldest, rotated and gzipped" in rows[0] and "app.log-20260101-1.gz" in rows[0]
+    assert "GET /api/relay -> 200" in rows[1] and "access.log.1" in rows[1]
+    assert "logged in UTC" in rows[2]
+    assert "ERROR" in rows[3] and "worker error" in rows[3]
+    assert rows[4:6] == ["    Traceback (most recent call last)", "    ValueError: boom"]
+    assert "newest" in rows[6]
+
+
+def test_log_dir_defaults_to_trackline_log_dir(log_dir):
+    result = trace(ID, env={"TRACKLINE_LOG_DIR": str(log_dir)})
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [row for _, row in EXPECTED]
+
+
+def test_unknown_id_exits_1(log_dir):
+    result = trace("req-404", "--log-dir", str(log_dir))
+    assert (result.returncode, result.stdout) == (1, "")
+
+
+def test_since_iso_keeps_lines_from_that_instant_on(log_dir):
+    since = at(2.5, timezone.utc).isoformat()  # the same instant written in another zone
+    result = trace(ID, "--log-dir", str(log_dir), "--since", since)
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [row for _, row in EXPECTED[3:]]
+
+
+@pytest.mark.parametrize(("since", "kept"), [("10m", 2), ("1h", 3), ("1d", 4), ("30s", 1)])
+def test_since_relative_counts_back_from_now(tmp_path, since, kept):
+    now = datetime.now().astimezone()
+    ages = [timedelta(hours=2), timedelta(minutes=30), timedelta(minutes=5), timedelta(seconds=10)]
+    entries = [("app.log", line(now - age, ID, f"{age} ago")) for age in ages]
+    build(tmp_path / "logs", entries + [("app.log", line(now - timedelta(days=2), ID, "two days ago"))])
+    result = trace(ID, "--log-dir", str(tmp_path / "logs"), "--since", since)
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [row for _, row in entries[-kept:]]
+
+
+def test_unparsable_since_exits_2_with_one_line(log_dir):
+    result = trace(ID, "--log-dir", str(log_dir), "--since", "yesterday")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert len(result.stderr.splitlines()) == 1 and "--since" in result.stderr
+
+
+def test_missing_log_dir_exits_2_with_one_line(log_dir, tmp_path):
+    missing = tmp_path / "nowhere"
+    result = trace(ID, "--log-dir", str(log_dir), "--log-dir", str(missing))
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [f"trackline: no such log directory: {missing}"]
+
+
+def _gzipped_filler() -> bytes:
+    """A gzip stream of 300 other-ID lines, then one ``ID`` line at its end."""
+    rows = [line(at(n / 100), "req-2", f"filler {n}") for n in range(300)] + [line(at(9), ID, "lost at the end")]
+    return gzip.compress("".join(f"{row}\n" for row in rows).encode(), mtime=0)
+
+
+def _truncated_gzip(path: Path) -> None:
+    """A gzip file cut in half, as a copy interrupted mid-way would leave it."""
+    data = _gzipped_filler()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _corrupt_gzip(path: Path) -> None:
+    """A gzip file whose deflate data is damaged just after the header (zlib: "invalid code lengths set")."""
+    data = bytearray(_gzipped_filler())
+    data[12:20] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+
+
+def _not_gzip(path: Path) -> None:
+    path.write_text(line(at(9), ID, "plain text in a .gz name") + "\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize("spoil", [
+    pytest.param(_truncated_gzip, id="truncated"),
+    pytest.param(_not_gzip, id="not-gzip"),
+    pytest.param(_corrupt_gzip, id="corrupt"),
+])
+def test_unreadable_gzip_is_reported_not_a_traceback(log_dir, spoil):
+    broken = log_dir / "app.log.2.gz"
+    spoil(broken)
+    result = trace(ID, "--log-dir", str(log_dir))
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [row for _, row in EXPECTED]
+    assert "Traceback" not in result.stderr
+    problems = result.stderr.splitlines()
+    assert problems[-1] == "trackline: skipped 1 malformed line(s)"
+    assert len(problems) == 2 and problems[0].startswith(f"trackline: skipped unreadable file {broken}: ")
