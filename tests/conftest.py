@@ -8,12 +8,14 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,62 @@ def assert_contract(record: dict[str, Any]) -> None:
         assert name in record, f"missing {name!r} in {record}"
         assert isinstance(record[name], kind), f"{name!r} has type {type(record[name]).__name__} in {record}"
     assert TIMESTAMP.fullmatch(record["@timestamp"]), record["@timestamp"]
+
+
+#: Request fields of every access line, with their types.
+ACCESS_FIELDS: dict[str, Any] = {
+    "remote_addr": str, "protocol": str, "host": str, "request_method": str, "request_path": str,
+    "query_string": str, "status_code": int, "response_length": int, "referer": (str, type(None)),
+    "user_agent": (str, type(None)), "request_time": float,
+}
+
+
+def assert_access_line(record: dict[str, Any]) -> None:
+    """An access line: contract fields plus every request field with its type (bool is not an int here)."""
+    assert_contract(record)
+    assert record["logger"] == "gunicorn.access"
+    for name, kind in ACCESS_FIELDS.items():
+        assert name in record, f"missing {name!r} in {record}"
+        assert isinstance(record[name], kind) and not isinstance(record[name], bool), f"{name!r} in {record}"
+    assert record["request_time"] >= 0
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def raw_exchange(sock: socket.socket, request: bytes) -> RawResponse:
+    """Send ``request`` bytes as they are and read one response (to its Content-Length, else to EOF)."""
+    sock.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data and (chunk := sock.recv(65536)):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    assert status_line.startswith("HTTP/1.1 "), data[:200]
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    length = int(headers.get("Content-Length", -1))
+    while (length < 0 or len(body) < length) and (chunk := sock.recv(65536)):
+        body += chunk
+    return RawResponse(int(status_line.split()[1]), headers, body)
+
+
+def raw_request(port: int, request: bytes, timeout: float = 10.0) -> RawResponse:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        return raw_exchange(sock, request)
 
 
 @dataclass
@@ -105,6 +163,7 @@ class Server:
                 if match:
                     self.port = int(match.group(1))
             if self.port and self._answers():
+                self.wait_for_workers()
                 return self
             time.sleep(0.1)
         self.stop()
@@ -115,6 +174,38 @@ class Server:
             return self.get("/api/names").status == 200
         except OSError:
             return False
+
+    @property
+    def workers(self) -> int:
+        """How many workers this server runs (TRACKLINE_WORKERS, else conf/gunicorn.yaml's default of 2)."""
+        return int(self.env.get("TRACKLINE_WORKERS") or os.environ.get("TRACKLINE_WORKERS") or 2)
+
+    def live_workers(self) -> set[int]:
+        """Worker pids error.log says were booted and have not exited."""
+        booted, exited = set(), set()
+        for record in self.logs("error.log"):
+            if match := re.fullmatch(r"Booting worker with pid: (\d+)", record["message"]):
+                booted.add(int(match[1]))
+            elif match := re.fullmatch(r"Worker exiting \(pid: (\d+)\)", record["message"]):
+                exited.add(int(match[1]))
+        return booted - exited
+
+    def wait_for_workers(self) -> set[int]:
+        """Send rounds of concurrent requests until every live worker has served one; their pids.
+
+        Only then is a worker past installing its signal handlers: gunicorn loses a TERM or HUP that reaches
+        a worker still booting, and the master then waits ``graceful_timeout`` (30 s) before killing it.
+        """
+        pids = wait_until(lambda: live if len(live := self.live_workers()) == self.workers else None,
+                          f"{self.workers} live workers")
+
+        def all_served() -> bool:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(lambda _: self.get("/api/users"), range(8)))
+            return pids <= {r["pid"] for r in self.logs("access.log")}
+
+        wait_until(all_served, f"workers {sorted(pids)} to serve a request")
+        return pids
 
     def request(self, path: str, method: str = "GET", headers: dict[str, str] | None = None,
                 timeout: float = 10.0) -> Response:

@@ -1,0 +1,131 @@
+"""Hostile header and query bytes, sent raw: every log line stays JSON; what the app logs is escaped or exact."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from conftest import CONF, RawResponse, Server, assert_access_line, assert_contract, raw_request
+from test_access_and_error_logs import REPLACED
+
+LOG_NAMES = ("app.log", "access.log", "error.log")
+
+
+@dataclass(frozen=True)
+class Case:
+    """Raw header values (and query) for ``GET /api/names``; ``rejected`` is gunicorn's own answer, if any."""
+
+    name: str
+    headers: dict[str, bytes] = field(default_factory=dict)
+    query: bytes = b"case=plain"
+    rejected: tuple[int, str] | None = None  # (status, detail of gunicorn's "Invalid request" warning)
+
+    def request(self) -> bytes:
+        lines = [b"GET /api/names?" + self.query + b" HTTP/1.1", b"Host: hostile.test", b"Connection: close"]
+        lines += [name.encode() + b": " + value for name, value in self.headers.items()]
+        return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+HOSTILE_IDS = {
+    "tab": b"abc\tdef",
+    "backslash": b"abc\\def",
+    "quotes": b'say "hi"',
+    "8kb": b"a" * 8000,  # under gunicorn's 8190-byte field limit: the app sees it
+    "utf8": "café 日本".encode(),
+    "latin1": b"caf\xe9",
+    "cr-looking": b"abc\\r\\nX-Injected: 1",
+    "json-looking": b'{"tracking_id": null}',
+}
+ANSWERED = [Case(f"id-{name}", {"X-Tracking-ID": value}) for name, value in HOSTILE_IDS.items()] + [
+    Case("user-agent", {"User-Agent": b'Mozilla "x" \\ \t caf\xc3\xa9 \\r\\n {"a": 1}'}),
+    Case("user-agent-8kb", {"User-Agent": b"U" * 8000}),
+    Case("referer", {"Referer": b'http://x.test/?q="\\"\tcaf\xe9'}),
+    Case("query", query=b'q="a\\b"{}%0d%0a%00&x=%22'),
+    Case("everything", {"X-Tracking-ID": b'a\t"\\\xe9', "User-Agent": b'ua\t"\\', "Referer": b"ref\t\xff"},
+         query=b'q="\\'),
+]
+HEADER_400 = (400, "Invalid HTTP Header: '{}'")
+REJECTED = [
+    Case("id-control", {"X-Tracking-ID": b"a\x01b"}, rejected=HEADER_400),
+    Case("id-nul", {"X-Tracking-ID": b"a\x00b"}, rejected=HEADER_400),
+    Case("id-lone-cr", {"X-Tracking-ID": b"a\rX-Injected: 1"}, rejected=HEADER_400),
+    Case("id-9kb", {"X-Tracking-ID": b"a" * 9000}, rejected=(431, "limit request headers fields size")),
+    Case("user-agent-escape", {"User-Agent": b"a\x1b[31mred"}, rejected=HEADER_400),
+    Case("referer-del", {"Referer": b"a\x7fb"}, rejected=HEADER_400),
+    Case("query-non-ascii", query=b"q=caf\xe9", rejected=(400, "Invalid HTTP request line: 'GET /api/names?q=caf\xe9")),
+]
+
+
+@dataclass
+class Run:
+    """What every case got back, and the three log files once the server has stopped."""
+
+    responses: dict[str, RawResponse]
+    logs: dict[str, list[dict[str, Any]]]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    """One server takes every case in turn (sequentially, so gunicorn's warnings come in case order)."""
+    server = Server(tmp_path_factory.mktemp("hostile"))
+    shutil.copytree(CONF, server.conf_dir)
+    try:
+        server.start()
+        responses = {case.name: raw_request(server.port, case.request()) for case in ANSWERED + REJECTED}
+    finally:
+        assert server.stop() == 0
+    yield Run(responses, {name: server.logs(name) for name in LOG_NAMES})
+
+
+def test_every_line_of_every_file_is_json_with_contract_fields(run: Run) -> None:
+    for name in LOG_NAMES:
+        assert run.logs[name], name
+        for record in run.logs[name]:
+            assert_contract(record)
+    for record in run.logs["access.log"]:
+        assert_access_line(record)
+
+
+@pytest.mark.parametrize("case", ANSWERED, ids=lambda c: c.name)
+def test_app_answers_and_logs_the_values_exactly_or_escaped(run: Run, case: Case) -> None:
+    response = run.responses[case.name]
+    assert response.status == 200
+    tracking_id = response.headers["X-Tracking-ID"]
+    [access] = [r for r in run.logs["access.log"] if r["tracking_id"] == tracking_id]
+    sent = {name: value.decode("latin-1") for name, value in case.headers.items()}  # WSGI's decoding
+    assert access["user_agent"] == sent.get("User-Agent")
+    assert access["referer"] == sent.get("Referer")
+    assert access["query_string"] == case.query.decode("latin-1")
+    assert access["status_code"] == 200
+
+    app = [r for r in run.logs["app.log"] if r["tracking_id"] == tracking_id]
+    if "X-Tracking-ID" not in sent:
+        assert app == []
+        return
+    assert uuid.UUID(tracking_id).version == 4  # a fresh ID, never the hostile one
+    [warning] = app
+    assert (warning["level"], warning["message"]) == ("WARNING", REPLACED)
+    logged = warning["rejected_tracking_id"]
+    assert logged.isascii() and logged.isprintable(), logged
+    assert logged.encode().decode("unicode_escape") == sent["X-Tracking-ID"][:64]  # escaped, truncated
+    assert warning["rejected_length"] == len(sent["X-Tracking-ID"])
+
+
+def test_gunicorn_rejections_get_an_http_answer_and_a_json_warning(run: Run) -> None:
+    warnings = [r for r in run.logs["error.log"] if r["message"].startswith("Invalid request from ip=")]
+    assert len(warnings) == len(REJECTED), warnings
+    for case, warning in zip(REJECTED, warnings):
+        status, detail = case.rejected
+        header = next(iter(case.headers), "").upper()
+        assert run.responses[case.name].status == status, case.name
+        assert (warning["level"], warning["logger"]) == ("WARNING", "gunicorn.error")
+        assert warning["message"].startswith(f"Invalid request from ip=127.0.0.1: {detail.format(header)}"), case
+        assert warning["tracking_id"] is None
+    for access in run.logs["access.log"]:  # gunicorn logs some rejections: never with an app's ID
+        if access["status_code"] in (400, 431):
+            assert access["tracking_id"] is None

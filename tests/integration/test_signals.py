@@ -1,0 +1,186 @@
+"""Signals to the gunicorn master: HUP reloads both YAML files, TERM drains, USR1 (or a bare rename) reopens logs."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import Server, assert_contract, raw_exchange, read_json_lines, wait_until
+
+LOAD_THREADS = 4
+LOG_NAMES = ("app.log", "access.log", "error.log")
+
+
+def error_messages(server: Server) -> list[str]:
+    return [r["message"] for r in server.logs("error.log")]
+
+
+def hup_and_wait(server: Server) -> None:
+    """HUP the master; wait until every old worker has exited and the new ones serve."""
+    old = server.wait_for_workers()
+    server.signal(signal.SIGHUP)
+    wait_until(lambda: not old & server.live_workers(), "the old workers to exit")
+    assert not old & server.wait_for_workers()
+
+
+def edit_logging(server: Server, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Rewrite conf_dir/logging.yaml with ``edit`` applied (``${VAR:-default}`` strings are kept as they are)."""
+    path = server.conf_dir / "logging.yaml"
+    config = yaml.safe_load(path.read_text())
+    edit(config)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def health_check(server: Server) -> str:
+    """GET /api/health (logs INFO "Health check"); its tracking ID."""
+    response = server.get("/api/health")
+    assert response.status == 200
+    return response.headers["X-Tracking-ID"]
+
+
+def messages_of(path: Path, tracking_id: str) -> list[str]:
+    return [r["message"] for r in read_json_lines(path) if r["tracking_id"] == tracking_id]
+
+
+class Load:
+    """A few threads looping GET /api/names until stopped; records every status and every exception."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.done = threading.Event()
+        self.statuses: list[int] = []
+        self.errors: list[str] = []
+        self.threads = [threading.Thread(target=self._loop) for _ in range(LOAD_THREADS)]
+
+    def _loop(self) -> None:
+        deadline = time.monotonic() + 60
+        while not self.done.is_set() and time.monotonic() < deadline:
+            try:
+                self.statuses.append(self.server.request("/api/names", timeout=10).status)
+            except Exception as exc:  # any exception is a failed request
+                self.errors.append(repr(exc))
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        for thread in self.threads:
+            thread.join()
+
+
+def test_hup_under_load_applies_a_new_log_level_with_zero_failed_requests(server: Server) -> None:
+    before = health_check(server)
+    with Load(server) as load:
+        time.sleep(1)
+        edit_logging(server, lambda config: config["root"].update(level="WARNING"))
+        served_before_hup = len(load.statuses)
+        hup_and_wait(server)
+        served_during_reload = len(load.statuses) - served_before_hup
+        time.sleep(1)
+        after = health_check(server)
+    assert server.stop() == 0
+    assert load.errors == []
+    assert set(load.statuses) == {200} and served_during_reload > 0, (len(load.statuses), served_during_reload)
+    app_log = server.log_dir / "app.log"
+    assert messages_of(app_log, before) == ["Health check"]
+    assert messages_of(app_log, after) == []  # INFO is below the new root level
+    assert [r["status_code"] for r in server.logs("access.log") if r["tracking_id"] == after] == [200]
+    assert "Handling signal: hup" in error_messages(server)
+
+
+def test_hup_applies_a_new_log_path(server: Server) -> None:
+    def move_app_log(config: dict[str, Any]) -> None:
+        handler = config["handlers"]["app_file"]
+        handler["filename"] = handler["filename"].replace("/app.log", "/app-reloaded.log")
+
+    before = health_check(server)
+    edit_logging(server, move_app_log)
+    hup_and_wait(server)
+    after = health_check(server)
+    assert server.stop() == 0
+    assert messages_of(server.log_dir / "app.log", before) == ["Health check"]
+    assert messages_of(server.log_dir / "app.log", after) == []
+    assert messages_of(server.log_dir / "app-reloaded.log", after) == ["Health check"]
+    for record in read_json_lines(server.log_dir / "app-reloaded.log"):
+        assert_contract(record)
+
+
+@pytest.mark.parametrize("broken", ["gunicorn.yaml", "logging.yaml"])
+def test_hup_with_broken_yaml_keeps_serving_on_the_old_config(server: Server, broken: str) -> None:
+    path = server.conf_dir / broken
+    path.write_text("version: 1\nbind: [unclosed\n  - {:\n")
+    master = server.process.pid
+    hup_and_wait(server)  # gunicorn still restarts the workers, on the old config
+    refused = [r for r in server.logs("error.log") if "reload refused" in r["message"]]
+    assert len(refused) == 1 and refused[0]["level"] == "ERROR"
+    assert str(path) in refused[0]["message"] and "invalid YAML" in refused[0]["message"]
+    assert server.get("/api/names").status == 200
+    still_logging = health_check(server)  # the old logging config still writes INFO to app.log
+    assert server.process.poll() is None
+    assert (server.root / "run" / "trackline.pid").read_text().strip() == str(master)
+    assert server.stop() == 0
+    assert messages_of(server.log_dir / "app.log", still_logging) == ["Health check"]
+
+
+def _refuses_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_term_lets_an_in_flight_request_complete(server: Server) -> None:
+    server.wait_for_workers()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        # A first request on the connection proves a worker holds it; the second is half sent at TERM.
+        assert raw_exchange(sock, b"GET /api/names HTTP/1.1\r\nHost: t\r\n\r\n").status == 200
+        sock.sendall(b"GET /api/users HTTP/1.1\r\nHost: t\r\n")
+        server.signal(signal.SIGTERM)
+        wait_until(lambda: _refuses_connections(server.port), "the server to stop accepting")
+        response = raw_exchange(sock, b"Connection: close\r\n\r\n")
+    assert response.status == 200
+    assert b'"name": "Alice"' in response.body
+    assert server.process.wait(timeout=40) == 0  # graceful_timeout is 30 s
+    messages = error_messages(server)
+    assert "Shutting down: Master" in messages
+    assert not [m for m in messages if "graceful timeout" in m]
+    access = [r for r in server.logs("access.log") if r["tracking_id"] == response.headers["X-Tracking-ID"]]
+    assert [(r["request_path"], r["status_code"]) for r in access] == [("/api/users", 200)]
+
+
+@pytest.mark.parametrize("reopen_signal", [signal.SIGUSR1, None], ids=["usr1", "rename-only"])
+def test_renamed_log_files_are_reopened(server: Server, reopen_signal: signal.Signals | None) -> None:
+    server.wait_for_workers()
+    before = health_check(server)
+    wait_until(lambda: before in {r["tracking_id"] for r in server.logs("access.log")},
+               "the access line (gunicorn writes it after the response)")
+    for name in LOG_NAMES:
+        (server.log_dir / name).rename(server.log_dir / f"{name}.1")
+    if reopen_signal is not None:
+        server.signal(reopen_signal)
+        wait_until(lambda: "Handling signal: usr1" in error_messages(server), "the USR1 line")
+    after = health_check(server)
+    assert server.stop() == 0
+    moved = {name: read_json_lines(server.log_dir / f"{name}.1") for name in LOG_NAMES}
+    new = {name: server.logs(name) for name in LOG_NAMES}
+    for records in [*moved.values(), *new.values()]:
+        for record in records:
+            assert_contract(record)
+    for name in ("app.log", "access.log"):
+        moved_ids = {r["tracking_id"] for r in moved[name]}
+        assert before in moved_ids and after not in moved_ids, name
+        assert {r["tracking_id"] for r in new[name]} == {after}, name
+    assert any(r["message"].startswith("Starting gunicorn") for r in moved["error.log"])
+    assert any(r["message"] == "Shutting down: Master" for r in new["error.log"])
