@@ -23,16 +23,17 @@ ensure_venv() {
     fi
 }
 
-# ensure_debian_packages CMD:PACKAGE ...: apt-get install the packages whose command is missing.
+# ensure_debian_packages PACKAGE ...: apt-get install the Debian packages that are not installed.
 # Returns non-zero (after saying why) when they cannot be installed.
 ensure_debian_packages() {
-    local missing=() pair
-    for pair in "$@"; do
-        command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+    local missing=() package
+    command -v dpkg-query >/dev/null 2>&1 || { echo "==> not a Debian system: cannot check $*" >&2; return 1; }
+    for package in "$@"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
-    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-        echo "==> cannot install ${missing[*]} (needs root and apt-get)" >&2
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "==> cannot install ${missing[*]} (needs root)" >&2
         return 1
     fi
     echo "==> installing Debian packages: ${missing[*]}" >&2

@@ -1,0 +1,77 @@
+"""scripts/install --root and scripts/uninstall --root: a staged install is complete, idempotent and keeps edits."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from staging import INSTALL, REPO, UNINSTALL, require_venv_support, run_script, snapshot
+
+CONF_FILES = sorted(p.name for p in (REPO / "conf").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tree installed once with ``scripts/install --root`` from this checkout."""
+    require_venv_support()
+    root = tmp_path_factory.mktemp("staged")
+    run_script(INSTALL, "--root", str(root))
+    return root
+
+
+def copy_tree(source: Path, dest: Path) -> Path:
+    """``cp -a``: modes, owners and symlinks as they are."""
+    subprocess.run(["cp", "-a", source, dest], check=True)
+    return dest
+
+
+def test_install_stages_venv_config_unit_and_rules(staged: Path, tmp_path: Path) -> None:
+    assert sorted(p.name for p in (staged / "etc/trackline").iterdir()) == CONF_FILES
+    for name in CONF_FILES:
+        assert (staged / "etc/trackline" / name).read_bytes() == (REPO / "conf" / name).read_bytes()
+    assert (staged / "etc/logrotate.d/trackline").read_bytes() == (REPO / "logrotate/trackline").read_bytes()
+    assert "/opt/trackline/venv/bin/trackline serve" in (staged / "etc/systemd/system/trackline.service").read_text()
+    venv = staged / "opt/trackline/venv"
+    assert (venv / "bin/python").resolve() == Path("/usr/bin/python3").resolve()
+    # The venv must work once moved to /opt/trackline: nothing under bin/ may name the staging directory.
+    assert (venv / "bin/trackline").read_text().splitlines()[0] == "#!/opt/trackline/venv/bin/python"
+    assert not [p for p in (venv / "bin").iterdir() if p.is_file() and str(staged).encode() in p.read_bytes()]
+    check = subprocess.run(
+        [venv / "bin/python", "-m", "trackline.cli", "check-config", "--conf-dir", staged / "etc/trackline"],
+        env={**os.environ, "TRACKLINE_LOG_DIR": str(tmp_path / "logs"), "TRACKLINE_RUN_DIR": str(tmp_path / "run")},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert check.returncode == 0, check.stderr
+    assert "config OK" in check.stdout
+
+
+def test_second_install_changes_nothing_and_edits_survive(staged: Path, tmp_path: Path) -> None:
+    staged = copy_tree(staged, tmp_path / "root")
+    before = snapshot(staged)
+    again = run_script(INSTALL, "--root", str(staged))
+    assert snapshot(staged) == before
+    assert "installed" not in again.stdout
+
+    edited = staged / "etc/trackline/logging.yaml"
+    edited.write_text(edited.read_text().replace("level: ${TRACKLINE_LOG_LEVEL:-INFO}", "level: WARNING", 1))
+    operator_version = edited.read_bytes()
+    told = run_script(INSTALL, "--root", str(staged))
+    assert edited.read_bytes() == operator_version
+    assert (staged / "etc/trackline/logging.yaml.dist").read_bytes() == (REPO / "conf/logging.yaml").read_bytes()
+    assert "kept your edited /etc/trackline/logging.yaml" in told.stdout
+    with_dist = snapshot(staged)
+    run_script(INSTALL, "--root", str(staged))
+    assert snapshot(staged) == with_dist
+
+
+def test_uninstall_keeps_config_and_logs_unless_purged(staged: Path, tmp_path: Path) -> None:
+    root = copy_tree(staged, tmp_path / "root")
+    (root / "var/log/trackline").mkdir(parents=True)
+    run_script(UNINSTALL, "--root", str(root))
+    for gone in ("etc/systemd/system/trackline.service", "etc/logrotate.d/trackline", "opt/trackline"):
+        assert not (root / gone).exists(), gone
+    assert (root / "etc/trackline/logging.yaml").exists() and (root / "var/log/trackline").is_dir()
+    run_script(UNINSTALL, "--root", str(root), "--purge")
+    assert not (root / "etc/trackline").exists() and not (root / "var/log/trackline").exists()

@@ -1,0 +1,164 @@
+"""Real systemd: install, start, serve, reload an edited logging.yaml, rotate, stop, in a throwaway sandbox.
+
+systemd boots as PID 1 of new namespaces on an overlay of / (tests/system/sandbox.py), never on the real root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import assert_contract
+from sandbox import Sandbox, SandboxError, prerequisites
+from staging import INSTALL, REPO, build_wheelhouse, require_commands, unavailable
+
+LOG_DIR = "/var/log/trackline"
+LOGGING_YAML = "/etc/trackline/logging.yaml"
+URL = "http://127.0.0.1:8000"  # gunicorn.yaml's default bind, free in the sandbox's own network namespace
+
+
+@pytest.fixture
+def wheelhouse(tmp_path: Path) -> Iterator[Path]:
+    """Wheels for ``scripts/install --wheelhouse``, built before the boot: the sandbox has no package index.
+
+    They go to the checkout's (git-ignored) build/, since the sandbox's systemd-tmpfiles empties /tmp.
+    """
+    require_commands({"unshare": "util-linux", "nsenter": "util-linux", "curl": "curl", "logrotate": "logrotate",
+                      "systemctl": "systemd"})
+    missing = prerequisites()
+    if missing:
+        unavailable(f"real systemd needs {', '.join(missing)}")
+    scratch = REPO / "build" / f"system-test-{tmp_path.name}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        yield build_wheelhouse(scratch / "wheelhouse", scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            scratch.parent.rmdir()  # build/ itself, unless something else is in it
+
+
+@pytest.fixture
+def sandbox(wheelhouse: Path, tmp_path: Path) -> Iterator[Sandbox]:
+    """A booted systemd on an overlay of / (with the wheelhouse in it); torn down by its PID 1's PID."""
+    try:
+        box = Sandbox(tmp_path)
+        box.boot()
+    except SandboxError as exc:
+        unavailable(f"cannot boot systemd in a sandbox here: {exc}")
+    try:
+        yield box
+    finally:
+        box.teardown()
+
+
+def curl(box: Sandbox, path: str, tracking_id: str) -> tuple[int, dict[str, str]]:
+    """GET ``path`` inside the sandbox; the status and the response headers (lower-case names)."""
+    out = box.run(["curl", "-sS", "-o", "/dev/null", "-D", "-", "--max-time", "10",
+                   "-H", f"X-Tracking-ID: {tracking_id}", URL + path]).stdout
+    status = int(out.split()[1])
+    headers = dict(line.split(": ", 1) for line in out.splitlines()[1:] if ": " in line)
+    return status, {k.lower(): v.strip() for k, v in headers.items()}
+
+
+def log_lines(box: Sandbox, name: str) -> list[dict[str, object]]:
+    """Every line of /var/log/trackline/NAME (none if it is missing), each parsed as JSON (fails naming the
+    first that is not). Just after a rotation the file is missing until the service writes its next line."""
+    records = []
+    for number, line in enumerate(box.run(["cat", f"{LOG_DIR}/{name}"], check=False).stdout.splitlines(), 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            pytest.fail(f"{name}:{number} is not JSON: {line[:200]!r}")
+    return records
+
+
+def journal(box: Sandbox) -> str:
+    return box.run(["journalctl", "-u", "trackline", "-o", "cat"]).stdout
+
+
+def unit_state(box: Sandbox) -> dict[str, str]:
+    shown = box.run(["systemctl", "show", "trackline", "-p", "ActiveState,Result,NRestarts,MainPID,ExecMainStatus"])
+    return dict(line.split("=", 1) for line in shown.stdout.splitlines())
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_install_start_reload_rotate_stop_under_systemd(sandbox: Sandbox, wheelhouse: Path) -> None:
+    box = sandbox
+    installed = box.run([str(INSTALL), "--wheelhouse", str(wheelhouse)], timeout=300)
+    assert "created system user 'trackline'" in installed.stdout
+
+    box.run(["systemctl", "start", "trackline"], timeout=90)  # Type=notify: returns once gunicorn sent READY=1
+    started = unit_state(box)
+    assert started["ActiveState"] == "active", started
+    assert box.run(["ps", "-o", "user=", "-p", started["MainPID"]]).stdout.strip() == "trackline"
+
+    status, headers = curl(box, "/api/health", "sandbox-before")
+    assert status == 200 and headers["x-tracking-id"] == "sandbox-before"
+    wait_for(lambda: any(r["tracking_id"] == "sandbox-before" for r in log_lines(box, "app.log")),
+             "the INFO line of /api/health in app.log")
+
+    # A broken edit: the reload's check-config refuses it, and the service goes on as it was.
+    text = box.run(["cat", LOGGING_YAML]).stdout
+    box.run(["tee", LOGGING_YAML], input=text.replace("version: 1", "version: 2"))
+    refused = box.run(["systemctl", "reload", "trackline"], check=False, timeout=60)
+    assert refused.returncode != 0
+    wait_for(lambda: "'version: 1' is required" in journal(box), "check-config's reason in the journal")
+    assert unit_state(box)["MainPID"] == started["MainPID"] and curl(box, "/api/names", "sandbox-refused")[0] == 200
+
+    # The operator turns the app's loggers down to WARNING and reloads: check-config, then HUP to the master.
+    edited, count = re.subn(r"(?m)^(root:.*\n\s+level: ).*$", r"\g<1>WARNING", text)
+    assert count == 1
+    box.run(["tee", LOGGING_YAML], input=edited)
+    checked = box.run(["runuser", "-u", "trackline", "--", "env", f"LOGS_DIRECTORY={LOG_DIR}",
+                       "RUNTIME_DIRECTORY=/run/trackline", "/opt/trackline/venv/bin/trackline", "check-config",
+                       "--conf-dir", "/etc/trackline"])  # as docs/deploy.md tells the operator
+    assert "config OK" in checked.stdout
+    box.run(["systemctl", "reload", "trackline"], timeout=60)
+    assert unit_state(box)["MainPID"] == started["MainPID"]  # reloaded, not restarted
+
+    def info_line_gone() -> bool:  # the old workers finish gracefully, then only new ones answer
+        tracking_id = f"sandbox-after-{time.monotonic_ns()}"
+        assert curl(box, "/api/health", tracking_id)[0] == 200
+        wait_for(lambda: any(r["tracking_id"] == tracking_id for r in log_lines(box, "access.log")), "access line")
+        return not any(r["tracking_id"] == tracking_id for r in log_lines(box, "app.log"))
+
+    wait_for(info_line_gone, "the reloaded WARNING level to drop /api/health's INFO line")
+
+    # Warnings and worse also go to stderr, which is the journal.
+    assert curl(box, "/api/error", "sandbox-error")[0] == 500
+    wait_for(lambda: "sandbox-error" in journal(box), "the error in the journal")
+
+    # The installed rules, as the daily timer runs them: renamed as the service user (nocreate), and the
+    # service recreates a file with its next line (app.log, now at WARNING, stays absent until it has one).
+    box.run(["logrotate", "--force", "/etc/logrotate.d/trackline"])
+    assert curl(box, "/api/health", "sandbox-rotated")[0] == 200
+    wait_for(lambda: any(r["tracking_id"] == "sandbox-rotated" for r in log_lines(box, "access.log")),
+             "the first line after rotation")
+
+    box.run(["systemctl", "stop", "trackline"], timeout=90)
+    stopped = unit_state(box)
+    assert (stopped["ActiveState"], stopped["Result"], stopped["NRestarts"]) == ("inactive", "success", "0"), stopped
+
+    files = box.run(["ls", LOG_DIR]).stdout.split()
+    assert {"access.log", "error.log"} <= set(files), files
+    for name in ("app", "access", "error"):
+        assert any(re.fullmatch(rf"{name}\.log-\d{{8}}-\d+", file) for file in files), files
+    owners = box.run(["stat", "-c", "%U:%G %a %n", LOG_DIR, *(f"{LOG_DIR}/{n}" for n in files)]).stdout
+    assert {tuple(line.split()[:2]) for line in owners.splitlines()} == {
+        ("trackline:trackline", "750"), ("trackline:trackline", "640")}, owners
+    for name in files:
+        for record in log_lines(box, name):
+            assert_contract(record)
