@@ -20,10 +20,14 @@ from pathlib import Path
 
 SYSTEMD = Path("/lib/systemd/systemd")
 
-# Runs as PID 1 of the new namespaces, then becomes systemd. $1: an empty host directory for the overlay.
+#: Where the directory given as ``carry`` appears inside the sandbox.
+CARRIED = Path("/srv/carry")
+
+# Runs as PID 1 of the new namespaces, then becomes systemd. $1: an empty host directory for the overlay;
+# $2: a host directory to copy into the overlay's /srv/carry (never bind-mounted: the host stays untouched).
 _BOOT = r"""
 set -eu
-S="$1" R="$1/root"
+S="$1" R="$1/root" CARRY="$2"
 mount --make-rprivate /
 mount -t tmpfs -o mode=0755 tl-sandbox "$S"
 mkdir "$S/upper" "$S/work" "$R"
@@ -41,6 +45,9 @@ mkdir "$R/dev/pts" "$R/dev/shm"
 mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts "$R/dev/pts"
 ln -s pts/ptmx "$R/dev/ptmx"
 mount -t tmpfs -o mode=1777 shm "$R/dev/shm"
+mkdir -p "$R/srv/carry"
+cp -a "$CARRY/." "$R/srv/carry/"  # before the boot: systemd-tmpfiles would empty a /tmp path, and the host
+                                  # files of a directory read after the overlay is mounted may not be seen
 for unit in modprobe@.service systemd-modules-load.service; do  # no kernel modules loaded from in here
     ln -sf /dev/null "$R/etc/systemd/system/$unit"
 done
@@ -73,10 +80,14 @@ def prerequisites() -> list[str]:
 
 
 class Sandbox:
-    """systemd in its own namespaces: ``boot()``, then ``run()`` commands in it; always ``teardown()``."""
+    """systemd in its own namespaces: ``boot()``, then ``run()`` commands in it; always ``teardown()``.
 
-    def __init__(self, workdir: Path) -> None:
+    ``carry`` (a host directory) is copied to ``CARRIED`` inside before systemd starts.
+    """
+
+    def __init__(self, workdir: Path, carry: Path) -> None:
         self.workdir = workdir
+        self.carry = carry
         self.boot_log = workdir / "boot.log"
         name = f"trackline-sandbox-{os.getpid()}-{time.monotonic_ns()}"
         self.cgroups = [own / name for own in _own_cgroups()]
@@ -105,7 +116,7 @@ class Sandbox:
             self.unshare = subprocess.Popen(
                 ["sh", "-c", join_cgroups, "sh", *map(str, self.cgroups), "--",
                  "unshare", "--pid", "--mount", "--net", "--cgroup", "--fork", "--kill-child",
-                 "bash", "-c", _BOOT, str(SYSTEMD), str(overlay)],
+                 "bash", "-c", _BOOT, str(SYSTEMD), str(overlay), str(self.carry)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout

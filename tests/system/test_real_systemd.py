@@ -5,7 +5,6 @@ systemd boots as PID 1 of new namespaces on an overlay of / (tests/system/sandbo
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import shutil
@@ -15,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import assert_contract
-from sandbox import Sandbox, SandboxError, prerequisites
-from staging import INSTALL, REPO, build_wheelhouse, require_commands, unavailable
+from sandbox import CARRIED, Sandbox, SandboxError, prerequisites
+from staging import REPO, build_wheelhouse, require_commands, unavailable
 
 LOG_DIR = "/var/log/trackline"
 LOGGING_YAML = "/etc/trackline/logging.yaml"
@@ -24,31 +23,26 @@ URL = "http://127.0.0.1:8000"  # gunicorn.yaml's default bind, free in the sandb
 
 
 @pytest.fixture
-def wheelhouse(tmp_path: Path) -> Iterator[Path]:
-    """Wheels for ``scripts/install --wheelhouse``, built before the boot: the sandbox has no package index.
-
-    They go to the checkout's (git-ignored) build/, since the sandbox's systemd-tmpfiles empties /tmp.
-    """
+def carry(tmp_path: Path) -> Path:
+    """What the sandbox gets copied in before it boots (it has no package index and its /tmp is emptied):
+    the project's files (``repo/``) and wheels for ``scripts/install --wheelhouse`` (``wheelhouse/``)."""
     require_commands({"unshare": "util-linux", "nsenter": "util-linux", "curl": "curl", "logrotate": "logrotate",
                       "systemctl": "systemd"})
     missing = prerequisites()
     if missing:
         unavailable(f"real systemd needs {', '.join(missing)}")
-    scratch = REPO / "build" / f"system-test-{tmp_path.name}"
-    shutil.rmtree(scratch, ignore_errors=True)
-    try:
-        yield build_wheelhouse(scratch / "wheelhouse", scratch)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            scratch.parent.rmdir()  # build/ itself, unless something else is in it
+    carry = tmp_path / "carry"
+    shutil.copytree(REPO, carry / "repo", ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "logs", "run", "__pycache__", ".pytest_cache", "*.egg-info"))
+    build_wheelhouse(carry / "wheelhouse", tmp_path / "wheel-build")
+    return carry
 
 
 @pytest.fixture
-def sandbox(wheelhouse: Path, tmp_path: Path) -> Iterator[Sandbox]:
-    """A booted systemd on an overlay of / (with the wheelhouse in it); torn down by its PID 1's PID."""
+def sandbox(carry: Path, tmp_path: Path) -> Iterator[Sandbox]:
+    """A booted systemd on an overlay of / (with ``carry`` in it); torn down by its PID 1's PID."""
     try:
-        box = Sandbox(tmp_path)
+        box = Sandbox(tmp_path, carry)
         box.boot()
     except SandboxError as exc:
         unavailable(f"cannot boot systemd in a sandbox here: {exc}")
@@ -95,9 +89,10 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) ->
         time.sleep(0.2)
 
 
-def test_install_start_reload_rotate_stop_under_systemd(sandbox: Sandbox, wheelhouse: Path) -> None:
+def test_install_start_reload_rotate_stop_under_systemd(sandbox: Sandbox) -> None:
     box = sandbox
-    installed = box.run([str(INSTALL), "--wheelhouse", str(wheelhouse)], timeout=300)
+    installed = box.run([str(CARRIED / "repo" / "scripts" / "install"), "--wheelhouse", str(CARRIED / "wheelhouse")],
+                        timeout=300)
     assert "created system user 'trackline'" in installed.stdout
 
     box.run(["systemctl", "start", "trackline"], timeout=90)  # Type=notify: returns once gunicorn sent READY=1
