@@ -50,9 +50,13 @@ class JsonLogger(glogging.Logger):
             return
         try:
             fields = access_fields(resp, req, environ, request_time)
-            args = (fields["request_method"], fields["request_path"], fields["status_code"])
-            # What log.info("%s %s %s", *args, extra=fields) does, minus its caller lookup (a stack walk per line).
-            log.handle(log.makeRecord(log.name, logging.INFO, __file__, _LINE, "%s %s %s", args, None, "access", fields))
+            # What log.info("%s %s %s", ..., extra=fields) does, minus its caller lookup (a stack walk per line)
+            # and its check of each extra key against the record's attributes (these names never collide).
+            record = log.makeRecord(log.name, logging.INFO, __file__, _LINE, "%s %s %s",
+                                    (fields["request_method"], fields["request_path"], fields["status_code"]),
+                                    None, "access")
+            record.__dict__.update(fields)
+            log.handle(record)
         except Exception:
             self.exception("could not write the access log line")
 

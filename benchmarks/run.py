@@ -1,0 +1,333 @@
+"""What trackline's tracking and JSON logging cost: (a) raw WSGI, (b) bare Flask, (c) trackline, side by side.
+
+All three run under gunicorn with the same settings (gunicorn_conf.SHARED) on 127.0.0.1; wrk loads them in
+interleaved cycles a, b, c, a, b, c ... with the same client settings. Prints markdown tables: requests/s,
+p50/p99 latency, the c/b ratio per cycle and its median, RSS per worker, and the JSON formatters' lines/s.
+Run it through ``scripts/bench``, which installs wrk and the venv first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from gunicorn_conf import SHARED
+from trackline.context import set_tracking_id
+from trackline.logs import JsonFormatter, TrackingIdFilter
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BIN = Path(sys.executable).parent
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Load:
+    """One wrk run against one server."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+    cpu_us: float = 0.0  # worker CPU time per request
+
+
+@dataclass
+class Server:
+    """One gunicorn master (our child) serving one of the three apps, with its files under ``root``."""
+
+    label: str
+    root: Path
+    argv: list[str]
+    env: dict[str, str]
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+    loads: list[Load] = field(default_factory=list)
+    rss_kib: list[int] = field(default_factory=list)
+    warmup_requests: int = 0
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "server.out", "wb") as out:
+            self.process = subprocess.Popen(self.argv, env={**os.environ, **self.env}, cwd=self.root,
+                                            stdout=out, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, url_path: str, timeout: float = 60.0) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"{self.label} exited with {self.process.returncode}: see {self.root}/server.out\n"
+                                 + (self.root / "server.out").read_text(errors="replace")[-2000:])
+            try:
+                with urllib.request.urlopen(self.url(url_path), timeout=5) as response:
+                    if response.status == 200 and len(self.worker_pids()) == SHARED["workers"]:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise SystemExit(f"{self.label} did not answer {url_path} within {timeout:.0f}s")
+
+    def url(self, url_path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{url_path}"
+
+    def worker_pids(self) -> list[int]:
+        """The master's children (gunicorn's workers), from /proc."""
+        assert self.process is not None
+        return [pid for pid, (ppid, _) in _proc_stats().items() if ppid == self.process.pid]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the workers have used so far."""
+        assert self.process is not None
+        return sum(ticks for ppid, ticks in _proc_stats().values() if ppid == self.process.pid) / CLOCK_TICKS
+
+    def record_rss(self) -> None:
+        for pid in self.worker_pids():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+            if match:
+                self.rss_kib.append(int(match.group(1)))
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _proc_stats() -> dict[int, tuple[int, int]]:
+    """``{pid: (parent pid, utime + stime in clock ticks)}`` of every process, from /proc/PID/stat."""
+    stats = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+            stats[int(stat.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+        except (OSError, IndexError, ValueError):
+            continue
+    return stats
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_servers(tmp: Path) -> list[Server]:
+    """(a) raw WSGI, (b) bare Flask, (c) trackline with ./conf's logging.yaml and app.yaml, files in ``tmp``."""
+    gunicorn = [str(BIN / "gunicorn"), "-c", str(HERE / "gunicorn_conf.py"), "--chdir", str(HERE)]
+    servers = []
+    baselines = (("a", "(a) raw WSGI", "apps:raw_app"), ("b", "(b) bare Flask", "apps:create_flask_app()"))
+    for key, label, target in baselines:
+        port = free_port()
+        servers.append(Server(label, tmp / key, [*gunicorn, target], {"BENCH_BIND": f"127.0.0.1:{port}"}, port))
+    port = free_port()
+    root = tmp / "c"
+    shutil.copytree(ROOT / "conf", root / "conf")
+    settings = {**SHARED, "bind": f"127.0.0.1:{port}", "pidfile": str(root / "run" / "trackline.pid")}
+    (root / "conf" / "gunicorn.yaml").write_text(yaml.safe_dump(settings))
+    env = {"TRACKLINE_LOG_DIR": str(root / "logs"), "TRACKLINE_RUN_DIR": str(root / "run")}
+    servers.append(Server("(c) trackline", root, [str(BIN / "trackline"), "serve", "--conf-dir", str(root / "conf")],
+                          env, port))
+    return servers
+
+
+def wrk(url: str, seconds: float, threads: int, connections: int) -> Load:
+    """Run wrk once and parse its requests/s, latency percentiles and error counts."""
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency", url]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+
+    def latency(percent: str) -> float:
+        value, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M).groups()
+        return float(value) * UNITS[unit]
+
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return Load(rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+                p50_ms=latency("50"), p99_ms=latency("99"),
+                requests=int(re.search(r"(\d+) requests in", out).group(1)),
+                errors=errors + (int(non_2xx.group(1)) if non_2xx else 0))
+
+
+def measure(server: Server, args: argparse.Namespace, seconds: float) -> Load:
+    """One wrk load of ``server``, with the workers' CPU time per request."""
+    cpu = server.cpu_seconds()
+    load = wrk(server.url(args.path), seconds, args.threads, args.connections)
+    load.cpu_us = (server.cpu_seconds() - cpu) * 1e6 / max(load.requests, 1)
+    return load
+
+
+def formatter_rates(tmp: Path, seconds: float) -> list[tuple[str, float, float]]:
+    """Lines/s through a WatchedFileHandler for python-json-logger's JsonFormatter and trackline's.
+
+    Both get the TrackingIdFilter and the same records: an app line ("Health check") and an access line (the
+    request fields as ``extra``, like trackline.server.access). python-json-logger is given the equivalent
+    fields to render (its default renders only the message and extras).
+    """
+    from pythonjsonlogger.json import JsonFormatter as PjlFormatter
+
+    contract = ["asctime", "levelname", "name", "tracking_id", "message", "process"]
+    access = {"remote_addr": "127.0.0.1", "protocol": "HTTP/1.1", "host": "127.0.0.1:8000",
+              "request_method": "GET", "request_path": "/api/health", "query_string": "", "status_code": 200,
+              "response_length": 57, "referer": None, "user_agent": "wrk", "request_time": 0.000812}
+    formatters: list[tuple[str, Callable[[], logging.Formatter], Callable[[], logging.Formatter]]] = [
+        ("python-json-logger JsonFormatter", lambda: PjlFormatter([*contract, "filename", "lineno", "funcName"]),
+         lambda: PjlFormatter(contract)),
+        ("trackline JsonFormatter", JsonFormatter, lambda: JsonFormatter(location=False)),
+    ]
+    set_tracking_id("0b5e6f1c-7c4e-4a43-9a5e-2f3c1d9e8a77")
+    rates = []
+    for number, (label, app_formatter, access_formatter) in enumerate(formatters):
+        rate = []
+        for kind, make in (("app", app_formatter), ("access", access_formatter)):
+            logger = logging.getLogger(f"bench.{number}.{kind}")
+            logger.propagate = False
+            logger.setLevel(logging.INFO)
+            handler = logging.handlers.WatchedFileHandler(tmp / f"formatter-{number}-{kind}.log", encoding="utf-8")
+            handler.setFormatter(make())
+            handler.addFilter(TrackingIdFilter())
+            logger.addHandler(handler)
+            lines, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                for _ in range(500):
+                    if kind == "app":
+                        logger.info("Health check")
+                    else:
+                        logger.info("%s %s %s", "GET", "/api/health", 200, extra=access)
+                lines += 500
+            rate.append(lines / (time.perf_counter() - start))
+            handler.close()
+        rates.append((label, *rate))
+    set_tracking_id(None)
+    return rates
+
+
+def count_lines(path: Path) -> int:
+    with open(path, "rb") as file:
+        return sum(1 for _ in file)
+
+
+def report(args: argparse.Namespace, servers: list[Server], formatters: list[tuple[str, float, float]]) -> str:
+    """The markdown tables: per cycle, per server (medians over cycles), per JSON formatter."""
+    a, b, c = servers
+    ratios = [lc.rps / lb.rps for lb, lc in zip(b.loads, c.loads)]
+    median_ratio = statistics.median(ratios)
+    lines = [
+        f"## GET {args.path}: wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s --latency, "
+        f"{args.cycles} cycles a, b, c interleaved; gunicorn gevent, {SHARED['workers']} workers, "
+        f"{SHARED['worker_connections']} worker_connections, {os.cpu_count()} CPUs shared with wrk",
+        "",
+        "| cycle | (a) raw WSGI req/s | (b) bare Flask req/s | (c) trackline req/s | c/b |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for cycle, (la, lb, lc, ratio) in enumerate(zip(a.loads, b.loads, c.loads, ratios), 1):
+        lines.append(f"| {cycle} | {la.rps:.0f} | {lb.rps:.0f} | {lc.rps:.0f} | {ratio:.2f} |")
+    lines += [
+        f"| median | {median(a, 'rps'):.0f} | {median(b, 'rps'):.0f} | {median(c, 'rps'):.0f} | "
+        f"**{median_ratio:.2f}** |",
+        "",
+        "| server (medians over cycles) | req/s | p50 ms | p99 ms | worker CPU us/request | errors "
+        "| RSS per worker MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for server in servers:
+        rss = ", ".join(f"{kib / 1024:.1f}" for kib in server.rss_kib[-SHARED["workers"]:]) or "?"
+        errors = sum(load.errors for load in server.loads)
+        lines.append(f"| {server.label} | {median(server, 'rps'):.0f} | {median(server, 'p50_ms'):.2f} | "
+                     f"{median(server, 'p99_ms'):.2f} | {median(server, 'cpu_us'):.0f} | {errors} | {rss} |")
+    logs = c.root / "logs"
+    lines += [
+        "",
+        f"median c/b ratio: **{median_ratio:.2f}** (target >= 0.90). trackline wrote "
+        f"{count_lines(logs / 'access.log')} access lines and {count_lines(logs / 'app.log')} app lines for "
+        f"{sum(load.requests for load in c.loads) + c.warmup_requests} requests counted by wrk.",
+        "",
+        "| JSON formatter (+ TrackingIdFilter, WatchedFileHandler) | app lines/s | us/app line | access lines/s "
+        "| us/access line |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, app_rate, access_rate in formatters:
+        lines.append(f"| {label} | {app_rate:.0f} | {1e6 / app_rate:.1f} | {access_rate:.0f} | "
+                     f"{1e6 / access_rate:.1f} |")
+    return "\n".join(lines)
+
+
+def median(server: Server, attribute: str) -> float:
+    return statistics.median(getattr(load, attribute) for load in server.loads)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short loads (2 s, 3 cycles): about 30 s in all")
+    parser.add_argument("--duration", type=float, help="seconds of load per server per cycle (default 10)")
+    parser.add_argument("--cycles", type=int, default=3, help="interleaved a, b, c cycles (default 3, minimum 3)")
+    parser.add_argument("--path", default="/api/health", choices=("/api/health", "/api/names"),
+                        help="route to load (default /api/health: trackline logs an app line and an access line)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    args = parser.parse_args(argv)
+    if args.cycles < 3:
+        parser.error("--cycles must be at least 3")
+    if args.duration is None:
+        args.duration = 2.0 if args.quick else 10.0
+    args.warmup = 1.0 if args.quick else 3.0
+    args.formatter_seconds = 0.5 if args.quick else 2.0
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (scripts/bench installs it with apt-get)")
+    with tempfile.TemporaryDirectory(prefix="trackline-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        servers = make_servers(tmp)
+        try:
+            for server in servers:
+                server.start()
+            for server in servers:
+                server.wait_ready(args.path)
+                server.warmup_requests = measure(server, args, args.warmup).requests
+            for cycle in range(1, args.cycles + 1):
+                for server in servers:
+                    load = measure(server, args, args.duration)
+                    server.loads.append(load)
+                    server.record_rss()
+                    print(f"==> cycle {cycle} {server.label}: {load.rps:.0f} req/s, p50 {load.p50_ms:.2f} ms, "
+                          f"p99 {load.p99_ms:.2f} ms, worker CPU {load.cpu_us:.0f} us/request",
+                          file=sys.stderr, flush=True)
+        finally:
+            for server in servers:
+                server.stop()
+        formatters = formatter_rates(tmp, args.formatter_seconds)
+        print(report(args, servers, formatters))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""``scripts/bench --quick`` runs end to end: three real gunicorn servers under wrk, and prints its tables.
+
+Slow (about 30 s of load). No timed assertions: the numbers are reported, never judged here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def _wrk_available() -> bool:
+    """wrk is installed, or scripts/bench can install it (root with dpkg and apt-get)."""
+    if shutil.which("wrk"):
+        return True
+    return os.geteuid() == 0 and bool(shutil.which("apt-get")) and bool(shutil.which("dpkg-query"))
+
+
+def test_quick_bench_prints_three_servers_and_the_ratio():
+    if not _wrk_available():
+        reason = "wrk is missing and cannot be installed here (needs root, dpkg and apt-get)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI must be able to run scripts/bench")
+        pytest.skip(reason)
+    result = subprocess.run([str(REPO / "scripts" / "bench"), "--quick"], cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for label in ("(a) raw WSGI", "(b) bare Flask", "(c) trackline"):
+        row = re.search(rf"^\| {re.escape(label)} \| (\d+) \|", out, re.M)
+        assert row and int(row.group(1)) > 0, f"no {label} row with requests/s in:\n{out}"
+    cycles = re.findall(r"^\| \d \| \d+ \| \d+ \| \d+ \| (\d+\.\d\d) \|$", out, re.M)
+    assert len(cycles) == 3, f"expected 3 interleaved cycles with a c/b ratio:\n{out}"
+    assert re.search(r"^median c/b ratio: \*\*\d+\.\d\d\*\*", out, re.M), out
+    # trackline really logged: one access line and one app line per request it answered.
+    logged = re.search(r"wrote (\d+) access lines and (\d+) app lines for (\d+) requests", out)
+    assert logged, out
+    access, app, requests = map(int, logged.groups())
+    assert access == app >= requests > 0
+    for formatter in ("python-json-logger JsonFormatter", "trackline JsonFormatter"):
+        assert re.search(rf"^\| {formatter} \| \d+ \| [\d.]+ \| \d+ \| [\d.]+ \|$", out, re.M), out
