@@ -16,3 +16,10 @@ def test_generated_id_reaches_response_app_and_access_logs(server):
     for name in ("app.log", "access.log", "error.log"):
         for record in server.logs(name):
             assert_contract(record)
+
+
+def test_gunicorn_lines_name_gunicorns_code_not_its_logger_wrapper(server):
+    server.stop()
+    booting = [r for r in server.logs("error.log") if r["message"].startswith("Booting worker")]
+    assert booting and all(r["loc"].startswith("arbiter.py:") and r["func"] == "spawn_worker" for r in booting)
+    assert not [r for r in server.logs("error.log") if r["loc"].startswith("glogging.py:")]

@@ -63,3 +63,18 @@ class JsonLogger(glogging.Logger):
 
 #: The source line access records name (``loc`` when a formatter shows it): the start of ``JsonLogger.access``.
 _LINE = JsonLogger.access.__code__.co_firstlineno
+
+
+def _from_callers_frame(name: str) -> Any:
+    """gunicorn's ``Logger.<name>`` with ``loc``/``func`` naming gunicorn's caller, not this wrapper."""
+
+    def method(self: JsonLogger, msg: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stacklevel", 2)
+        getattr(self.error_log, name)(msg, *args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+for _name in ("critical", "error", "warning", "info", "debug", "exception"):
+    setattr(JsonLogger, _name, _from_callers_frame(_name))
