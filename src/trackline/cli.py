@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from trackline.config import ConfigError, conf_dir
-from trackline.server.settings import ServerConfig, check_server_config
+from trackline.server.settings import check_server_config
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -25,7 +25,7 @@ def _check_config(args: argparse.Namespace) -> int:
         for problem in checked:
             print(f"trackline: {problem}", file=sys.stderr)
         return 1
-    print(_summary(checked))
+    print(checked.describe())
     return 0
 
 
@@ -54,25 +54,10 @@ def _trace(args: argparse.Namespace) -> int:
         print(f"trackline: skipped unreadable file {problem}", file=sys.stderr)
     if search.malformed:
         print(f"trackline: skipped {search.malformed} malformed line(s)", file=sys.stderr)
-    return 0 if search.matches else 1
-
-
-def _summary(config: ServerConfig) -> str:
-    """What ``trackline serve`` would run with this config."""
-    settings = config.settings
-    files = sorted(
-        {str(h["filename"]) for h in (config.logging.get("handlers") or {}).values() if "filename" in h}
-    )
-    lines = [
-        f"config OK: {config.conf_dir}",
-        f"  bind:         {settings.get('bind', '127.0.0.1:8000')}",
-        f"  workers:      {settings.get('workers', 1)} x {settings.get('worker_class', 'sync')}"
-        f" ({settings.get('worker_connections', 1000)} connections each)",
-        f"  log files:    {', '.join(files) or '(none)'}",
-    ]
-    if config.app:
-        lines.append(f"  app settings: {', '.join(f'{k}={v!r}' for k, v in sorted(config.app.items()))}")
-    return "\n".join(lines)
+    if not search.matches:
+        print(f"trackline: no lines for {args.tracking_id} in {', '.join(map(str, directories))}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

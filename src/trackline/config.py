@@ -22,9 +22,30 @@ class ConfigError(Exception):
 
 def conf_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The configuration directory: explicit > $TRACKLINE_CONF_DIR > systemd's $CONFIGURATION_DIRECTORY > ./conf."""
-    chosen = explicit or os.environ.get(CONF_DIR_ENV) or os.environ.get("CONFIGURATION_DIRECTORY") or "conf"
-    # systemd may list several directories separated by ':'; the first is ours.
-    return Path(str(chosen).split(":")[0])
+    chosen = explicit or os.environ.get(CONF_DIR_ENV)
+    if not chosen and os.environ.get("CONFIGURATION_DIRECTORY"):
+        # systemd lists its directories separated by ':'; the first is ours.
+        chosen = os.environ["CONFIGURATION_DIRECTORY"].split(":")[0]
+    directory = Path(chosen or "conf")
+    if not directory.is_dir():
+        raise ConfigError(f"config directory {directory} does not exist (use --conf-dir or ${CONF_DIR_ENV})")
+    return directory
+
+
+def writable_directory(directory: Path, where: str, create: bool) -> None:
+    """Make sure files can be created in ``directory``: create it (``create``) or check that it could be."""
+    if create:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot create directory {directory}: {exc.strerror or exc}") from None
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # without ``create``: the directory that mkdir would write into
+    if not existing.is_dir():
+        raise ConfigError(f"{where}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{where}: directory {existing} is not writable")
 
 
 def expand_env(value: str, env: Mapping[str, str], where: str) -> str:

@@ -47,10 +47,15 @@ class TrackingPolicy:
     def from_config(cls, config: Mapping[str, Any]) -> TrackingPolicy:
         max_length = int(config["TRACKING_ID_MAX_LENGTH"])
         if max_length < 1:
-            raise ValueError("TRACKING_ID_MAX_LENGTH must be at least 1")
+            raise ValueError("must be at least 1")
+        header, aliases = config["TRACKING_ID_HEADER"], config["TRACKING_ID_ALIASES"]
+        if not isinstance(header, str) or not header:
+            raise ValueError(f"must be a header name, not {header!r}")
+        if isinstance(aliases, str) or not all(isinstance(alias, str) and alias for alias in aliases):
+            raise ValueError(f"must be a list of header names, not {aliases!r}")
         return cls(
-            header=config["TRACKING_ID_HEADER"],
-            aliases=tuple(config["TRACKING_ID_ALIASES"]),
+            header=header,
+            aliases=tuple(aliases),
             pattern=re.compile(f"[{config['TRACKING_ID_CHARACTERS']}]{{1,{max_length}}}"),
             generate=_generator(config["TRACKING_ID_GENERATOR"]),
             from_traceparent=bool(config["TRACKING_ID_FROM_TRACEPARENT"]),

@@ -97,7 +97,7 @@ BAD: dict[str, tuple[Callable[[Setup], None], list[tuple[str, str]]]] = {
                                               "trackline.logs.NoSuchFormatter"),
                           [("logging.yaml", "formatter 'json'")]),
     "unwritable-log-dir": (_unwritable_log_dir, [("logging.yaml", "not writable")]),
-    "log-dir-below-a-file": (_log_dir_below_a_file, [("logging.yaml", "cannot create log directory")]),
+    "log-dir-below-a-file": (_log_dir_below_a_file, [("logging.yaml", "is not a directory")]),
     "missing-gunicorn-yaml": (lambda s: (s.conf_dir / "gunicorn.yaml").unlink(),
                               [("gunicorn.yaml", "cannot read: No such file")]),
     "two-problems-in-two-files": (_two_files, [("gunicorn.yaml", "unknown gunicorn setting 'wrokers'"),

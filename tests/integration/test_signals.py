@@ -116,15 +116,21 @@ def test_hup_applies_a_new_log_path(server: Server) -> None:
         assert_contract(record)
 
 
-@pytest.mark.parametrize("broken", ["gunicorn.yaml", "logging.yaml"])
-def test_hup_with_broken_yaml_keeps_serving_on_the_old_config(server: Server, broken: str) -> None:
+@pytest.mark.parametrize(("broken", "edit", "reason"), [
+    ("gunicorn.yaml", "version: 1\nbind: [unclosed\n  - {:\n", "invalid YAML"),
+    ("logging.yaml", "version: 1\nbind: [unclosed\n  - {:\n", "invalid YAML"),
+    # valid YAML and types, but gunicorn's master would die loading the class on HUP
+    ("gunicorn.yaml", "worker_class: geventt\n", "worker_class: cannot load 'geventt'"),
+], ids=["gunicorn.yaml", "logging.yaml", "worker_class"])
+def test_hup_with_broken_yaml_keeps_serving_on_the_old_config(server: Server, broken: str, edit: str,
+                                                               reason: str) -> None:
     path = server.conf_dir / broken
-    path.write_text("version: 1\nbind: [unclosed\n  - {:\n")
+    path.write_text(edit)
     master = server.process.pid
     hup_and_wait(server)  # gunicorn still restarts the workers, on the old config
     refused = [r for r in server.logs("error.log") if "reload refused" in r["message"]]
     assert len(refused) == 1 and refused[0]["level"] == "ERROR"
-    assert str(path) in refused[0]["message"] and "invalid YAML" in refused[0]["message"]
+    assert str(path) in refused[0]["message"] and reason in refused[0]["message"]
     assert server.get("/api/names").status == 200
     still_logging = health_check(server)  # the old logging config still writes INFO to app.log
     assert server.process.poll() is None
@@ -160,27 +166,55 @@ def test_term_lets_an_in_flight_request_complete(server: Server) -> None:
     assert [(r["request_path"], r["status_code"]) for r in access] == [("/api/users", 200)]
 
 
-@pytest.mark.parametrize("reopen_signal", [signal.SIGUSR1, None], ids=["usr1", "rename-only"])
-def test_renamed_log_files_are_reopened(server: Server, reopen_signal: signal.Signals | None) -> None:
+def _rename_logs_then_request(server: Server, names: tuple[str, ...], reopen: Callable[[], None]) -> tuple[str, str]:
+    """A request, every file in ``names`` renamed to ``*.1``, ``reopen()``, another request; both tracking IDs."""
     server.wait_for_workers()
     before = health_check(server)
     wait_until(lambda: before in {r["tracking_id"] for r in server.logs("access.log")},
                "the access line (gunicorn writes it after the response)")
-    for name in LOG_NAMES:
+    for name in names:
         (server.log_dir / name).rename(server.log_dir / f"{name}.1")
-    if reopen_signal is not None:
-        server.signal(reopen_signal)
-        wait_until(lambda: "Handling signal: usr1" in error_messages(server), "the USR1 line")
+    reopen()
     after = health_check(server)
     assert server.stop() == 0
-    moved = {name: read_json_lines(server.log_dir / f"{name}.1") for name in LOG_NAMES}
-    new = {name: server.logs(name) for name in LOG_NAMES}
-    for records in [*moved.values(), *new.values()]:
-        for record in records:
+    for name in names:
+        for record in [*read_json_lines(server.log_dir / f"{name}.1"), *server.logs(name)]:
             assert_contract(record)
+    return before, after
+
+
+def _ids(path: Path) -> set[str | None]:
+    return {r["tracking_id"] for r in read_json_lines(path)}
+
+
+def test_renamed_log_files_are_reopened_without_a_signal(server: Server) -> None:
+    """The shipped handlers notice logrotate's rename themselves: the next line goes to a new file."""
+    before, after = _rename_logs_then_request(server, LOG_NAMES, lambda: None)
     for name in ("app.log", "access.log"):
-        moved_ids = {r["tracking_id"] for r in moved[name]}
-        assert before in moved_ids and after not in moved_ids, name
-        assert {r["tracking_id"] for r in new[name]} == {after}, name
-    assert any(r["message"].startswith("Starting gunicorn") for r in moved["error.log"])
-    assert any(r["message"] == "Shutting down: Master" for r in new["error.log"])
+        assert before in _ids(server.log_dir / f"{name}.1") and after not in _ids(server.log_dir / f"{name}.1")
+        assert _ids(server.log_dir / name) == {after}, name
+    assert any(r["message"].startswith("Starting gunicorn") for r in read_json_lines(server.log_dir / "error.log.1"))
+    assert any(r["message"] == "Shutting down: Master" for r in server.logs("error.log"))
+
+
+def test_usr1_reopens_plain_file_handlers(make_server: Callable[..., Server]) -> None:
+    """USR1 is what reopens handlers that cannot see a rename (plain FileHandler) on gunicorn's loggers."""
+    server = make_server()
+    path = server.conf_dir / "logging.yaml"
+    config = yaml.safe_load(path.read_text())
+    for handler in ("access_file", "error_file"):
+        config["handlers"][handler]["class"] = "logging.FileHandler"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    server.start()
+
+    def usr1() -> None:
+        server.signal(signal.SIGUSR1)
+        wait_until(lambda: (server.log_dir / "error.log").exists(), "the master to reopen error.log")
+        time.sleep(0.5)  # the master has reopened; give the workers, which it signals next, a moment
+
+    before, after = _rename_logs_then_request(server, ("access.log", "error.log"), usr1)
+    assert before in _ids(server.log_dir / "access.log.1") and after not in _ids(server.log_dir / "access.log.1")
+    assert _ids(server.log_dir / "access.log") == {after}
+    # the master logs the signal before it reopens: that line is the renamed file's last master line
+    assert "Handling signal: usr1" in [r["message"] for r in read_json_lines(server.log_dir / "error.log.1")]
+    assert "Shutting down: Master" in [r["message"] for r in server.logs("error.log")]

@@ -70,7 +70,7 @@ LOGGING_CASES: dict[str, tuple[Edit | None, Callable[..., None] | None, list[str
     "undefined handler": (setter("loggers", "gunicorn.access", "handlers", ["access_file", "no_such_handler"]),
                           None, ["logger 'gunicorn.access' uses undefined handler 'no_such_handler'"]),
     "bad level name": (None, log_level_env, ["logger", "Unknown level: 'LOUD'"]),
-    "log dir below a file": (None, log_dir_below_a_file, ["handler 'app_file'", "cannot create log directory",
+    "log dir below a file": (None, log_dir_below_a_file, ["handler 'app_file'", "cannot create directory",
                                                           "plain-file/logs"]),
     "unset variable": (unset_variable, None, ["${TRACKLINE_TEST_NEVER_SET} is not set and has no default",
                                               "handlers.app_file.filename"]),
@@ -122,7 +122,15 @@ SERVER_CASES = {
     "owned setting": ("gunicorn.yaml", "accesslog: /tmp/access.log\n",
                       ["'accesslog' cannot be set here: log files are configured in logging.yaml"]),
     "unknown app key": ("app.yaml", "TRACKING_ID_HEADR: X-Id\n", ["unknown key(s) TRACKING_ID_HEADR"]),
-    "bad app value": ("app.yaml", "TRACKING_ID_MAX_LENGTH: 0\n", ["TRACKING_ID_MAX_LENGTH must be at least 1"]),
+    "bad app value": ("app.yaml", "TRACKING_ID_MAX_LENGTH: 0\n", ["TRACKING_ID_MAX_LENGTH: must be at least 1"]),
+    "alias not a list": ("app.yaml", "TRACKING_ID_ALIASES: X-Request-ID\n",
+                         ["TRACKING_ID_ALIASES: must be a list of header names, not 'X-Request-ID'"]),
+    "bad generator": ("app.yaml", "TRACKING_ID_GENERATOR: uuid.nope\n", ["TRACKING_ID_GENERATOR: module 'uuid'"]),
+    "size not a number": ("app.yaml", "MAX_CONTENT_LENGTH: lots\n", ["MAX_CONTENT_LENGTH: must be a number of bytes"]),
+    "downstream not a URL": ("app.yaml", "DOWNSTREAM_URL: 42\n", ["DOWNSTREAM_URL: must be an http:// or https://"]),
+    "unknown worker class": ("gunicorn.yaml", "worker_class: geventt\n", ["worker_class: cannot load 'geventt'"]),
+    "bad port": ("gunicorn.yaml", "bind: 127.0.0.1:notaport\n", ["bind: 'notaport' is not a valid port number"]),
+    "no workers": ("gunicorn.yaml", "workers: 0\n", ["workers: must be at least 1, not 0"]),
 }
 
 
@@ -195,8 +203,9 @@ def test_unwritable_log_dir_is_one_clear_line(world_readable_dir: Path, monkeypa
     logs.chmod(0o555)
     monkeypatch.setenv("TRACKLINE_LOG_DIR", str(logs))
     monkeypatch.setenv("TRACKLINE_RUN_DIR", str(world_readable_dir / "run"))
-    (world_readable_dir / "run").mkdir()
+    (world_readable_dir / "run").mkdir(mode=0o777)  # the pid file's directory is checked as well
+    (world_readable_dir / "run").chmod(0o777)
     done = run_trackline("check-config", "--conf-dir", str(conf), user=user, cwd=world_readable_dir)
     assert done.returncode == 1
     assert done.stderr == (f"trackline: {conf / 'logging.yaml'}: handler 'app_file': "
-                           f"log directory {logs} is not writable\n")
+                           f"directory {logs} is not writable\n")

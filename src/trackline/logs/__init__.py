@@ -5,10 +5,16 @@ Free of Flask imports: gunicorn's master imports these before its workers exist.
 
 from trackline.logs.filters import TrackingIdFilter
 from trackline.logs.formatter import JsonFormatter
-from trackline.logs.setup import configure_logging, load_logging_config, validate_logging_config
+from trackline.logs.setup import (
+    check_logging_config,
+    configure_logging,
+    load_logging_config,
+    validate_logging_config,
+)
 
 __all__ = [
     "JsonFormatter",
+    "check_logging_config",
     "TrackingIdFilter",
     "configure_logging",
     "load_logging_config",

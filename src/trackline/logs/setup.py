@@ -10,19 +10,27 @@ import os
 from pathlib import Path
 from typing import Any
 
-from trackline.config import ConfigError, read_yaml
-
-LOGGING_FILE = "logging.yaml"
+from trackline.config import ConfigError, read_yaml, writable_directory
 
 
-def load_logging_config(path: Path) -> dict[str, Any]:
-    """Read ``path`` into a dictConfig dict, with ``${VAR:-default}`` expanded and its log directories created."""
+def load_logging_config(path: Path, create_dirs: bool = True) -> dict[str, Any]:
+    """Read ``path`` into a dictConfig dict, with ``${VAR:-default}`` expanded and its log files checked.
+
+    Missing log directories are created, or with ``create_dirs=False`` only checked to be creatable.
+    """
     config = read_yaml(path)
     if config.get("version") != 1:
         raise ConfigError(f"{path}: 'version: 1' is required (this is a logging.config.dictConfig document)")
     for name, handler in _handlers(config, path).items():
         if "filename" in handler:
-            _prepare_log_file(Path(str(handler["filename"])), f"{path}: handler {name!r}")
+            _check_log_file(Path(str(handler["filename"])), f"{path}: handler {name!r}", create_dirs)
+    return config
+
+
+def check_logging_config(path: Path, create_dirs: bool = True) -> dict[str, Any]:
+    """``load_logging_config`` and ``validate_logging_config``: the config, ready to apply."""
+    config = load_logging_config(path, create_dirs)
+    validate_logging_config(config, path)
     return config
 
 
@@ -58,8 +66,7 @@ def validate_logging_config(config: dict[str, Any], path: Path) -> None:
 
 def configure_logging(path: Path) -> dict[str, Any]:
     """Load, check and apply ``path``; return the applied config (gunicorn takes it as ``logconfig_dict``)."""
-    config = load_logging_config(path)
-    validate_logging_config(config, path)
+    config = check_logging_config(path)
     try:
         logging.config.dictConfig(config)
     except Exception as exc:
@@ -74,20 +81,13 @@ def _handlers(config: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
     return handlers
 
 
-def _prepare_log_file(file: Path, where: str) -> None:
-    """Create the log directory if missing; fail with one line if the file could not be written."""
-    directory = file.parent
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot create log directory {directory}: {exc.strerror or exc}") from None
-    if not directory.is_dir():
-        raise ConfigError(f"{where}: {directory} is not a directory")
+def _check_log_file(file: Path, where: str, create_dir: bool) -> None:
+    """The log file can be appended to: its directory exists (or is created) and is writable."""
     if file.exists():
         if not os.access(file, os.W_OK):
             raise ConfigError(f"{where}: log file {file} is not writable")
-    elif not os.access(directory, os.W_OK | os.X_OK):
-        raise ConfigError(f"{where}: log directory {directory} is not writable")
+        return
+    writable_directory(file.parent, where, create_dir)
 
 
 def _delay_file_opening(handler: dict[str, Any]) -> None:

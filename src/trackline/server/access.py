@@ -18,6 +18,12 @@ def _request_header(req: Any, name: str) -> str | None:
     return None
 
 
+def _sent(resp: Any) -> int:
+    """Body bytes sent; for a request gunicorn answered itself, the length of its error text."""
+    sent = getattr(resp, "sent", None)
+    return sent if sent is not None else getattr(resp, "response_length", None) or 0
+
+
 def access_fields(resp: Any, req: Any, environ: dict[str, Any], request_time: datetime.timedelta) -> dict[str, Any]:
     """The access-log fields of one request (also for requests gunicorn answered itself, e.g. 400)."""
     status = getattr(resp, "status_code", None) or int(str(resp.status).split(None, 1)[0])
@@ -30,7 +36,7 @@ def access_fields(resp: Any, req: Any, environ: dict[str, Any], request_time: da
         "request_path": environ.get("PATH_INFO", getattr(req, "path", None)),
         "query_string": environ.get("QUERY_STRING", ""),
         "status_code": status,
-        "response_length": getattr(resp, "sent", None) or getattr(resp, "response_length", None) or 0,
+        "response_length": _sent(resp),
         "referer": environ.get("HTTP_REFERER") or _request_header(req, "REFERER"),
         "user_agent": environ.get("HTTP_USER_AGENT") or _request_header(req, "USER-AGENT"),
         "request_time": request_time.total_seconds(),

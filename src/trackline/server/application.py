@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,4 +47,28 @@ class TracklineApplication(BaseApplication):
 
 def serve(conf_dir: Path) -> None:
     """Run gunicorn in the foreground until it is stopped (``trackline serve``)."""
-    TracklineApplication(load_server_config(conf_dir)).run()
+    config = load_server_config(conf_dir)
+    application = TracklineApplication(config)
+    _check_listen(application.cfg.address)
+    print(f"trackline: serving on {', '.join(application.cfg.bind)}, logging to {', '.join(config.log_files)}",
+          file=sys.stderr, flush=True)
+    application.run()
+
+
+def _check_listen(addresses: list[Any]) -> None:
+    """Fail with one line if an address cannot be bound (gunicorn would retry five times, then exit)."""
+    if os.environ.get("LISTEN_FDS"):
+        return  # systemd passes the sockets in
+    for address in addresses:
+        if not isinstance(address, tuple):
+            continue  # a unix socket path: gunicorn reports its own problems clearly
+        host, port = address
+        try:
+            family, kind, proto, _, sockaddr = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0]
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(sockaddr)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise ConfigError(f"cannot listen on {host}:{port}: {reason} (change bind in gunicorn.yaml "
+                              "or TRACKLINE_BIND)") from None

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gunicorn.config import Config
 
-from trackline.config import ConfigError, read_yaml
-from trackline.logs import load_logging_config, validate_logging_config
+from trackline.config import ConfigError, read_yaml, writable_directory
+from trackline.logs import check_logging_config
 from trackline.policy import DEFAULTS, TrackingPolicy
 
 GUNICORN_FILE = "gunicorn.yaml"
@@ -56,38 +57,60 @@ class ServerConfig:
         cfg.set("logconfig_dict", self.logging)
         cfg.set("logger_class", LOGGER_CLASS)
 
+    @property
+    def log_files(self) -> list[str]:
+        """The files ``logging.yaml`` writes to."""
+        handlers = (self.logging.get("handlers") or {}).values()
+        return sorted({str(handler["filename"]) for handler in handlers if "filename" in handler})
+
+    def describe(self) -> str:
+        """What ``trackline serve`` runs with this config (gunicorn's defaults filled in)."""
+        cfg = Config()
+        self.apply(cfg)
+        lines = [
+            f"config OK: {self.conf_dir}",
+            f"  bind:         {', '.join(cfg.bind)}",
+            f"  workers:      {cfg.workers} x {cfg.worker_class_str} ({cfg.worker_connections} connections each)",
+            f"  log files:    {', '.join(self.log_files) or '(none)'}",
+        ]
+        if self.app:
+            lines.append(f"  app settings: {', '.join(f'{k}={v!r}' for k, v in sorted(self.app.items()))}")
+        return "\n".join(lines)
+
 
 def load_server_config(conf_dir: Path) -> ServerConfig:
-    """Read and check ``gunicorn.yaml``, ``logging.yaml`` and (optional) ``app.yaml``; raise on the first bad file.
-
-    Use ``check_server_config`` to collect every problem instead.
+    """Read and check ``gunicorn.yaml``, ``logging.yaml`` and (optional) ``app.yaml``, creating missing log and
+    runtime directories; raise with every problem found.
     """
-    problems = check_server_config(conf_dir)
-    if isinstance(problems, list):
-        raise ConfigError("; ".join(problems))
-    return problems
+    checked = check_server_config(conf_dir, create_dirs=True)
+    if isinstance(checked, list):
+        raise ConfigError("\n".join(checked))
+    return checked
 
 
-def check_server_config(conf_dir: Path) -> ServerConfig | list[str]:
-    """The checked config, or one line per problem found across all three files."""
+def check_server_config(conf_dir: Path, create_dirs: bool = False) -> ServerConfig | list[str]:
+    """The checked config, or one line per problem found across all three files.
+
+    Without ``create_dirs`` nothing is written: missing directories are only checked to be creatable.
+    """
     problems: list[str] = []
-    settings = _collect(problems, _load_settings, conf_dir / GUNICORN_FILE)
-    logging_config = _collect(problems, _load_logging, conf_dir / LOGGING_FILE)
-    app = _collect(problems, _load_app, conf_dir / APP_FILE)
+    settings = _collect(problems, lambda: _load_settings(conf_dir / GUNICORN_FILE, create_dirs))
+    logging_config = _collect(problems, lambda: check_logging_config(conf_dir / LOGGING_FILE, create_dirs))
+    app = _collect(problems, lambda: _load_app(conf_dir / APP_FILE))
     if problems:
         return problems
     return ServerConfig(conf_dir, settings, logging_config, app)
 
 
-def _collect(problems: list[str], load: Any, path: Path) -> Any:
+def _collect(problems: list[str], load: Callable[[], Any]) -> Any:
     try:
-        return load(path)
+        return load()
     except ConfigError as exc:
         problems.extend(str(exc).split("\n"))
         return None
 
 
-def _load_settings(path: Path) -> dict[str, Any]:
+def _load_settings(path: Path, create_dirs: bool) -> dict[str, Any]:
     raw = read_yaml(path)
     trial = Config()
     problems = []
@@ -101,24 +124,34 @@ def _load_settings(path: Path) -> dict[str, Any]:
                 trial.set(name, value)
             except (TypeError, ValueError) as exc:
                 problems.append(f"{path}: {name}: {exc}")
+    problems.extend(f"{path}: {problem}" for problem in _resolve(trial, raw.keys()))
     for name in RUNTIME_FILES & raw.keys():
-        _make_parent(Path(str(raw[name])), f"{path}: {name}", problems)
+        try:
+            writable_directory(Path(str(raw[name])).parent, f"{path}: {name}", create_dirs)
+        except ConfigError as exc:
+            problems.append(str(exc))
     if problems:
         raise ConfigError("\n".join(problems))
     return raw
 
 
-def _make_parent(file: Path, where: str, problems: list[str]) -> None:
-    try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        problems.append(f"{where}: cannot create directory {file.parent}: {exc.strerror or exc}")
-
-
-def _load_logging(path: Path) -> dict[str, Any]:
-    config = load_logging_config(path)
-    validate_logging_config(config, path)
-    return config
+def _resolve(cfg: Config, names: Iterable[str]) -> list[str]:
+    """Problems gunicorn finds only when it uses a setting: an unknown worker class, a bad address, no workers."""
+    problems = []
+    if "worker_class" in names:
+        try:
+            cfg.worker_class  # noqa: B018 - imports the class, as the master does at start and on HUP
+        except Exception as exc:  # gunicorn raises RuntimeError, ImportError, ...
+            reason = str(exc).strip().splitlines()[0].rstrip(": ")  # gunicorn appends a whole traceback
+            problems.append(f"worker_class: cannot load {cfg.settings['worker_class'].get()!r}: {reason}")
+    if "bind" in names:
+        try:
+            cfg.address  # noqa: B018
+        except Exception as exc:
+            problems.append(f"bind: {exc}")
+    if cfg.workers < 1:
+        problems.append(f"workers: must be at least 1, not {cfg.workers}")
+    return problems
 
 
 def _load_app(path: Path) -> dict[str, Any]:
@@ -128,8 +161,30 @@ def _load_app(path: Path) -> dict[str, Any]:
     unknown = sorted(set(raw) - APP_KEYS)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(APP_KEYS))})")
-    try:
-        TrackingPolicy.from_config({**DEFAULTS, **raw})
-    except Exception as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    problems = [f"{path}: {problem}" for problem in _app_problems({**DEFAULTS, **raw})]
+    if problems:
+        raise ConfigError("\n".join(problems))
     return raw
+
+
+def _app_problems(config: dict[str, Any]) -> list[str]:
+    problems = []
+    limit = config.get("MAX_CONTENT_LENGTH")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+        problems.append(f"MAX_CONTENT_LENGTH: must be a number of bytes (or null), not {limit!r}")
+    url = config.get("DOWNSTREAM_URL")
+    if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+        problems.append(f"DOWNSTREAM_URL: must be an http:// or https:// URL, not {url!r}")
+    if not problems:
+        problems.extend(_policy_problems(config))
+    return problems
+
+
+def _policy_problems(config: dict[str, Any]) -> list[str]:
+    """What building the tracking-ID policy (regex, generator import) reports, naming the key at fault."""
+    for key in DEFAULTS:
+        try:
+            TrackingPolicy.from_config({**DEFAULTS, key: config[key]})
+        except Exception as exc:  # int(), re.compile() and imports raise many kinds
+            return [f"{key}: {exc}"]
+    return []
