@@ -23,6 +23,10 @@ def _json_default(value: Any) -> str:
     return str(value)
 
 
+#: ``json.dumps(..., ensure_ascii=False, default=_json_default)`` without building an encoder per response.
+_encode = json.JSONEncoder(ensure_ascii=False, default=_json_default).encode
+
+
 def _describe(outcome: str) -> str:
     """The post's default message: ``"GET /api/health success"``."""
     if has_request_context():
@@ -40,8 +44,7 @@ class JsonResponse(Response):
     def __init__(self, data: Any = None, code: int | None = None, msg: str = "", **kwargs: Any) -> None:
         status = int(code if code is not None else self.status_code_default)
         try:
-            body = json.dumps({"code": status, "msg": msg or _describe(self.outcome), "data": data},
-                              ensure_ascii=False, default=_json_default)
+            body = _encode({"code": status, "msg": msg or _describe(self.outcome), "data": data})
         except (TypeError, ValueError):  # e.g. non-string keys or a circular reference
             log.exception("response data could not be serialized")
             status = HTTPStatus.INTERNAL_SERVER_ERROR

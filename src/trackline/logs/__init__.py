@@ -1,10 +1,12 @@
-"""JSON logging for trackline: the formatter, the tracking-ID filter and the YAML dictConfig loader.
+"""JSON logging for trackline: the formatter, the tracking-ID filter, the file handler and the YAML dictConfig
+loader.
 
 Free of Flask imports: gunicorn's master imports these before its workers exist.
 """
 
 from trackline.logs.filters import TrackingIdFilter
 from trackline.logs.formatter import JsonFormatter
+from trackline.logs.handlers import WatchedAppendFileHandler
 from trackline.logs.setup import (
     check_logging_config,
     configure_logging,
@@ -16,6 +18,7 @@ __all__ = [
     "JsonFormatter",
     "check_logging_config",
     "TrackingIdFilter",
+    "WatchedAppendFileHandler",
     "configure_logging",
     "load_logging_config",
     "validate_logging_config",

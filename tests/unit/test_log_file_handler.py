@@ -1,0 +1,122 @@
+"""WatchedAppendFileHandler: whole JSON lines, one write each, safe across logrotate renames, USR1 and fork."""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from gunicorn.glogging import Logger as GunicornLogger
+
+from trackline.logs import JsonFormatter, WatchedAppendFileHandler
+
+
+@pytest.fixture
+def log_path(tmp_path: Path) -> Path:
+    return tmp_path / "app.log"
+
+
+@pytest.fixture
+def logger(log_path: Path) -> Iterator[logging.Logger]:
+    """A named logger (as gunicorn's USR1 handling requires) writing JSON lines through the handler."""
+    handler = WatchedAppendFileHandler(str(log_path), encoding="utf-8")
+    handler.setFormatter(JsonFormatter(json_ensure_ascii=False))
+    log = logging.getLogger(f"test.file_handler.{log_path.parent.name}")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    log.addHandler(handler)
+    yield log
+    log.removeHandler(handler)
+    handler.close()
+
+
+def messages(path: Path) -> list[str]:
+    """The ``message`` of every line of ``path``; every line must be a whole JSON object."""
+    return [json.loads(line)["message"] for line in path.read_bytes().decode("utf-8").splitlines()]
+
+
+def test_lines_are_utf8_json_and_the_file_honours_the_umask(tmp_path: Path) -> None:
+    path = tmp_path / "new.log"
+    handler = WatchedAppendFileHandler(str(path), delay=True)
+    handler.setFormatter(JsonFormatter(json_ensure_ascii=False))
+    assert not path.exists()  # delay: created by the first line
+    old_umask = os.umask(0o027)  # the systemd unit's UMask
+    try:
+        handler.handle(logging.makeLogRecord({"msg": "héllo 中文 😀", "levelno": 20, "levelname": "INFO"}))
+    finally:
+        os.umask(old_umask)
+        handler.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert path.read_bytes().count(b"\n") == 1
+    assert messages(path) == ["héllo 中文 😀"]
+
+
+def test_a_renamed_file_keeps_its_lines_and_the_next_line_goes_to_the_new_file(
+        logger: logging.Logger, log_path: Path) -> None:
+    logger.info("before")
+    log_path.rename(log_path.with_name("app.log.1"))
+    logger.info("first after rename")  # creates the path anew
+    log_path.rename(log_path.with_name("app.log.2"))
+    log_path.write_text("")  # another process (a second worker) recreated it first
+    logger.info("second rename")
+    assert messages(log_path) == ["second rename"]
+    log_path.unlink()  # removed outright: recreated too
+    logger.info("after unlink")
+    logger.info("again")
+    assert messages(log_path.with_name("app.log.1")) == ["before"]
+    assert messages(log_path.with_name("app.log.2")) == ["first after rename"]
+    assert messages(log_path) == ["after unlink", "again"]
+
+
+def test_gunicorn_usr1_reopen(logger: logging.Logger, log_path: Path) -> None:
+    logger.info("before")
+    log_path.rename(log_path.with_name("app.log.1"))
+    # gunicorn's own code, as its master and workers run it on USR1: close(), then stream = _open()
+    GunicornLogger.reopen_files(SimpleNamespace(cfg=SimpleNamespace(capture_output=False)))  # type: ignore[arg-type]
+    assert log_path.exists()
+    logger.info("after")
+    assert messages(log_path.with_name("app.log.1")) == ["before"]
+    assert messages(log_path) == ["after"]
+
+
+def test_a_line_longer_than_64_kib_is_written_whole_even_in_partial_writes(
+        logger: logging.Logger, log_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    big = "x" * 70_000 + "é"
+    logger.info(big)
+    real_write = os.write
+    sizes: list[int] = []
+
+    def partial_write(fd: int, data: bytes) -> int:  # what a signal or a nearly full disk can do
+        sizes.append(real_write(fd, data[:4096]))
+        return sizes[-1]
+
+    monkeypatch.setattr(os, "write", partial_write)
+    logger.info(big)
+    logger.info("short")
+    monkeypatch.undo()
+    assert len(sizes) > 17  # the 70 KB line did take several writes
+    assert messages(log_path) == [big, big, "short"]
+
+
+def _append_lines(logger: logging.Logger, worker: int, count: int) -> None:
+    for number in range(count):
+        logger.info("%d-%d %s", worker, number, "y" * (number * 97 % 9000))
+
+
+def test_forked_processes_sharing_the_file_write_whole_lines(logger: logging.Logger, log_path: Path) -> None:
+    logger.info("opened by the parent")  # as gunicorn's master opens it before forking workers
+    fork = multiprocessing.get_context("fork")
+    workers = [fork.Process(target=_append_lines, args=(logger, worker, 1500)) for worker in range(2)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(60)
+        assert process.exitcode == 0
+    written = [message.split(" ")[0] for message in messages(log_path)[1:]]
+    assert sorted(written) == sorted(f"{worker}-{number}" for worker in range(2) for number in range(1500))
