@@ -85,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except ConfigError as exc:
-        print(f"trackline: {exc}", file=sys.stderr)
+        for problem in str(exc).splitlines():
+            print(f"trackline: {problem}", file=sys.stderr)
         return 1
 
 

@@ -34,7 +34,7 @@ class TracklineApplication(BaseApplication):
             self.config = load_server_config(self.config.conf_dir)
         except ConfigError as exc:
             logging.getLogger("gunicorn.error").error(
-                "reload refused, still serving with the previous configuration: %s", exc
+                "reload refused, still serving with the previous configuration: %s", str(exc).replace("\n", "; ")
             )
             return
         super().reload()
