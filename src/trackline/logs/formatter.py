@@ -28,13 +28,6 @@ def _second_parts(second: int) -> tuple[str, str]:
     return time.strftime("%Y-%m-%dT%H:%M:%S", local), f"{'-' if offset < 0 else '+'}{hours:02d}:{minutes:02d}"
 
 
-def iso_timestamp(created: float) -> str:
-    """``created`` as local ISO 8601 with milliseconds and UTC offset: ``2026-01-17T16:44:37.123+08:00``."""
-    second, millis = divmod(int(created * 1000), 1000)
-    head, tail = _second_parts(second)
-    return f"{head}.{millis:03d}{tail}"
-
-
 class JsonFormatter(_PjlJsonFormatter):
     """python-json-logger formatter emitting the contract fields first, then static, extra and exception fields.
 
@@ -58,7 +51,8 @@ class JsonFormatter(_PjlJsonFormatter):
                              ensure_ascii=self.json_ensure_ascii).encode
 
     def _timestamp(self, created: float) -> str:
-        """``iso_timestamp(created)``, rendering the date-time and offset only when the second changes."""
+        """``created`` as local ISO 8601 with milliseconds and offset (``2026-01-17T16:44:37.123+08:00``);
+        the date-time and offset are rendered only when the second changes."""
         second, millis = divmod(int(created * 1000), 1000)
         cached = self._second
         if cached[0] != second:
