@@ -7,19 +7,12 @@ Free of Flask imports: gunicorn's master imports these before its workers exist.
 from trackline.logs.filters import TrackingIdFilter
 from trackline.logs.formatter import JsonFormatter
 from trackline.logs.handlers import WatchedAppendFileHandler
-from trackline.logs.setup import (
-    check_logging_config,
-    configure_logging,
-    load_logging_config,
-    validate_logging_config,
-)
+from trackline.logs.setup import check_logging_config, configure_logging
 
 __all__ = [
     "JsonFormatter",
-    "check_logging_config",
     "TrackingIdFilter",
     "WatchedAppendFileHandler",
+    "check_logging_config",
     "configure_logging",
-    "load_logging_config",
-    "validate_logging_config",
 ]
