@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import pkgutil
 import re
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +30,20 @@ def environ_key(header: str) -> str:
     return "HTTP_" + header.upper().replace("-", "_")
 
 
+def random_uuid4() -> str:
+    """What ``str(uuid.uuid4())`` returns (122 random bits, RFC 9562 version 4), without building a ``UUID``."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # variant 10xx (RFC 9562)
+    digits = raw.hex()
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
 def _generator(spec: str | Callable[[], Any]) -> Callable[[], str]:
+    """The ID generator named by ``TRACKING_ID_GENERATOR``; the default ``uuid.uuid4`` is ``random_uuid4``."""
     make = pkgutil.resolve_name(spec) if isinstance(spec, str) else spec
+    if make is uuid.uuid4:
+        return random_uuid4
     return lambda: str(make())
 
 

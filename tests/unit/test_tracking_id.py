@@ -12,14 +12,25 @@ from conftest import LogReader, client_for
 
 import trackline
 from trackline import get_tracking_id
+from trackline.policy import random_uuid4
 from trackline.responses import Success
 
 
 def is_uuid4(value: str) -> bool:
     try:
-        return str(uuid.UUID(value)) == value and uuid.UUID(value).version == 4
+        parsed = uuid.UUID(value)
     except ValueError:
         return False
+    return str(parsed) == value and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_generated_ids_are_random_version_4_uuids_in_their_canonical_text() -> None:
+    ids = [random_uuid4() for _ in range(20_000)]
+    assert all(is_uuid4(new_id) for new_id in ids) and len(set(ids)) == len(ids)
+    # every one of the 122 random bits takes both values: nothing is fixed but the version and the variant
+    bits = [f"{uuid.UUID(new_id).int:0128b}" for new_id in ids[:2000]]
+    fixed = {position for position in range(128) if len({b[position] for b in bits}) == 1}
+    assert fixed == {48, 49, 50, 51, 64, 65}
 
 
 def add_probe(app: Flask) -> Flask:
