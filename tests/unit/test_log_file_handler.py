@@ -1,4 +1,4 @@
-"""WatchedAppendFileHandler: whole JSON lines, one write each, safe across logrotate renames, USR1 and fork."""
+"""WatchedAppendFileHandler: whole JSON lines, safe across logrotate renames, USR1 and fork; coalesced under gevent."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
+import gevent
 import pytest
 from gunicorn.glogging import Logger as GunicornLogger
 
 from trackline.logs import JsonFormatter, WatchedAppendFileHandler
+from trackline.logs.handlers import MAX_PENDING_LINES
 
 
 @pytest.fixture
@@ -120,3 +122,73 @@ def test_forked_processes_sharing_the_file_write_whole_lines(logger: logging.Log
         assert process.exitcode == 0
     written = [message.split(" ")[0] for message in messages(log_path)[1:]]
     assert sorted(written) == sorted(f"{worker}-{number}" for worker in range(2) for number in range(1500))
+
+
+# Under gevent: lines logged by request greenlets are written at the end of the loop's iteration.
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every ``os.write`` the handler makes (still written to the file)."""
+    real_write = os.write
+    seen: list[bytes] = []
+
+    def spy(fd: int, data: bytes) -> int:
+        seen.append(bytes(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", spy)
+    return seen
+
+
+def test_lines_of_many_greenlets_are_written_whole_in_order_by_one_write(
+        logger: logging.Logger, log_path: Path, writes: list[bytes]) -> None:
+    def request(number: int) -> None:
+        logger.info("request %d", number)
+        assert not log_path.exists() or f"request {number}" not in log_path.read_text()  # not yet: pending
+
+    gevent.joinall([gevent.spawn(request, number) for number in range(50)])
+    gevent.idle()  # the loop turns: its callbacks run, as they do in a worker
+    assert messages(log_path) == [f"request {number}" for number in range(50)]
+    assert len(writes) == 1
+
+
+def test_coalesce_false_writes_each_line_as_it_is_logged(log_path: Path, writes: list[bytes]) -> None:
+    handler = WatchedAppendFileHandler(str(log_path), coalesce=False)
+    handler.setFormatter(JsonFormatter())
+
+    def request(number: int) -> None:
+        handler.handle(logging.makeLogRecord({"msg": f"request {number}"}))
+        assert messages(log_path)[-1] == f"request {number}"  # already in the file
+
+    gevent.joinall([gevent.spawn(request, number) for number in range(5)])
+    handler.close()
+    assert len(writes) == 5
+
+
+def test_pending_lines_are_written_by_close_and_go_to_the_file_the_path_names_then(
+        logger: logging.Logger, log_path: Path) -> None:
+    logger.info("written before")  # the main greenlet writes at once
+    assert messages(log_path) == ["written before"]
+
+    def request() -> None:
+        logger.info("pending")
+        log_path.rename(log_path.with_name("app.log.1"))  # logrotate runs before the loop writes
+        for handler in logger.handlers:
+            handler.close()  # what gunicorn's USR1, a reload and logging.shutdown at exit do
+
+    gevent.spawn(request).join()
+    assert messages(log_path.with_name("app.log.1")) == ["written before"]
+    assert messages(log_path) == ["pending"]
+
+
+def test_a_greenlet_that_never_yields_writes_every_max_pending_lines(
+        logger: logging.Logger, log_path: Path, writes: list[bytes]) -> None:
+    def busy_request() -> None:
+        for number in range(MAX_PENDING_LINES + 10):
+            logger.info("line %d", number)
+        assert len(messages(log_path)) == MAX_PENDING_LINES  # the first batch, without yielding
+
+    gevent.spawn(busy_request).join()
+    gevent.idle()
+    assert len(messages(log_path)) == MAX_PENDING_LINES + 10
+    assert len(writes) == 2

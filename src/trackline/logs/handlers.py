@@ -1,9 +1,12 @@
-"""A lean drop-in for ``logging.handlers.WatchedFileHandler``: one ``os.write`` per line, rename-safe.
+"""A lean drop-in for ``logging.handlers.WatchedFileHandler``: whole lines by ``os.write``, rename-safe.
 
 ``WatchedFileHandler`` writes through a ``TextIOWrapper`` and flushes after every line (two lock round trips
-and a buffered-text layer per line). This handler opens the file ``O_APPEND`` unbuffered and writes each
-encoded line with a single ``write`` system call; like ``WatchedFileHandler`` it stats the path before every
-line and reopens it when logrotate has renamed or removed it, so no line goes to a file that gzip may take.
+and a buffered-text layer per line). This handler opens the file ``O_APPEND`` unbuffered and writes encoded
+lines with one ``write`` system call; like ``WatchedFileHandler`` it stats the path before writing and reopens
+it when logrotate has renamed or removed it, so no line goes to a file that gzip may take.
+
+In a gevent worker, the lines that request greenlets log are written together at the end of the event
+loop's iteration (``coalesce``): one ``stat`` and one ``write`` per file per iteration instead of per line.
 """
 
 from __future__ import annotations
@@ -12,20 +15,33 @@ import logging
 import os
 from typing import BinaryIO
 
+from trackline.logs.eventloop import running_loop
+
+#: Pending lines that make a coalescing handler write at once rather than wait for the loop.
+MAX_PENDING_LINES = 1024
+
 
 class WatchedAppendFileHandler(logging.FileHandler):
-    """Appends each formatted line + ``"\\n"`` with one ``os.write`` and reopens the path after a rotation.
+    """Appends each formatted line + ``"\\n"`` with ``os.write`` and reopens the path after a rotation.
 
-    A ``logging.FileHandler`` subclass, so gunicorn's USR1 (``stream = handler._open()``) reopens it; the
-    file is created with mode 0o666 less the umask, as ``open()`` does. Records are written whole even
-    when the kernel accepts part of a line; a shared ``O_APPEND`` descriptor is safe across forked workers.
+    A ``logging.FileHandler`` subclass, so gunicorn's USR1 (``close()``, ``stream = handler._open()``) reopens
+    it; the file is created with mode 0o666 less the umask, as ``open()`` does. Lines are written whole even
+    when the kernel accepts part of a write; a shared ``O_APPEND`` descriptor is safe across forked workers.
+
+    ``coalesce`` (default true): a line logged by a greenlet that gevent's hub runs is kept until the end of
+    the loop's iteration (at most ``MAX_PENDING_LINES``), then written with the others in one ``write``.
+    ``flush()``, ``close()`` and interpreter exit write what is pending; only a process killed outright
+    (SIGKILL) loses the lines of its last loop iteration. ``coalesce: false`` writes every line at once.
     """
 
     terminator = "\n"
 
     def __init__(self, filename: str | os.PathLike[str], encoding: str | None = "utf-8", delay: bool = False,
-                 errors: str | None = None) -> None:
+                 errors: str | None = None, coalesce: bool = True) -> None:
         self._identity = (-1, -1)  # (st_dev, st_ino) of the open file
+        self._pending: list[bytes] = []
+        self._flush_scheduled = False
+        self.coalesce = coalesce
         super().__init__(filename, "a", encoding or "utf-8", delay, errors)
 
     def _open(self) -> BinaryIO:  # type: ignore[override]
@@ -35,7 +51,10 @@ class WatchedAppendFileHandler(logging.FileHandler):
         return stream
 
     def _reopen_if_moved(self) -> None:
-        """Reopen the path when it no longer names the open file (renamed or deleted by logrotate)."""
+        """Open the path if it is not open, or reopen it when it no longer names the open file."""
+        if self.stream is None:  # delay=True, or closed: (re)open, as FileHandler does in mode "a"
+            self.stream = self._open()
+            return
         try:
             status = os.stat(self.baseFilename)
         except FileNotFoundError:
@@ -45,19 +64,48 @@ class WatchedAppendFileHandler(logging.FileHandler):
             stream.close()
             self.stream = self._open()
 
+    def _write_pending(self) -> None:
+        """Write the pending lines with one ``write`` (looping on a partial write: the rest, never a gap)."""
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._reopen_if_moved()
+        fd = self.stream.fileno()
+        written = os.write(fd, data)
+        while written < len(data):
+            data = data[written:]
+            written = os.write(fd, data)
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            if self.stream is None:  # delay=True, or closed: (re)open, as FileHandler does in mode "a"
-                self.stream = self._open()
+            line = (self.format(record) + self.terminator).encode(self.encoding, self.errors or "backslashreplace")
+            self._pending.append(line)
+            if self._flush_scheduled and len(self._pending) < MAX_PENDING_LINES:
+                return
+            loop = None if self._flush_scheduled or not self.coalesce else running_loop()
+            if loop is None:
+                self._write_pending()
             else:
-                self._reopen_if_moved()
-            data = (self.format(record) + self.terminator).encode(self.encoding, self.errors or "backslashreplace")
-            fd = self.stream.fileno()
-            written = os.write(fd, data)
-            while written < len(data):  # a partial write (signal, full disk): the rest, never a gap
-                data = data[written:]
-                written = os.write(fd, data)
+                loop.run_callback(self.flush)
+                self._flush_scheduled = True
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
+
+    def flush(self) -> None:
+        """Write the pending lines (the loop's callback; also ``logging.shutdown`` and ``close``)."""
+        self.acquire()
+        try:
+            self._flush_scheduled = False
+            if self._pending:
+                lines = len(self._pending)
+                try:
+                    self._write_pending()
+                except Exception:
+                    self.handleError(logging.makeLogRecord({"msg": f"{lines} lines for {self.baseFilename}"}))
+        finally:
+            self.release()
+
+    def close(self) -> None:
+        self.flush()
+        super().close()
