@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import contextvars
 import datetime
 import logging
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 from gunicorn import glogging
 
 from trackline.context import ENVIRON_KEY
+from trackline.logs.eventloop import running_loop
 
 
 def _request_header(req: Any, name: str) -> str | None:
@@ -48,7 +51,22 @@ class JsonLogger(glogging.Logger):
 
     The ID is the one the app wrote into the WSGI environ (and into the ``X-Tracking-ID`` response header),
     so generated and replacement IDs are logged, not the raw request header.
+
+    In a gevent worker the record is made when gunicorn reports the request and handed to the access
+    logger's handlers (in the request's context) at the end of the event loop's iteration, together with
+    the other requests' records; at exit, records still waiting are handled first.
     """
+
+    def __init__(self, cfg: Any) -> None:
+        self._waiting: list[tuple[contextvars.Context, logging.LogRecord]] = []
+        super().__init__(cfg)
+        atexit.register(self._handle_waiting)  # runs before logging's own exit hook (registered earlier)
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        # gevent gives each request greenlet a dummy thread the first time a record asks for it (about
+        # 8 us a request in a worker) and its name, "Dummy-N", tells nothing: records skip it there.
+        logging.logThreads = not _is_gevent_worker(cfg)
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: datetime.timedelta) -> None:
         log = self.access_log
@@ -62,9 +80,31 @@ class JsonLogger(glogging.Logger):
                                     (fields["request_method"], fields["request_path"], fields["status_code"]),
                                     None, "access")
             record.__dict__.update(fields)
-            log.handle(record)
         except Exception:
             self.exception("could not write the access log line")
+            return
+        loop = None if self._waiting else running_loop()
+        if loop is not None:
+            loop.run_callback(self._handle_waiting)
+        if loop is not None or self._waiting:
+            self._waiting.append((contextvars.copy_context(), record))
+        else:
+            log.handle(record)
+
+    def _handle_waiting(self) -> None:
+        """Hand the waiting access records to the access logger, each in its request's context."""
+        waiting, self._waiting = self._waiting, []
+        for context, record in waiting:
+            try:
+                context.run(self.access_log.handle, record)
+            except Exception:
+                self.exception("could not write the access log line")
+
+
+def _is_gevent_worker(cfg: Any) -> bool:
+    from gunicorn.workers.ggevent import GeventWorker  # imports gevent, which trackline depends on
+
+    return issubclass(cfg.worker_class, GeventWorker)
 
 
 #: The source line access records name (``loc`` when a formatter shows it): the start of ``JsonLogger.access``.
