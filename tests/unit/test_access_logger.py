@@ -1,4 +1,4 @@
-"""JsonLogger (gunicorn's logger_class): access records made per request, written after the loop's turn."""
+"""JsonLogger (gunicorn's logger_class) under gevent: each access line in its request's context, written whole."""
 
 from __future__ import annotations
 
@@ -53,14 +53,14 @@ def access_lines(logging_yaml: Path) -> list[dict[str, Any]]:
     return read_json_lines(path) if path.exists() else []
 
 
-def test_greenlets_access_lines_come_after_the_loop_turn_each_with_its_requests_context(
+def test_greenlets_access_lines_come_after_the_loop_turn_each_with_its_requests_ids(
         gunicorn_logger: JsonLogger, logging_yaml: Path) -> None:
     def request(number: int) -> None:
         set_tracking_id(f"id-{number}")
         if number % 2:
             set_trace(parse_traceparent(f"00-{TRACE_ID}-{number:016x}-01"))
         report_request(gunicorn_logger, number)
-        assert all(line["tracking_id"] != f"id-{number}" for line in access_lines(logging_yaml))  # waiting
+        assert all(line["tracking_id"] != f"id-{number}" for line in access_lines(logging_yaml))  # pending
         set_tracking_id(None)  # what the app's close() does right after gunicorn's access() call
         set_trace(None)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
-import contextvars
 import datetime
 import logging
 from typing import Any
@@ -11,7 +9,6 @@ from typing import Any
 from gunicorn import glogging
 
 from trackline.context import ENVIRON_KEY
-from trackline.logs.eventloop import running_loop
 
 
 def _request_header(req: Any, name: str) -> str | None:
@@ -51,16 +48,7 @@ class JsonLogger(glogging.Logger):
 
     The ID is the one the app wrote into the WSGI environ (and into the ``X-Tracking-ID`` response header),
     so generated and replacement IDs are logged, not the raw request header.
-
-    In a gevent worker the record is made when gunicorn reports the request and handed to the access
-    logger's handlers (in the request's context) at the end of the event loop's iteration, together with
-    the other requests' records; at exit, records still waiting are handled first.
     """
-
-    def __init__(self, cfg: Any) -> None:
-        self._waiting: list[tuple[contextvars.Context, logging.LogRecord]] = []
-        super().__init__(cfg)
-        atexit.register(self._handle_waiting)  # runs before logging's own exit hook (registered earlier)
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
@@ -80,25 +68,9 @@ class JsonLogger(glogging.Logger):
                                     (fields["request_method"], fields["request_path"], fields["status_code"]),
                                     None, "access")
             record.__dict__.update(fields)
+            log.handle(record)
         except Exception:
             self.exception("could not write the access log line")
-            return
-        loop = None if self._waiting else running_loop()
-        if loop is not None:
-            loop.run_callback(self._handle_waiting)
-        if loop is not None or self._waiting:
-            self._waiting.append((contextvars.copy_context(), record))
-        else:
-            log.handle(record)
-
-    def _handle_waiting(self) -> None:
-        """Hand the waiting access records to the access logger, each in its request's context."""
-        waiting, self._waiting = self._waiting, []
-        for context, record in waiting:
-            try:
-                context.run(self.access_log.handle, record)
-            except Exception:
-                self.exception("could not write the access log line")
 
 
 def _is_gevent_worker(cfg: Any) -> bool:
