@@ -7,6 +7,8 @@ import logging
 import multiprocessing
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -146,7 +148,7 @@ def test_lines_of_many_greenlets_are_written_whole_in_order_by_one_write(
         logger.info("request %d", number)
         assert not log_path.exists() or f"request {number}" not in log_path.read_text()  # not yet: pending
 
-    gevent.joinall([gevent.spawn(request, number) for number in range(50)])
+    gevent.joinall([gevent.spawn(request, number) for number in range(50)], raise_error=True)
     gevent.idle()  # the loop turns: its callbacks run, as they do in a worker
     assert messages(log_path) == [f"request {number}" for number in range(50)]
     assert len(writes) == 1
@@ -160,7 +162,7 @@ def test_coalesce_false_writes_each_line_as_it_is_logged(log_path: Path, writes:
         handler.handle(logging.makeLogRecord({"msg": f"request {number}"}))
         assert messages(log_path)[-1] == f"request {number}"  # already in the file
 
-    gevent.joinall([gevent.spawn(request, number) for number in range(5)])
+    gevent.joinall([gevent.spawn(request, number) for number in range(5)], raise_error=True)
     handler.close()
     assert len(writes) == 5
 
@@ -176,7 +178,7 @@ def test_pending_lines_are_written_by_close_and_go_to_the_file_the_path_names_th
         for handler in logger.handlers:
             handler.close()  # what gunicorn's USR1, a reload and logging.shutdown at exit do
 
-    gevent.spawn(request).join()
+    gevent.spawn(request).get()
     assert messages(log_path.with_name("app.log.1")) == ["written before"]
     assert messages(log_path) == ["pending"]
 
@@ -188,7 +190,58 @@ def test_a_greenlet_that_never_yields_writes_every_max_pending_lines(
             logger.info("line %d", number)
         assert len(messages(log_path)) == MAX_PENDING_LINES  # the first batch, without yielding
 
-    gevent.spawn(busy_request).join()
+    gevent.spawn(busy_request).get()
     gevent.idle()
     assert len(messages(log_path)) == MAX_PENDING_LINES + 10
     assert len(writes) == 2
+
+
+def test_a_fork_while_lines_wait_leaves_them_to_the_parent(logger: logging.Logger, log_path: Path) -> None:
+    def request() -> None:
+        logger.info("waiting at the fork")
+        pid = os.fork()
+        if pid == 0:  # the child writes what it has, as its exit would, then leaves without pytest's teardown
+            for handler in logger.handlers:
+                handler.close()
+            os._exit(0)
+        assert os.waitpid(pid, 0)[1] == 0
+
+    gevent.spawn(request).get()
+    gevent.idle()
+    assert messages(log_path) == ["waiting at the fork"]
+
+
+MONKEY_PATCHED_WORKER = """
+import logging, logging.config, sys, threading
+from pathlib import Path
+log_file = Path(sys.argv[1])
+logging.config.dictConfig({"version": 1, "root": {"level": "INFO", "handlers": ["file"]},  # as gunicorn's master
+                           "handlers": {"file": {"class": "trackline.logs.WatchedAppendFileHandler",
+                                                 "filename": str(log_file)}}})
+handler = logging.root.handlers[0]
+from gevent import monkey; monkey.patch_all()  # as the gevent worker, after the fork
+import gevent
+real_sleep = monkey.get_original("time", "sleep")
+
+def thread_holding_the_lock():  # what Handler.handle does around emit in a real thread (gevent's threadpool)
+    with handler.lock:
+        real_sleep(0.3)
+
+def request():
+    logging.info("from a request")  # waits for the loop's turn
+    gevent.get_hub().threadpool.spawn(thread_holding_the_lock)
+    real_sleep(0.1)  # the thread now holds the lock when the loop turns
+
+gevent.spawn(request).get()
+gevent.sleep(0.5)
+assert log_file.read_text().count("from a request") == 1, log_file.read_text()
+logging.info("from the main greenlet")  # written at once: nothing is left waiting
+assert "from the main greenlet" in log_file.read_text()
+"""
+
+
+def test_in_a_monkey_patched_worker_a_thread_holding_the_lock_only_delays_the_write(log_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", MONKEY_PATCHED_WORKER, str(log_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr

@@ -1,27 +1,27 @@
-"""Which gevent event loop, if any, is sure to run a callback soon after the current code yields.
+"""Run logging work once the current gevent greenlet yields, when there is a gevent hub to run it.
 
-Logging work handed to that loop with ``loop.run_callback`` runs at the end of the loop's current iteration,
-after every request greenlet that was ready has had its turn, so a gevent worker under load formats and writes
-the lines of many requests at once (see docs/benchmarks.md). Anywhere else (gunicorn's master, a sync worker,
-a real thread, a script, or the main greenlet, which may never yield again) there is no such loop and
-logging stays synchronous.
+A function started this way (``gevent.spawn_raw``) runs on the hub's next loop turn, after every request
+greenlet that was ready has had its turn, so a gevent worker under load writes the lines of many requests at
+once (see docs/benchmarks.md). It runs in a greenlet of its own, so it may wait for a lock that a real thread
+holds. Where no hub runs the current code (gunicorn's master, a sync worker, a real thread, a script, or a
+thread's main greenlet, which may never yield again) nothing is started and the caller works at once.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Callable
 
 from greenlet import getcurrent
 
 
-def running_loop() -> Any | None:
-    """The loop of the gevent hub running the current greenlet (or running now: its callbacks), or ``None``."""
+def run_after_yield(function: Callable[[], object]) -> bool:
+    """Start ``function`` in a new greenlet on the hub's next loop turn; ``False`` (nothing started) off a hub."""
     hub_module = sys.modules.get("gevent.hub")
-    if hub_module is None:  # gevent never imported: nothing to ask
-        return None
+    if hub_module is None:  # gevent never imported: no hub anywhere
+        return False
     current = getcurrent()
-    if isinstance(current, hub_module.Hub):
-        return current.loop
-    parent = current.parent  # a greenlet that gevent spawned runs under its thread's hub
-    return parent.loop if isinstance(parent, hub_module.Hub) else None
+    if not isinstance(current, hub_module.Hub) and not isinstance(current.parent, hub_module.Hub):
+        return False  # not a greenlet the hub runs (gevent.spawn's greenlets are the hub's children)
+    hub_module.spawn_raw(function)
+    return True

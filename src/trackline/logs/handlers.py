@@ -5,17 +5,18 @@ and a buffered-text layer per line). This handler opens the file ``O_APPEND`` un
 lines with one ``write`` system call; like ``WatchedFileHandler`` it stats the path before writing and reopens
 it when logrotate has renamed or removed it, so no line goes to a file that gzip may take.
 
-In a gevent worker, the lines that request greenlets log are written together at the end of the event
-loop's iteration (``coalesce``): one ``stat`` and one ``write`` per file per iteration instead of per line.
+In a gevent worker, the lines that request greenlets log are written together once the loop turns
+(``coalesce``): one ``stat`` and one ``write`` per file per loop turn instead of per line.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import weakref
 from typing import BinaryIO
 
-from trackline.logs.eventloop import running_loop
+from trackline.logs.eventloop import run_after_yield
 
 #: Pending lines that make a coalescing handler write at once rather than wait for the loop.
 MAX_PENDING_LINES = 1024
@@ -28,10 +29,11 @@ class WatchedAppendFileHandler(logging.FileHandler):
     it; the file is created with mode 0o666 less the umask, as ``open()`` does. Lines are written whole even
     when the kernel accepts part of a write; a shared ``O_APPEND`` descriptor is safe across forked workers.
 
-    ``coalesce`` (default true): a line logged by a greenlet that gevent's hub runs is kept until the end of
-    the loop's iteration (at most ``MAX_PENDING_LINES``), then written with the others in one ``write``.
-    ``flush()``, ``close()`` and interpreter exit write what is pending; only a process killed outright
-    (SIGKILL) loses the lines of its last loop iteration. ``coalesce: false`` writes every line at once.
+    ``coalesce`` (default true): a line logged by a greenlet that gevent's hub runs waits until the loop
+    turns (at most ``MAX_PENDING_LINES`` wait), then goes out with the others in one ``write``. ``flush()``,
+    ``close()`` and ``logging.shutdown`` at exit write what waits; a write that fails loses its lines and
+    says so on stderr, as any logging handler does. Only a process killed outright (SIGKILL) loses the
+    lines of its last loop turn. ``coalesce: false`` writes every line at once.
     """
 
     terminator = "\n"
@@ -43,6 +45,7 @@ class WatchedAppendFileHandler(logging.FileHandler):
         self._flush_scheduled = False
         self.coalesce = coalesce
         super().__init__(filename, "a", encoding or "utf-8", delay, errors)
+        _handlers.add(self)
 
     def _open(self) -> BinaryIO:  # type: ignore[override]
         stream = open(self.baseFilename, "ab", buffering=0)  # O_WRONLY | O_APPEND | O_CREAT, 0o666 & ~umask
@@ -65,35 +68,41 @@ class WatchedAppendFileHandler(logging.FileHandler):
             self.stream = self._open()
 
     def _write_pending(self) -> None:
-        """Write the pending lines with one ``write`` (looping on a partial write: the rest, never a gap)."""
+        """Write the pending lines with one ``write``, looping on a partial write (the rest, never a gap).
+
+        Lines a signal handler's exception (``SystemExit`` on a worker abort) kept from the file stay pending
+        for ``logging.shutdown``; a failed write raises and its lines are gone.
+        """
         data = b"".join(self._pending)
         self._pending.clear()
-        self._reopen_if_moved()
-        fd = self.stream.fileno()
-        written = os.write(fd, data)
-        while written < len(data):
-            data = data[written:]
-            written = os.write(fd, data)
+        try:
+            self._reopen_if_moved()
+            fd = self.stream.fileno()
+            while data:
+                data = data[os.write(fd, data):]
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                self._pending.insert(0, data)
+            raise
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = (self.format(record) + self.terminator).encode(self.encoding, self.errors or "backslashreplace")
             self._pending.append(line)
-            if self._flush_scheduled and len(self._pending) < MAX_PENDING_LINES:
-                return
-            loop = None if self._flush_scheduled or not self.coalesce else running_loop()
-            if loop is None:
-                self._write_pending()
-            else:
-                loop.run_callback(self.flush)
+            if self._flush_scheduled:
+                if len(self._pending) >= MAX_PENDING_LINES:
+                    self._write_pending()
+            elif self.coalesce and run_after_yield(self.flush):
                 self._flush_scheduled = True
+            else:
+                self._write_pending()
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
 
     def flush(self) -> None:
-        """Write the pending lines (the loop's callback; also ``logging.shutdown`` and ``close``)."""
+        """Write the pending lines (on the loop's turn; also ``logging.shutdown`` and ``close``)."""
         self.acquire()
         try:
             self._flush_scheduled = False
@@ -109,3 +118,19 @@ class WatchedAppendFileHandler(logging.FileHandler):
     def close(self) -> None:
         self.flush()
         super().close()
+
+    def _forget_pending(self) -> None:
+        """In a forked child: the lines waiting at the fork are the parent's to write."""
+        self._pending.clear()
+        self._flush_scheduled = False
+
+
+_handlers: weakref.WeakSet[WatchedAppendFileHandler] = weakref.WeakSet()
+
+
+def _forget_pending_after_fork() -> None:
+    for handler in list(_handlers):
+        handler._forget_pending()
+
+
+os.register_at_fork(after_in_child=_forget_pending_after_fork)
