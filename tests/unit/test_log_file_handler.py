@@ -245,3 +245,72 @@ def test_in_a_monkey_patched_worker_a_thread_holding_the_lock_only_delays_the_wr
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("when", ["before the write", "after the write"])
+def test_a_signal_handlers_exit_during_a_write_neither_loses_nor_repeats_lines(
+        logger: logging.Logger, log_path: Path, monkeypatch: pytest.MonkeyPatch, when: str) -> None:
+    """gunicorn's worker abort is ``sys.exit(1)`` in a signal handler, which runs right after any call returns."""
+    handler = logger.handlers[0]
+    real_write, real_reopen = os.write, handler._reopen_if_moved  # type: ignore[attr-defined]
+    fired: list[str] = []
+
+    def exit_once() -> None:
+        if not fired:
+            fired.append(when)
+            raise SystemExit(1)
+
+    def reopen_then_exit() -> None:
+        real_reopen()
+        exit_once()
+
+    def write_then_exit(fd: int, data: bytes) -> int:
+        written = real_write(fd, data)
+        exit_once()
+        return written
+
+    if when == "before the write":
+        monkeypatch.setattr(handler, "_reopen_if_moved", reopen_then_exit)
+    else:
+        monkeypatch.setattr(os, "write", write_then_exit)
+    with pytest.raises(SystemExit):
+        logger.info("the last line")
+    monkeypatch.undo()
+    handler.close()  # what logging.shutdown does at exit
+    assert fired == [when]
+    assert messages(log_path) == ["the last line"]
+
+
+HUB_THAT_NEVER_TURNS = """
+import logging, sys, threading
+import gevent
+from greenlet import getcurrent
+from trackline.logs import WatchedAppendFileHandler
+log = logging.getLogger("t"); log.propagate = False; log.setLevel(logging.INFO)
+log.addHandler(WatchedAppendFileHandler(sys.argv[1]))
+
+def contents():
+    return open(sys.argv[1]).read().splitlines()
+
+main = getcurrent()
+def request():  # logs, then control goes straight back to the main greenlet
+    log.info("from a request")
+    main.switch()
+gevent.spawn(request); gevent.sleep(0)
+gevent.get_hub().destroy(destroy_loop=True)  # the loop turn that would write never comes
+log.info("from the main greenlet")
+assert contents() == ["from a request", "from the main greenlet"], contents()
+
+def thread_main():  # a thread's own hub, which stops turning when the thread ends
+    gevent.spawn(lambda: log.info("from a thread's greenlet")); gevent.sleep(0)
+thread = threading.Thread(target=thread_main); thread.start(); thread.join()
+log.info("from the main thread")
+assert contents()[2:] == ["from a thread's greenlet", "from the main thread"], contents()
+"""
+
+
+def test_lines_waiting_for_a_hub_that_never_turns_go_out_with_the_next_line_logged_elsewhere(
+        log_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", HUB_THAT_NEVER_TURNS, str(log_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from trackline.logs.eventloop import run_after_yield
+from trackline.logs.eventloop import run_on_next_turn, running_hub
 
 #: Pending lines that make a coalescing handler write at once rather than wait for the loop.
 MAX_PENDING_LINES = 1024
@@ -42,7 +42,7 @@ class WatchedAppendFileHandler(logging.FileHandler):
                  errors: str | None = None, coalesce: bool = True) -> None:
         self._identity = (-1, -1)  # (st_dev, st_ino) of the open file
         self._pending: list[bytes] = []
-        self._flush_scheduled = False
+        self._flush_hub: Any = None  # the gevent hub whose next loop turn will write the pending lines
         self.coalesce = coalesce
         super().__init__(filename, "a", encoding or "utf-8", delay, errors)
         _handlers.add(self)
@@ -70,32 +70,34 @@ class WatchedAppendFileHandler(logging.FileHandler):
     def _write_pending(self) -> None:
         """Write the pending lines with one ``write``, looping on a partial write (the rest, never a gap).
 
-        Lines a signal handler's exception (``SystemExit`` on a worker abort) kept from the file stay pending
-        for ``logging.shutdown``; a failed write raises and its lines are gone.
+        A failed write raises and its lines are gone. A signal handler's exception (``SystemExit`` on a worker
+        abort) that comes before the write starts leaves the lines pending for ``logging.shutdown``; once the
+        write has started they count as written, so no line is ever written twice.
         """
-        data = b"".join(self._pending)
-        self._pending.clear()
+        pending, self._pending = self._pending, []  # no call in between: no signal handler can run here
+        writing = False
         try:
+            data = b"".join(pending)
             self._reopen_if_moved()
             fd = self.stream.fileno()
+            writing = True
             while data:
                 data = data[os.write(fd, data):]
         except BaseException as exc:
-            if not isinstance(exc, Exception):
-                self._pending.insert(0, data)
+            if not writing and not isinstance(exc, Exception):
+                self._pending[:0] = pending
             raise
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = (self.format(record) + self.terminator).encode(self.encoding, self.errors or "backslashreplace")
             self._pending.append(line)
-            if self._flush_scheduled:
-                if len(self._pending) >= MAX_PENDING_LINES:
-                    self._write_pending()
-            elif self.coalesce and run_after_yield(self.flush):
-                self._flush_scheduled = True
-            else:
-                self._write_pending()
+            hub = running_hub() if self.coalesce else None
+            if hub is None or len(self._pending) >= MAX_PENDING_LINES:
+                self._write_pending()  # with any lines still waiting for a loop turn, in order
+            elif hub is not self._flush_hub:  # no write scheduled on this hub yet
+                run_on_next_turn(self.flush)
+                self._flush_hub = hub
         except RecursionError:
             raise
         except Exception:
@@ -105,7 +107,7 @@ class WatchedAppendFileHandler(logging.FileHandler):
         """Write the pending lines (on the loop's turn; also ``logging.shutdown`` and ``close``)."""
         self.acquire()
         try:
-            self._flush_scheduled = False
+            self._flush_hub = None
             if self._pending:
                 lines = len(self._pending)
                 try:
@@ -122,7 +124,7 @@ class WatchedAppendFileHandler(logging.FileHandler):
     def _forget_pending(self) -> None:
         """In a forked child: the lines waiting at the fork are the parent's to write."""
         self._pending.clear()
-        self._flush_scheduled = False
+        self._flush_hub = None
 
 
 _handlers: weakref.WeakSet[WatchedAppendFileHandler] = weakref.WeakSet()
