@@ -77,6 +77,11 @@ def assert_access_line(record: dict[str, Any]) -> None:
     assert record["request_time"] >= 0
 
 
+def run_python(script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` with the test's Python in a process of its own (to patch, fork or exit freely)."""
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=60, env=env)
+
+
 def wait_until(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
     """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

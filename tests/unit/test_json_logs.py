@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import logging.config
 import re
-import subprocess
-import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -14,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CONF, LogReader, assert_contract, client_for, edit_yaml, read_json_lines
+from conftest import CONF, LogReader, assert_contract, client_for, edit_yaml, read_json_lines, run_python
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -127,8 +125,7 @@ def test_logging_at_import_time_before_any_app(logging_yaml: Path) -> None:
         "logging.getLogger('trackline.early').info('imported')\n"
         "print('flask' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script, str(logging_yaml)], capture_output=True, text=True,
-                          timeout=60)
+    done = run_python(script, str(logging_yaml))
     assert (done.returncode, done.stderr, done.stdout) == (0, "", "False\n")
     [record] = read_json_lines(logging_yaml.parent / "logs" / "app.log")
     assert_contract(record)

@@ -7,14 +7,13 @@ import logging
 import multiprocessing
 import os
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import gevent
 import pytest
+from conftest import run_python
 from gunicorn.glogging import Logger as GunicornLogger
 
 from trackline.logs import JsonFormatter, WatchedAppendFileHandler
@@ -149,7 +148,7 @@ def test_lines_of_many_greenlets_are_written_whole_in_order_by_one_write(
         assert not log_path.exists() or f"request {number}" not in log_path.read_text()  # not yet: pending
 
     gevent.joinall([gevent.spawn(request, number) for number in range(50)], raise_error=True)
-    gevent.idle()  # the loop turns: its callbacks run, as they do in a worker
+    gevent.idle()  # the loop turns: the write scheduled for it runs, as in a worker
     assert messages(log_path) == [f"request {number}" for number in range(50)]
     assert len(writes) == 1
 
@@ -241,8 +240,7 @@ assert "from the main greenlet" in log_file.read_text()
 
 
 def test_in_a_monkey_patched_worker_a_thread_holding_the_lock_only_delays_the_write(log_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-c", MONKEY_PATCHED_WORKER, str(log_path)],
-                          capture_output=True, text=True, timeout=60)
+    done = run_python(MONKEY_PATCHED_WORKER, str(log_path))
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
 
@@ -311,6 +309,5 @@ assert contents()[2:] == ["from a thread's greenlet", "from the main thread"], c
 
 def test_lines_waiting_for_a_hub_that_never_turns_go_out_with_the_next_line_logged_elsewhere(
         log_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-c", HUB_THAT_NEVER_TURNS, str(log_path)],
-                          capture_output=True, text=True, timeout=60)
+    done = run_python(HUB_THAT_NEVER_TURNS, str(log_path))
     assert done.returncode == 0, done.stderr
