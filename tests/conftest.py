@@ -39,16 +39,29 @@ TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d")
 
 
 def read_json_lines(path: Path) -> list[dict[str, Any]]:
-    """Every line of ``path`` parsed as JSON; fails the test naming the first line that is not."""
+    """Every complete line of ``path`` parsed as JSON; fails the test naming the first line that is not.
+
+    Text after the last newline is a write still in progress (a reader can see part of a worker's
+    ``os.write``), so it is left for the next read; ``assert_lines_complete`` checks files once writers end.
+    """
     records = []
     if not path.exists():
         return records
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    *lines, _in_progress = path.read_bytes().split(b"\n")
+    for number, line in enumerate((line.decode("utf-8") for line in lines), 1):
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError as exc:
             pytest.fail(f"{path}:{number} is not JSON ({exc}): {line[:200]!r}")
     return records
+
+
+def assert_lines_complete(log_dir: Path) -> None:
+    """Every file in ``log_dir`` ends with a newline and is JSON lines: call once nothing writes there."""
+    for path in sorted(log_dir.glob("*.log")):
+        text = path.read_text(encoding="utf-8")
+        assert not text or text.endswith("\n"), f"{path} ends in a partial line: {text[-200:]!r}"
+        read_json_lines(path)
 
 
 def assert_contract(record: dict[str, Any]) -> None:
@@ -257,6 +270,9 @@ def make_server(tmp_path: Path) -> Iterator[Any]:
     yield make
     for server in servers:
         server.stop()
+    for server in servers:
+        if server.log_dir.is_dir():
+            assert_lines_complete(server.log_dir)
 
 
 @pytest.fixture
