@@ -54,6 +54,9 @@ def _trace(args: argparse.Namespace) -> int:
         print(f"trackline: skipped unreadable file {problem}", file=sys.stderr)
     if search.malformed:
         print(f"trackline: skipped {search.malformed} malformed line(s)", file=sys.stderr)
+    if search.unfinished:
+        print(f"trackline: skipped {search.unfinished} unfinished last line(s): a write in progress"
+              " (run again to see it) or a file cut short", file=sys.stderr)
     if not search.matches:
         print(f"trackline: no lines for {args.tracking_id} in {', '.join(map(str, directories))}", file=sys.stderr)
         return 1

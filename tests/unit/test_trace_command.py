@@ -184,3 +184,24 @@ def test_unreadable_gzip_is_reported_not_a_traceback(log_dir, spoil):
     problems = result.stderr.splitlines()
     assert problems[-1] == "trackline: skipped 1 malformed line(s)"
     assert len(problems) == 2 and problems[0].startswith(f"trackline: skipped unreadable file {broken}: ")
+
+
+def test_half_written_last_line_is_unfinished_not_malformed(log_dir):
+    """A reader can see part of a worker's write: the file then ends mid-line, with no newline yet."""
+    with (log_dir / "access.log").open("a", encoding="utf-8") as stream:
+        stream.write(line(at(6), ID, "GET /api/names 200")[:120])
+    result = trace(ID, "--log-dir", str(log_dir))
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [row for _, row in EXPECTED]
+    assert result.stderr.splitlines() == [
+        "trackline: skipped 1 malformed line(s)",
+        "trackline: skipped 1 unfinished last line(s): a write in progress (run again to see it) or a file cut short",
+    ]
+
+
+def test_complete_last_line_without_newline_is_a_match(log_dir):
+    with (log_dir / "access.log").open("a", encoding="utf-8") as stream:
+        stream.write(line(at(6), ID, "GET /api/names 200"))
+    result = trace(ID, "--log-dir", str(log_dir))
+    assert result.stdout.splitlines()[-1] == line(at(6), ID, "GET /api/names 200")
+    assert result.stderr.splitlines() == ["trackline: skipped 1 malformed line(s)"]

@@ -34,6 +34,7 @@ class Search:
 
     matches: list[Match] = field(default_factory=list)
     malformed: int = 0
+    unfinished: int = 0  # a file's last line, not yet JSON and with no newline: still being written
     unreadable: list[str] = field(default_factory=list)
 
 
@@ -74,7 +75,8 @@ def find(tracking_id: str, directories: Iterable[Path], since: datetime | None =
     """Stream every file, keeping only lines whose ``tracking_id`` is ``tracking_id`` (and not before ``since``).
 
     Lines are read one at a time; only lines containing the ID text are parsed, so a malformed line is
-    counted when it could have been a match.
+    counted when it could have been a match. A file's last line that is not JSON yet and has no newline is
+    counted apart as unfinished: a reader can see part of a worker's write to a live file.
     """
     search = Search()
     for path in log_files(directories):
@@ -88,7 +90,10 @@ def find(tracking_id: str, directories: Iterable[Path], since: datetime | None =
                     if moment.tzinfo is None:
                         moment = moment.astimezone()
                 except (ValueError, KeyError, TypeError):  # not JSON, not an object, or no usable timestamp
-                    search.malformed += 1
+                    if line.endswith("\n"):
+                        search.malformed += 1
+                    else:
+                        search.unfinished += 1
                     continue
                 if record.get("tracking_id") != tracking_id or (since and moment < since):
                     continue
