@@ -120,13 +120,18 @@ class Sandbox:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
-        while not self.pid1:
+        # Until the boot script execs systemd (after pivot_root), entering it would reach the host's / and
+        # /run, where a host systemd could answer is-system-running for the sandbox.
+        while not (self.pid1 and _command_of(self.pid1) == "systemd"):
             self._check_alive()
-            self.pid1 = _child_of(self.unshare.pid)
-            _sleep_until(deadline, "systemd's PID 1 to appear")
+            self.pid1 = self.pid1 or _child_of(self.unshare.pid)
+            _sleep_until(deadline, "systemd to start as the sandbox's PID 1")
         while True:
             self._check_alive()
-            state = self.run(["systemctl", "is-system-running"], check=False, timeout=10).stdout.strip()
+            try:
+                state = self.run(["systemctl", "is-system-running"], check=False, timeout=10).stdout.strip()
+            except subprocess.TimeoutExpired:
+                state = "not answering within 10 s"
             if state in ("running", "degraded"):
                 return
             _sleep_until(deadline, f"the sandbox's boot (state {state!r}; {self.boot_log})")
@@ -196,6 +201,13 @@ def _child_of(pid: int) -> int:
     except OSError:
         return 0
     return int(children[0]) if children else 0
+
+
+def _command_of(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def _sleep_until(deadline: float, what: str) -> None:
