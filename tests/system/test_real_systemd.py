@@ -5,7 +5,6 @@ systemd boots as PID 1 of new namespaces on an overlay of / (tests/system/sandbo
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import time
@@ -13,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import assert_contract
+from conftest import assert_contract, read_json_lines
 from sandbox import CARRIED, Sandbox, SandboxError, prerequisites
 from staging import REPO, build_wheelhouse, require_commands, unavailable
 
@@ -62,15 +61,9 @@ def curl(box: Sandbox, path: str, tracking_id: str) -> tuple[int, dict[str, str]
 
 
 def log_lines(box: Sandbox, name: str) -> list[dict[str, object]]:
-    """Every line of /var/log/trackline/NAME (none if it is missing), each parsed as JSON (fails naming the
-    first that is not). Just after a rotation the file is missing until the service writes its next line."""
-    records = []
-    for number, line in enumerate(box.run(["cat", f"{LOG_DIR}/{name}"], check=False).stdout.splitlines(), 1):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            pytest.fail(f"{name}:{number} is not JSON: {line[:200]!r}")
-    return records
+    """Every complete line of /var/log/trackline/NAME (none if it is missing), read through PID 1's root.
+    Just after a rotation the file is missing until the service writes its next line."""
+    return read_json_lines(Path(f"/proc/{box.pid1}/root{LOG_DIR}/{name}"))
 
 
 def journal(box: Sandbox) -> str:
