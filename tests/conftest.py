@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -161,20 +162,26 @@ class Server:
         return self.root / "logs"
 
     @property
+    def output(self) -> Path:
+        """Where the master's stdout and stderr go."""
+        return self.root / "server.out"
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> Server:
         env = {**os.environ, "TRACKLINE_LOG_DIR": str(self.log_dir), "TRACKLINE_RUN_DIR": str(self.root / "run"),
                "TRACKLINE_BIND": "127.0.0.1:0", **self.env}
-        self.process = subprocess.Popen(
-            [str(TRACKLINE), "serve", "--conf-dir", str(self.conf_dir)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.root,
-        )
+        with self.output.open("ab") as output:  # a file, not a pipe: a full pipe would stall the workers
+            self.process = subprocess.Popen(
+                [str(TRACKLINE), "serve", "--conf-dir", str(self.conf_dir)],
+                env=env, stdout=output, stderr=subprocess.STDOUT, cwd=self.root,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                out = self.process.stdout.read().decode() if self.process.stdout else ""
+                out = self.output.read_text(errors="replace")
                 raise AssertionError(f"trackline serve exited with {self.process.returncode}: {out}")
             for record in self.logs("error.log"):
                 match = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", record["message"])
@@ -218,8 +225,11 @@ class Server:
                           f"{self.workers} live workers")
 
         def all_served() -> bool:
+            ids = {f"warm-up-{uuid.uuid4()}" for _ in range(8)}
             with ThreadPoolExecutor(max_workers=8) as pool:
-                list(pool.map(lambda _: self.get("/api/users"), range(8)))
+                list(pool.map(lambda i: self.get("/api/users", {"X-Tracking-ID": i}), ids))
+            # Wait for this round's own lines, so that none of them reaches the files later, into a test's view.
+            wait_until(lambda: ids <= {r["tracking_id"] for r in self.logs("access.log")}, "warm-up access lines")
             return pids <= {r["pid"] for r in self.logs("access.log")}
 
         wait_until(all_served, f"workers {sorted(pids)} to serve a request")
