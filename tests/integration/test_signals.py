@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import threading
@@ -11,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from conftest import Server, assert_contract, raw_exchange, read_json_lines, wait_until
+from conftest import Server, assert_contract, edit_yaml, raw_exchange, read_json_lines, wait_until
 
 LOAD_THREADS = 4
 LOG_NAMES = ("app.log", "access.log", "error.log")
@@ -29,14 +29,6 @@ def hup_and_wait(server: Server) -> None:
     server.signal(signal.SIGHUP)
     wait_until(lambda: not old & server.live_workers(), "the old workers to exit")
     assert not old & server.wait_for_workers()
-
-
-def edit_logging(server: Server, edit: Callable[[dict[str, Any]], None]) -> None:
-    """Rewrite conf_dir/logging.yaml with ``edit`` applied (``${VAR:-default}`` strings are kept as they are)."""
-    path = server.conf_dir / "logging.yaml"
-    config = yaml.safe_load(path.read_text())
-    edit(config)
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
 def health_check(server: Server) -> str:
@@ -83,7 +75,7 @@ def test_hup_under_load_applies_a_new_log_level_with_zero_failed_requests(server
     before = health_check(server)
     with Load(server) as load:
         time.sleep(1)
-        edit_logging(server, lambda config: config["root"].update(level="WARNING"))
+        edit_yaml(server.conf_dir / "logging.yaml", lambda config: config["root"].update(level="WARNING"))
         served_before_hup = len(load.statuses)
         hup_and_wait(server)
         served_during_reload = len(load.statuses) - served_before_hup
@@ -105,7 +97,7 @@ def test_hup_applies_a_new_log_path(server: Server) -> None:
         handler["filename"] = handler["filename"].replace("/app.log", "/app-reloaded.log")
 
     before = health_check(server)
-    edit_logging(server, move_app_log)
+    edit_yaml(server.conf_dir / "logging.yaml", move_app_log)
     hup_and_wait(server)
     after = health_check(server)
     assert server.stop() == 0
@@ -147,8 +139,11 @@ def _refuses_connections(port: int) -> bool:
     return False
 
 
-def test_term_lets_an_in_flight_request_complete(server: Server) -> None:
-    server.wait_for_workers()
+def test_term_lets_an_in_flight_request_complete(make_server: Callable[..., Server]) -> None:
+    server = make_server()
+    # gunicorn drops a request whose rest does not come within keepalive (5 s): ample, unless the host stalls.
+    edit_yaml(server.conf_dir / "gunicorn.yaml", lambda settings: settings.update(keepalive=60))
+    server.start()
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         # A first request on the connection proves a worker holds it; the second is half sent at TERM.
         assert raw_exchange(sock, b"GET /api/names HTTP/1.1\r\nHost: t\r\n\r\n").status == 200
@@ -183,6 +178,17 @@ def _rename_logs_then_request(server: Server, names: tuple[str, ...], reopen: Ca
     return before, after
 
 
+def _open_files(pid: int) -> set[str]:
+    """The paths of the files process ``pid`` has open."""
+    paths = set()
+    for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            paths.add(os.readlink(descriptor))
+        except FileNotFoundError:  # closed since the listing
+            pass
+    return paths
+
+
 def _ids(path: Path) -> set[str | None]:
     return {r["tracking_id"] for r in read_json_lines(path)}
 
@@ -200,17 +206,19 @@ def test_renamed_log_files_are_reopened_without_a_signal(server: Server) -> None
 def test_usr1_reopens_plain_file_handlers(make_server: Callable[..., Server]) -> None:
     """USR1 is what reopens handlers that cannot see a rename (plain FileHandler) on gunicorn's loggers."""
     server = make_server()
-    path = server.conf_dir / "logging.yaml"
-    config = yaml.safe_load(path.read_text())
-    for handler in ("access_file", "error_file"):
-        config["handlers"][handler]["class"] = "logging.FileHandler"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def plain_file_handlers(config: dict[str, Any]) -> None:
+        for handler in ("access_file", "error_file"):
+            config["handlers"][handler]["class"] = "logging.FileHandler"
+
+    edit_yaml(server.conf_dir / "logging.yaml", plain_file_handlers)
     server.start()
+    processes = {server.process.pid, *server.live_workers()}
+    renamed = {str(server.log_dir / f"{name}.1") for name in ("access.log", "error.log")}
 
     def usr1() -> None:
-        server.signal(signal.SIGUSR1)
-        wait_until(lambda: (server.log_dir / "error.log").exists(), "the master to reopen error.log")
-        time.sleep(0.5)  # the master has reopened; give the workers, which it signals next, a moment
+        server.signal(signal.SIGUSR1)  # the master reopens its files, then signals the workers to
+        wait_until(lambda: not any(_open_files(pid) & renamed for pid in processes), "every process to reopen")
 
     before, after = _rename_logs_then_request(server, ("access.log", "error.log"), usr1)
     assert before in _ids(server.log_dir / "access.log.1") and after not in _ids(server.log_dir / "access.log.1")
