@@ -6,6 +6,7 @@ import json
 import re
 import socket
 import subprocess
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -113,15 +114,16 @@ def test_relay_without_downstream_is_503(make_server):
     assert response.json() == {"code": 503, "msg": "DOWNSTREAM_URL is not configured", "data": None}
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections: bound, never listening, so nothing else can take it."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        yield sock.getsockname()[1]
 
 
-def test_relay_to_dead_downstream_is_502_and_logs_an_error(make_server):
-    dead = f"http://127.0.0.1:{closed_port()}"
+def test_relay_to_dead_downstream_is_502_and_logs_an_error(make_server, closed_port):
+    dead = f"http://127.0.0.1:{closed_port}"
     server = with_downstream(make_server(env=ONE_WORKER), dead).start()
     response = server.get("/api/relay", headers={"X-Tracking-ID": "dead-downstream"})
     assert response.status == 502 and response.headers["X-Tracking-ID"] == "dead-downstream"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import grp
 import gzip
 import http.client
 import json
+import os
+import pwd
 import subprocess
 import threading
 import time
@@ -23,10 +26,11 @@ RATE = 800  # requests/s at most, so the load outlasts the rotations (which must
 
 
 def rules_for(log_dir: Path, dest: Path) -> Path:
-    """The shipped rules pointed at ``log_dir``, rotating as root (the test server runs as this user)."""
+    """The shipped rules pointed at ``log_dir``, rotating as this user (the test server's user)."""
     rules = (REPO / "logrotate/trackline").read_text()
     assert "/var/log/trackline/" in rules and "su trackline trackline" in rules
-    rules = rules.replace("/var/log/trackline/", f"{log_dir}/").replace("su trackline trackline", "su root root")
+    user, group = pwd.getpwuid(os.geteuid()).pw_name, grp.getgrgid(os.getegid()).gr_name
+    rules = rules.replace("/var/log/trackline/", f"{log_dir}/").replace("su trackline trackline", f"su {user} {group}")
     dest.write_text(rules)
     return dest
 
