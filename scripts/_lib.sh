@@ -5,17 +5,19 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 
 # ensure_venv [EXTRAS]: create .venv with python3 if missing; (re)install the package when
-# pyproject.toml or the requested extras changed since the last install.
+# pyproject.toml changed since the last install or it was installed without the requested extras
+# (installed extras are kept for callers that ask for none: scripts/serve after scripts/test).
 ensure_venv() {
-    local extras="${1:-}" spec="$ROOT" stamp want
+    local extras="${1:-}" spec="$ROOT" stamp installed want
     [ -n "$extras" ] && spec="$ROOT[$extras]"
     if [ ! -x "$VENV/bin/python" ]; then
         echo "==> creating $VENV" >&2
         python3 -m venv "$VENV"
     fi
-    stamp="$VENV/.trackline-installed"
+    stamp="$VENV/.trackline-installed"  # "<sha256 of pyproject.toml> <extras>"
+    installed="$(cat "$stamp" 2>/dev/null || true)"
     want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1) ${extras}"
-    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    if [ "${installed%% *}" != "${want%% *}" ] || { [ -n "$extras" ] && [ "$installed" != "$want" ]; }; then
         echo "==> installing trackline${extras:+[$extras]} into $VENV" >&2
         "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
         "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec"
