@@ -170,7 +170,8 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> Server:
+    def launch(self) -> Server:
+        """Start ``trackline serve`` and return at once (``start`` also waits until every worker serves)."""
         env = {**os.environ, "TRACKLINE_LOG_DIR": str(self.log_dir), "TRACKLINE_RUN_DIR": str(self.root / "run"),
                "TRACKLINE_BIND": "127.0.0.1:0", **self.env}
         with self.output.open("ab") as output:  # a file, not a pipe: a full pipe would stall the workers
@@ -178,6 +179,10 @@ class Server:
                 [str(TRACKLINE), "serve", "--conf-dir", str(self.conf_dir)],
                 env=env, stdout=output, stderr=subprocess.STDOUT, cwd=self.root,
             )
+        return self
+
+    def start(self, timeout: float = 20.0) -> Server:
+        self.launch()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -218,8 +223,8 @@ class Server:
     def wait_for_workers(self) -> set[int]:
         """Send rounds of concurrent requests until every live worker has served one; their pids.
 
-        Only then is a worker past installing its signal handlers: gunicorn loses a TERM or HUP that reaches
-        a worker still booting, and the master then waits ``graceful_timeout`` (30 s) before killing it.
+        Then every worker is past booting (a signal sent earlier is only held until then, see
+        trackline/server/boot_signals.py) and the rounds' access lines are in access.log.
         """
         pids = wait_until(lambda: live if len(live := self.live_workers()) == self.workers else None,
                           f"{self.workers} live workers")

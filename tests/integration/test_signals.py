@@ -226,3 +226,41 @@ def test_usr1_reopens_plain_file_handlers(make_server: Callable[..., Server]) ->
     # the master logs the signal before it reopens: that line is the renamed file's last master line
     assert "Handling signal: usr1" in [r["message"] for r in read_json_lines(server.log_dir / "error.log.1")]
     assert "Shutting down: Master" in [r["message"] for r in server.logs("error.log")]
+
+
+#: Operator hooks for gunicorn.yaml: post_fork marks the worker as booting and takes a while, as a slow
+#: import would; post_worker_init marks it as booted.
+SLOW_BOOT_HOOKS = '''
+import pathlib, time
+
+def post_fork(arbiter, worker):
+    pathlib.Path(f"{worker.pid}.booting").touch()
+    time.sleep(2)
+
+def post_worker_init(worker):
+    pathlib.Path(f"{worker.pid}.booted").touch()
+'''
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+def test_signal_during_worker_boot_is_not_lost(make_server: Callable[..., Server], sig: signal.Signals) -> None:
+    """A stop or reload that reaches the master while a worker boots (``systemctl stop`` right after a start,
+    or during a max_requests restart) is acted on once the worker has booted, not after graceful_timeout."""
+    server = make_server(env={"TRACKLINE_WORKERS": "1"})
+    (server.root / "slow_boot.py").write_text(SLOW_BOOT_HOOKS)
+    server.env["PYTHONPATH"] = str(server.root)
+    edit_yaml(server.conf_dir / "gunicorn.yaml", lambda settings: settings.update(
+        graceful_timeout=120, post_fork="slow_boot.post_fork", post_worker_init="slow_boot.post_worker_init"))
+    server.launch()
+    [booting] = wait_until(lambda: list(server.root.glob("*.booting")), "a worker in its post_fork hook")
+    worker = int(booting.stem)
+    server.signal(sig)  # the master passes TERM on to the booting worker (HUP: once the new worker is up)
+    wait_until(lambda: f"Worker exiting (pid: {worker})" in error_messages(server), "the booting worker to exit",
+               timeout=60)  # graceful_timeout is 120 s: a lost signal fails here
+    assert (server.root / f"{worker}.booted").exists()  # the operator's hooks still run
+    messages = error_messages(server)
+    assert not [m for m in messages if "graceful timeout" in m.lower() or "SIGKILL" in m], messages
+    if sig == signal.SIGTERM:
+        assert server.process.wait(timeout=30) == 0
+    else:
+        assert server.process.poll() is None and len(server.live_workers()) == 1

@@ -1,1 +1,2 @@
-"""Gunicorn integration: YAML settings, the Application that reads them, and the JSON access logger."""
+"""Gunicorn integration: YAML settings, the Application that reads them, the JSON access logger, and
+signals held while a worker boots."""

@@ -12,6 +12,7 @@ from gunicorn.config import Config
 from trackline.config import ConfigError, read_yaml, writable_directory
 from trackline.logs import check_logging_config
 from trackline.policy import DEFAULTS, TrackingPolicy
+from trackline.server.boot_signals import hold_signals_while_booting
 
 GUNICORN_FILE = "gunicorn.yaml"
 APP_FILE = "app.yaml"
@@ -56,6 +57,7 @@ class ServerConfig:
             cfg.set(name, value)
         cfg.set("logconfig_dict", self.logging)
         cfg.set("logger_class", LOGGER_CLASS)
+        hold_signals_while_booting(cfg)
 
     @property
     def log_files(self) -> list[str]:
