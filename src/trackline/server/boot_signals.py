@@ -15,8 +15,9 @@ from typing import Any
 
 from gunicorn.config import Config
 
-#: What gunicorn's master sends a worker: stop gracefully, stop now, reopen log files, abort on timeout.
-HELD = frozenset({signal.SIGTERM, signal.SIGQUIT, signal.SIGINT, signal.SIGUSR1, signal.SIGABRT})
+#: What gunicorn's master sends a worker to stop gracefully, stop now or reopen log files. Not SIGABRT: on a
+#: boot that outlasts ``timeout`` the master sends ABRT, then KILL, and the worker's import may be what hangs.
+HELD = frozenset({signal.SIGTERM, signal.SIGQUIT, signal.SIGINT, signal.SIGUSR1})
 
 
 def hold_signals_while_booting(cfg: Config) -> None:
