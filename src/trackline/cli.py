@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from trackline.config import ConfigError, conf_dir
-from trackline.server.settings import check_server_config
+from trackline.server.settings import LOGGING_FILE, check_server_config
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -29,9 +28,14 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_log_dir() -> str:
-    """Where ``logging.yaml`` puts the logs by default: $TRACKLINE_LOG_DIR, $LOGS_DIRECTORY, ./logs."""
-    return os.environ.get("TRACKLINE_LOG_DIR") or os.environ.get("LOGS_DIRECTORY") or "logs"
+def _log_files(args: argparse.Namespace) -> list[Path]:
+    """What ``trace`` reads: app/access/error.log in each ``--log-dir``, else the files logging.yaml writes."""
+    from trackline.logs.reader import LOG_NAMES
+    from trackline.logs.setup import logged_files
+
+    if args.log_dir:
+        return [Path(directory) / name for directory in args.log_dir for name in LOG_NAMES]
+    return logged_files(conf_dir(args.conf_dir) / LOGGING_FILE)
 
 
 def _trace(args: argparse.Namespace) -> int:
@@ -42,12 +46,17 @@ def _trace(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"trackline: {exc}", file=sys.stderr)
         return 2
-    directories = [Path(d) for d in (args.log_dir or [_default_log_dir()])]
-    missing = [str(d) for d in directories if not d.is_dir()]
+    try:
+        files = _log_files(args)
+    except ConfigError as exc:
+        print(f"trackline: cannot tell where the logs are: {exc} (or give --log-dir DIR)", file=sys.stderr)
+        return 2
+    directories = list(dict.fromkeys(str(file.parent) for file in files))
+    missing = [directory for directory in directories if not Path(directory).is_dir()]
     if missing:
         print(f"trackline: no such log directory: {', '.join(missing)}", file=sys.stderr)
         return 2
-    search = find(args.tracking_id, directories, since)
+    search = find(args.tracking_id, files, since)
     for match in search.matches:
         print(pretty(match) if args.pretty else match.line)
     for problem in search.unreadable:
@@ -58,7 +67,7 @@ def _trace(args: argparse.Namespace) -> int:
         print(f"trackline: skipped {search.unfinished} unfinished last line(s): a write in progress"
               " (run again to see it) or a file cut short", file=sys.stderr)
     if not search.matches:
-        print(f"trackline: no lines for {args.tracking_id} in {', '.join(map(str, directories))}", file=sys.stderr)
+        print(f"trackline: no lines for {args.tracking_id} in {', '.join(directories)}", file=sys.stderr)
         return 1
     return 0
 
@@ -76,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     trace = commands.add_parser("trace", help="print every log line of one tracking ID, in time order")
     trace.add_argument("tracking_id", metavar="ID")
     trace.add_argument("--log-dir", action="append",
-                       help="log directory, repeatable (default: $TRACKLINE_LOG_DIR, $LOGS_DIRECTORY, ./logs)")
+                       help="read app.log, access.log, error.log here, repeatable"
+                            " (default: the files that the config directory's logging.yaml writes)")
+    trace.add_argument("--conf-dir", help=conf_help)
     trace.add_argument("--since", help="only lines from this time on: ISO 8601 or a span such as 15m, 2h, 1d")
     trace.add_argument("--pretty", action="store_true", help="a compact human view instead of JSON lines")
     trace.set_defaults(run=_trace)

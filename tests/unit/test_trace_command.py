@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import TRACKLINE
+from conftest import REPO, TRACKLINE
 
 ID = "req-1"
 #: Two zones, so that merging must compare instants, not timestamp strings.
@@ -70,7 +70,8 @@ def build(directory: Path, entries: list[tuple[str, str]], broken: list[str] = (
     files: dict[str, list[str]] = {}
     for name, row in entries:
         files.setdefault(name, []).append(row)
-    files["app.log"][1:1] = broken
+    if broken:
+        files["app.log"][1:1] = broken
     for name, rows in files.items():
         write(directory / name, rows)
     return directory
@@ -104,10 +105,48 @@ def test_pretty_prints_one_compact_line_per_record(log_dir):
     assert "newest" in rows[6]
 
 
-def test_log_dir_defaults_to_trackline_log_dir(log_dir):
-    result = trace(ID, env={"TRACKLINE_LOG_DIR": str(log_dir)})
+def test_without_log_dir_reads_the_files_of_the_shipped_logging_yaml(log_dir):
+    result = trace(ID, "--conf-dir", str(REPO / "conf"), env={"TRACKLINE_LOG_DIR": str(log_dir)})
     assert result.returncode == 0
     assert result.stdout.splitlines() == [row for _, row in EXPECTED]
+
+
+def test_without_log_dir_follows_the_handlers_filenames(tmp_path):
+    """An operator who renames or moves the files in logging.yaml finds them with plain ``trace ID``."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "logging.yaml").write_text(
+        "version: 1\n"
+        "handlers:\n"
+        "  requests: {class: logging.FileHandler, filename: '${SPOOL}/web/requests.log'}\n"
+        "  service: {class: logging.FileHandler, filename: '${SPOOL}/svc/service.log'}\n"
+        "  again: {class: logging.FileHandler, filename: '${SPOOL}/svc/service.log'}\n"
+        "  console: {class: logging.StreamHandler}\n"
+        "root: {handlers: [requests, service, again, console]}\n")
+    build(tmp_path / "web", [("requests.log", EXPECTED[1][1]), ("access.log", EXPECTED[3][1])])
+    build(tmp_path / "svc", [("service.log.1", EXPECTED[0][1]), ("service.log", EXPECTED[2][1]),
+                              ("app.log", EXPECTED[4][1])])
+    result = trace(ID, env={"TRACKLINE_CONF_DIR": str(tmp_path / "conf"), "SPOOL": str(tmp_path)})
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines() == [row for _, row in EXPECTED[:3]]  # not the unnamed access/app.log
+
+
+@pytest.mark.parametrize("logging_yaml, problem", [
+    (None, "config directory {conf} does not exist"),
+    ("version: 1\nhandlers: {console: {class: logging.StreamHandler}}\n",
+     "{conf}/logging.yaml: no handler writes a file ('filename')"),
+    ("version: 1\nhandlers: {app: {filename: '${NOT_SET_ANYWHERE}/app.log'}}\n",
+     "{conf}/logging.yaml: handlers.app.filename: ${{NOT_SET_ANYWHERE}} is not set"),
+], ids=["no-conf-dir", "no-file-handler", "unset-variable"])
+def test_no_log_files_known_exits_2_naming_the_problem_and_log_dir(tmp_path, logging_yaml, problem):
+    conf = tmp_path / "conf"
+    if logging_yaml is not None:
+        conf.mkdir()
+        (conf / "logging.yaml").write_text(logging_yaml)
+    result = trace(ID, "--conf-dir", str(conf))
+    assert (result.returncode, result.stdout) == (2, "")
+    [message] = result.stderr.splitlines()
+    assert message.startswith("trackline: cannot tell where the logs are: " + problem.format(conf=conf))
+    assert message.endswith("(or give --log-dir DIR)")
 
 
 def test_unknown_id_exits_1(log_dir):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import gzip
 import json
 import re
@@ -51,13 +52,12 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
     return moment if moment.tzinfo else moment.astimezone()
 
 
-def log_files(directories: Iterable[Path]) -> list[Path]:
-    """The current and rotated log files (``app.log``, ``app.log.1``, ``app.log-20260101.gz``, ...) in order."""
+def log_files(bases: Iterable[Path]) -> list[Path]:
+    """Each base file and its rotations (``app.log``, ``app.log.1``, ``app.log-20260101.gz``, ...) in order."""
     files: list[Path] = []
-    for directory in directories:
-        for name in LOG_NAMES:
-            files.extend(sorted(p for p in directory.glob(f"{name}*") if p.is_file()))
-    return files
+    for base in bases:
+        files.extend(sorted(p for p in base.parent.glob(f"{glob.escape(base.name)}*") if p.is_file()))
+    return list(dict.fromkeys(files))
 
 
 def _open(path: Path) -> IO[str]:
@@ -71,15 +71,15 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         yield from enumerate(stream, 1)
 
 
-def find(tracking_id: str, directories: Iterable[Path], since: datetime | None = None) -> Search:
-    """Stream every file, keeping only lines whose ``tracking_id`` is ``tracking_id`` (and not before ``since``).
+def find(tracking_id: str, bases: Iterable[Path], since: datetime | None = None) -> Search:
+    """Stream every file of ``bases`` (see ``log_files``), keeping only lines whose ``tracking_id`` is ``tracking_id`` (and not before ``since``).
 
     Lines are read one at a time; only lines containing the ID text are parsed, so a malformed line is
     counted when it could have been a match. A file's last line that is not JSON yet and has no newline is
     counted apart as unfinished: a reader can see part of a worker's write to a live file.
     """
     search = Search()
-    for path in log_files(directories):
+    for path in log_files(bases):
         try:
             for number, line in _lines(path):
                 if tracking_id not in line:

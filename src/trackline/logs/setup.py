@@ -27,6 +27,15 @@ def load_logging_config(path: Path, create_dirs: bool = True) -> dict[str, Any]:
     return config
 
 
+def logged_files(path: Path) -> list[Path]:
+    """The files ``path``'s handlers write (``filename`` with ``${VAR:-default}`` expanded), in order."""
+    files = [Path(str(handler["filename"])) for handler in _handlers(read_yaml(path), path).values()
+             if "filename" in handler]
+    if not files:
+        raise ConfigError(f"{path}: no handler writes a file ('filename')")
+    return list(dict.fromkeys(files))
+
+
 def check_logging_config(path: Path, create_dirs: bool = True) -> dict[str, Any]:
     """``load_logging_config`` and ``validate_logging_config``: the config, ready to apply."""
     config = load_logging_config(path, create_dirs)
