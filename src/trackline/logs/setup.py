@@ -27,13 +27,18 @@ def load_logging_config(path: Path, create_dirs: bool = True) -> dict[str, Any]:
     return config
 
 
+def handler_files(config: dict[str, Any], path: Path) -> list[Path]:
+    """The files the handlers of ``config`` (read from ``path``) write, each once, in the document's order."""
+    return list(dict.fromkeys(Path(str(handler["filename"])) for handler in _handlers(config, path).values()
+                              if "filename" in handler))
+
+
 def logged_files(path: Path) -> list[Path]:
-    """The files ``path``'s handlers write (``filename`` with ``${VAR:-default}`` expanded), in order."""
-    files = [Path(str(handler["filename"])) for handler in _handlers(read_yaml(path), path).values()
-             if "filename" in handler]
+    """The files ``path``'s handlers write (``${VAR:-default}`` expanded); an error if there are none."""
+    files = handler_files(read_yaml(path), path)
     if not files:
         raise ConfigError(f"{path}: no handler writes a file ('filename')")
-    return list(dict.fromkeys(files))
+    return files
 
 
 def check_logging_config(path: Path, create_dirs: bool = True) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 from gunicorn.config import Config
 
 from trackline.config import ConfigError, read_yaml, writable_directory
-from trackline.logs import check_logging_config
+from trackline.logs.setup import check_logging_config, handler_files
 from trackline.policy import DEFAULTS, TrackingPolicy
 from trackline.server.boot_signals import hold_signals_while_booting
 
@@ -62,8 +62,7 @@ class ServerConfig:
     @property
     def log_files(self) -> list[str]:
         """The files ``logging.yaml`` writes to."""
-        handlers = (self.logging.get("handlers") or {}).values()
-        return sorted({str(handler["filename"]) for handler in handlers if "filename" in handler})
+        return [str(file) for file in handler_files(self.logging, self.conf_dir / LOGGING_FILE)]
 
     def describe(self) -> str:
         """What ``trackline serve`` runs with this config (gunicorn's defaults filled in)."""
