@@ -38,6 +38,9 @@ def test_install_stages_venv_config_unit_and_rules(staged: Path, tmp_path: Path)
     # The venv must work once moved to /opt/trackline: nothing under bin/ may name the staging directory.
     assert (venv / "bin/trackline").read_text().splitlines()[0] == "#!/opt/trackline/venv/bin/python"
     assert not [p for p in (venv / "bin").iterdir() if p.is_file() and str(staged).encode() in p.read_bytes()]
+    command = staged / "usr/local/bin/trackline"  # runs the venv's trackline as the service would
+    assert command.stat().st_mode & 0o777 == 0o755
+    assert command.read_text().splitlines()[-1] == 'exec /opt/trackline/venv/bin/trackline "$@"'
     check = subprocess.run(
         [venv / "bin/python", "-m", "trackline.cli", "check-config", "--conf-dir", staged / "etc/trackline"],
         env={**os.environ, "TRACKLINE_LOG_DIR": str(tmp_path / "logs"), "TRACKLINE_RUN_DIR": str(tmp_path / "run")},
@@ -70,7 +73,8 @@ def test_uninstall_keeps_config_and_logs_unless_purged(staged: Path, tmp_path: P
     root = copy_tree(staged, tmp_path / "root")
     (root / "var/log/trackline").mkdir(parents=True)
     run_script(UNINSTALL, "--root", str(root))
-    for gone in ("etc/systemd/system/trackline.service", "etc/logrotate.d/trackline", "opt/trackline"):
+    for gone in ("etc/systemd/system/trackline.service", "etc/logrotate.d/trackline", "usr/local/bin/trackline",
+                 "opt/trackline"):
         assert not (root / gone).exists(), gone
     assert (root / "etc/trackline/logging.yaml").exists() and (root / "var/log/trackline").is_dir()
     run_script(UNINSTALL, "--root", str(root), "--purge")

@@ -5,6 +5,7 @@ systemd boots as PID 1 of new namespaces on an overlay of / (tests/system/sandbo
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -18,6 +19,7 @@ from staging import REPO, build_wheelhouse, require_commands, unavailable
 
 LOG_DIR = "/var/log/trackline"
 LOGGING_YAML = "/etc/trackline/logging.yaml"
+COMMAND = "/usr/local/bin/trackline"  # the venv's trackline with the service's directories
 URL = "http://127.0.0.1:8000"  # gunicorn.yaml's default bind, free in the sandbox's own network namespace
 
 
@@ -97,6 +99,9 @@ def test_install_start_reload_rotate_stop_under_systemd(sandbox: Sandbox) -> Non
     assert status == 200 and headers["x-tracking-id"] == "sandbox-before"
     wait_for(lambda: any(r["tracking_id"] == "sandbox-before" for r in log_lines(box, "app.log")),
              "the INFO line of /api/health in app.log")
+    traced = [json.loads(line) for line in box.run([COMMAND, "trace", "sandbox-before"]).stdout.splitlines()]
+    assert {(r["logger"], r["tracking_id"]) for r in traced} >= {
+        ("gunicorn.access", "sandbox-before"), ("trackline.api", "sandbox-before")}, traced
 
     # A broken edit: the reload's check-config refuses it, and the service goes on as it was.
     text = box.run(["cat", LOGGING_YAML]).stdout
@@ -110,10 +115,8 @@ def test_install_start_reload_rotate_stop_under_systemd(sandbox: Sandbox) -> Non
     edited, count = re.subn(r"(?m)^(root:.*\n\s+level: ).*$", r"\g<1>WARNING", text)
     assert count == 1
     box.run(["tee", LOGGING_YAML], input=edited)
-    checked = box.run(["runuser", "-u", "trackline", "--", "env", f"LOGS_DIRECTORY={LOG_DIR}",
-                       "RUNTIME_DIRECTORY=/run/trackline", "/opt/trackline/venv/bin/trackline", "check-config",
-                       "--conf-dir", "/etc/trackline"])  # as docs/deploy.md tells the operator
-    assert "config OK" in checked.stdout
+    checked = box.run(["runuser", "-u", "trackline", "--", COMMAND, "check-config"])  # as docs/deploy.md says
+    assert "config OK: /etc/trackline" in checked.stdout and f"{LOG_DIR}/access.log" in checked.stdout
     box.run(["systemctl", "reload", "trackline"], timeout=60)
     assert unit_state(box)["MainPID"] == started["MainPID"]  # reloaded, not restarted
 
