@@ -1,4 +1,4 @@
-"""Find every log line of one tracking ID across log directories, rotated and gzipped files included."""
+"""Find every log line of one tracking ID across log files, rotated and gzipped ones included."""
 
 from __future__ import annotations
 
@@ -72,7 +72,8 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def find(tracking_id: str, bases: Iterable[Path], since: datetime | None = None) -> Search:
-    """Stream every file of ``bases`` (see ``log_files``), keeping only lines whose ``tracking_id`` is ``tracking_id`` (and not before ``since``).
+    """Stream ``bases`` and their rotations (``log_files``), keeping only lines whose ``tracking_id`` is
+    ``tracking_id`` (and not before ``since``).
 
     Lines are read one at a time; only lines containing the ID text are parsed, so a malformed line is
     counted when it could have been a match. A file's last line that is not JSON yet and has no newline is
