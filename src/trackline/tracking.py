@@ -7,14 +7,13 @@ request and reaches every response, including 404, 405, 500 and responses made b
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
 from typing import Any
 
 from flask import Flask, g
 
 from trackline.context import ENVIRON_KEY, get_tracking_id, set_tracking_id
+from trackline.headers import DATETIME_HEADER, echo_headers
 from trackline.policy import DEFAULTS, TrackingPolicy, environ_key, safe_excerpt
 from trackline.tracecontext import parse_traceparent, set_trace
 
@@ -31,7 +30,7 @@ class TrackingMiddleware:
         self.app = app
         self.policy = policy
         self.environ_key = environ_key(policy.header)
-        self.drop = {policy.header.lower(), "x-datetime"}
+        self.drop = {policy.header.lower(), DATETIME_HEADER.lower()}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         incoming_trace = environ.get("HTTP_TRACEPARENT")
@@ -52,8 +51,7 @@ class TrackingMiddleware:
 
         def start_with_headers(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             headers = [(name, value) for name, value in headers if name.lower() not in self.drop]
-            headers.append((self.policy.header, tracking_id))
-            headers.append(("X-DateTime", _local_now()))
+            headers.extend(echo_headers(self.policy.header, tracking_id))
             return start_response(status, headers, exc_info)
 
         try:
@@ -61,18 +59,6 @@ class TrackingMiddleware:
         except BaseException:
             _leave_request()
             raise
-
-
-_now_cache: tuple[int, str] = (-1, "")
-
-
-def _local_now() -> str:
-    """The local time as ISO 8601 to the second (``2026-01-17T16:44:37+08:00``), rendered once a second."""
-    global _now_cache
-    second = int(time.time())
-    if _now_cache[0] != second:
-        _now_cache = (second, datetime.fromtimestamp(second).astimezone().isoformat(timespec="seconds"))
-    return _now_cache[1]
 
 
 def _leave_request() -> None:
