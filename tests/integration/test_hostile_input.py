@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -24,6 +26,7 @@ class Case:
     headers: dict[str, bytes] = field(default_factory=dict)
     query: bytes = b"case=plain"
     rejected: tuple[int, str] | None = None  # (status, detail of gunicorn's "Invalid request" warning)
+    access_line: bool = False  # gunicorn logs an access line for a rejection it got as far as a request for
 
     def request(self) -> bytes:
         lines = [b"GET /api/names?" + self.query + b" HTTP/1.1", b"Host: hostile.test", b"Connection: close"]
@@ -58,6 +61,8 @@ REJECTED = [
     Case("user-agent-escape", {"User-Agent": b"a\x1b[31mred"}, rejected=HEADER_400),
     Case("referer-del", {"Referer": b"a\x7fb"}, rejected=HEADER_400),
     Case("query-non-ascii", query=b"q=caf\xe9", rejected=(400, "Invalid HTTP request line: 'GET /api/names?q=caf\xe9")),
+    Case("double-chunked", {"Transfer-Encoding": b"chunked, chunked"}, rejected=HEADER_400, access_line=True),
+    Case("line-5kb", query=b"q=" + b"a" * 5000, rejected=(414, "Request Line is too large (5026 > 4094)")),
 ]
 
 
@@ -116,19 +121,33 @@ def test_app_answers_and_logs_the_values_exactly_or_escaped(run: Run, case: Case
     assert warning["rejected_length"] == len(sent["X-Tracking-ID"])
 
 
-def test_gunicorn_rejections_get_an_http_answer_and_a_json_warning(run: Run) -> None:
-    warnings = [r for r in run.logs["error.log"] if r["message"].startswith("Invalid request from ip=")]
-    expected = []  # each worker writes its lines at its own loop turn: match them by content, not file order
-    for case in REJECTED:
-        status, detail = case.rejected
-        assert run.responses[case.name].status == status, case.name
-        expected.append(f"Invalid request from ip=127.0.0.1: {detail.format(next(iter(case.headers), '').upper())}")
-    for warning in warnings:
-        assert (warning["level"], warning["logger"], warning["tracking_id"]) == ("WARNING", "gunicorn.error", None)
-        matched = next((prefix for prefix in expected if warning["message"].startswith(prefix)), None)
-        assert matched is not None, (warning["message"], expected)
-        expected.remove(matched)
-    assert expected == [], warnings
-    for access in run.logs["access.log"]:  # gunicorn logs some rejections: never with an app's ID
-        if access["status_code"] in (400, 431):
-            assert access["tracking_id"] is None
+@pytest.mark.parametrize("case", REJECTED, ids=lambda c: c.name)
+def test_gunicorn_rejections_get_a_tracking_id_the_envelope_and_a_json_warning(run: Run, case: Case) -> None:
+    status, detail = case.rejected
+    response = run.responses[case.name]
+    assert response.status == status
+    tracking_id = response.headers["X-Tracking-ID"]
+    assert uuid.UUID(tracking_id).version == 4  # a fresh ID, never the hostile one
+    assert datetime.fromisoformat(response.headers["X-DateTime"]).tzinfo is not None
+    assert response.headers["Content-Type"] == "application/json"
+    body = json.loads(response.body)
+    assert (body["code"], body["data"]) == (status, None)
+    detail = detail.format(next(iter(case.headers), "").upper())
+    reason, _, said = body["msg"].partition(": ")  # "bad request: <gunicorn's detail>"
+    assert reason in ("bad request", "uri too long", "request header fields too large") and detail in said
+
+    [warning] = [r for r in run.logs["error.log"] if r["tracking_id"] == tracking_id]
+    assert (warning["level"], warning["logger"]) == ("WARNING", "gunicorn.error")
+    assert warning["message"].startswith(f"Invalid request from ip=127.0.0.1: {detail}")
+    access = [(r["status_code"], r["request_path"]) for r in run.logs["access.log"] if r["tracking_id"] == tracking_id]
+    assert access == ([(status, "/api/names")] if case.access_line else [])
+
+
+def test_invalid_request_warnings_and_error_access_lines_are_the_rejections_only(run: Run) -> None:
+    rejected_ids = {run.responses[case.name].headers["X-Tracking-ID"] for case in REJECTED}
+    assert len(rejected_ids) == len(REJECTED)
+    warnings = [r["tracking_id"] for r in run.logs["error.log"] if r["message"].startswith("Invalid request from")]
+    assert sorted(warnings) == sorted(rejected_ids)
+    for access in run.logs["access.log"]:
+        if access["status_code"] >= 400:
+            assert access["tracking_id"] in rejected_ids, access

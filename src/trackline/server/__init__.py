@@ -1,2 +1,2 @@
-"""Gunicorn integration: YAML settings, the Application that reads them, the JSON access logger, and
-signals held while a worker boots."""
+"""Gunicorn integration: YAML settings, the Application that reads them, the JSON access logger, signals held
+while a worker boots, and the JSON answers to requests gunicorn rejects itself."""

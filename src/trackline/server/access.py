@@ -8,7 +8,7 @@ from typing import Any
 
 from gunicorn import glogging
 
-from trackline.context import ENVIRON_KEY
+from trackline.context import ENVIRON_KEY, get_tracking_id
 
 
 def _request_header(req: Any, name: str) -> str | None:
@@ -28,7 +28,7 @@ def access_fields(resp: Any, req: Any, environ: dict[str, Any], request_time: da
     """The access-log fields of one request (also for requests gunicorn answered itself, e.g. 400)."""
     status = getattr(resp, "status_code", None) or int(str(resp.status).split(None, 1)[0])
     return {
-        "tracking_id": environ.get(ENVIRON_KEY),
+        "tracking_id": environ.get(ENVIRON_KEY) or get_tracking_id(),  # the latter for a request gunicorn rejected
         "remote_addr": environ.get("REMOTE_ADDR"),
         "protocol": environ.get("SERVER_PROTOCOL"),
         "host": environ.get("HTTP_HOST") or _request_header(req, "HOST"),
