@@ -264,3 +264,32 @@ def test_signal_during_worker_boot_is_not_lost(make_server: Callable[..., Server
         assert server.process.wait(timeout=30) == 0
     else:
         assert server.process.poll() is None and len(server.live_workers()) == 1
+
+
+#: A TRACKING_ID_GENERATOR (``load_probe.make_id``, resolved while the app is created) that records, once per
+#: process, which signals that process had blocked then; the generator itself is uuid.uuid4.
+LOAD_PROBE = '''
+import os, pathlib, uuid
+
+def __getattr__(name):
+    if name != "make_id":
+        raise AttributeError(name)
+    status = pathlib.Path("/proc/self/status").read_text().splitlines()
+    probe = pathlib.Path(f"{os.getpid()}.sigblk")
+    if not probe.exists():
+        probe.write_text(next(line.split()[1] for line in status if line.startswith("SigBlk:")))
+    return uuid.uuid4
+'''
+
+
+def test_worker_loads_the_app_with_no_signal_held(make_server: Callable[..., Server]) -> None:
+    """Signals are held only until the worker's own handlers are in place, not while the app loads: a QUIT
+    during a slow import acts at once, and a process the app starts then can still be stopped."""
+    server = make_server(env={"TRACKLINE_WORKERS": "1"})
+    (server.root / "load_probe.py").write_text(LOAD_PROBE)
+    server.env["PYTHONPATH"] = str(server.root)
+    edit_yaml(server.conf_dir / "app.yaml", lambda app: app.update(TRACKING_ID_GENERATOR="load_probe.make_id"))
+    server.start()
+    [worker] = server.live_workers()
+    assert (server.root / f"{worker}.sigblk").read_text() == "0" * 16
+
