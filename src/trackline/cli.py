@@ -49,7 +49,7 @@ def _trace(args: argparse.Namespace) -> int:
     try:
         files = _log_files(args)
     except ConfigError as exc:
-        print(f"trackline: cannot tell where the logs are: {exc} (or give --log-dir DIR)", file=sys.stderr)
+        print(f"trackline: cannot tell where the logs are (give --log-dir DIR): {exc}", file=sys.stderr)
         return 2
     directories = list(dict.fromkeys(str(file.parent) for file in files))
     missing = [directory for directory in directories if not Path(directory).is_dir()]

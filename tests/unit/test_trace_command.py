@@ -124,10 +124,10 @@ def test_without_log_dir_follows_the_handlers_filenames(tmp_path):
         "root: {handlers: [requests, service, again, console]}\n")
     build(tmp_path / "web", [("requests.log", EXPECTED[1][1]), ("access.log", EXPECTED[3][1])])
     build(tmp_path / "svc", [("service.log.1", EXPECTED[0][1]), ("service.log", EXPECTED[2][1]),
-                              ("app.log", EXPECTED[4][1])])
+                              ("app.log", EXPECTED[4][1]), ("service.logger", EXPECTED[4][1])])
     result = trace(ID, env={"TRACKLINE_CONF_DIR": str(tmp_path / "conf"), "SPOOL": str(tmp_path)})
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout.splitlines() == [row for _, row in EXPECTED[:3]]  # not the unnamed access/app.log
+    assert result.stdout.splitlines() == [row for _, row in EXPECTED[:3]]  # not access.log, app.log, service.logger
 
 
 @pytest.mark.parametrize("logging_yaml, problem", [
@@ -145,8 +145,8 @@ def test_no_log_files_known_exits_2_naming_the_problem_and_log_dir(tmp_path, log
     result = trace(ID, "--conf-dir", str(conf))
     assert (result.returncode, result.stdout) == (2, "")
     [message] = result.stderr.splitlines()
-    assert message.startswith("trackline: cannot tell where the logs are: " + problem.format(conf=conf))
-    assert message.endswith("(or give --log-dir DIR)")
+    assert message.startswith("trackline: cannot tell where the logs are (give --log-dir DIR): "
+                              + problem.format(conf=conf))
 
 
 def test_unknown_id_exits_1(log_dir):

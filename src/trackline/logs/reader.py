@@ -56,7 +56,10 @@ def log_files(bases: Iterable[Path]) -> list[Path]:
     """Each base file and its rotations (``app.log``, ``app.log.1``, ``app.log-20260101.gz``, ...) in order."""
     files: list[Path] = []
     for base in bases:
-        files.extend(sorted(p for p in base.parent.glob(f"{glob.escape(base.name)}*") if p.is_file()))
+        name = glob.escape(base.name)
+        rotations = (*base.parent.glob(f"{name}.*"), *base.parent.glob(f"{name}-*"))  # not app.logger
+        files.extend([base] if base.is_file() else [])
+        files.extend(sorted(p for p in rotations if p.is_file()))
     return list(dict.fromkeys(files))
 
 
