@@ -15,6 +15,8 @@ from trackline.tracecontext import TraceContext
 #: How much of a rejected header value is kept in the log.
 REJECTED_KEEP = 64
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
 DEFAULTS: dict[str, Any] = {
     "TRACKING_ID_HEADER": "X-Tracking-ID",
     "TRACKING_ID_ALIASES": (),
@@ -63,9 +65,9 @@ class TrackingPolicy:
         if max_length < 1:
             raise ValueError("must be at least 1")
         header, aliases = config["TRACKING_ID_HEADER"], config["TRACKING_ID_ALIASES"]
-        if not isinstance(header, str) or not header:
+        if not _is_header_name(header):
             raise ValueError(f"must be a header name, not {header!r}")
-        if isinstance(aliases, str) or not all(isinstance(alias, str) and alias for alias in aliases):
+        if isinstance(aliases, str) or not all(_is_header_name(alias) for alias in aliases):
             raise ValueError(f"must be a list of header names, not {aliases!r}")
         return cls(
             header=header,
@@ -91,6 +93,11 @@ class TrackingPolicy:
         if trace is not None and self.from_traceparent:
             return trace.trace_id, rejected
         return self.generate(), rejected
+
+
+def _is_header_name(name: Any) -> bool:
+    """An HTTP field name (RFC 9110 token): what may stand before the colon of a header line."""
+    return isinstance(name, str) and _TOKEN.fullmatch(name) is not None
 
 
 def safe_excerpt(value: str) -> str:
