@@ -40,7 +40,7 @@ def test_install_stages_venv_config_unit_and_rules(staged: Path, tmp_path: Path)
     assert not [p for p in (venv / "bin").iterdir() if p.is_file() and str(staged).encode() in p.read_bytes()]
     command = staged / "usr/local/bin/trackline"  # runs the venv's trackline as the service would
     assert command.stat().st_mode & 0o777 == 0o755
-    assert command.read_text().splitlines()[-1] == 'exec /opt/trackline/venv/bin/trackline "$@"'
+    assert command.read_text().splitlines()[-1] == 'exec "/opt/trackline/venv/bin/trackline" "$@"'
     check = subprocess.run(
         [venv / "bin/python", "-m", "trackline.cli", "check-config", "--conf-dir", staged / "etc/trackline"],
         env={**os.environ, "TRACKLINE_LOG_DIR": str(tmp_path / "logs"), "TRACKLINE_RUN_DIR": str(tmp_path / "run")},
@@ -79,3 +79,14 @@ def test_uninstall_keeps_config_and_logs_unless_purged(staged: Path, tmp_path: P
     assert (root / "etc/trackline/logging.yaml").exists() and (root / "var/log/trackline").is_dir()
     run_script(UNINSTALL, "--root", str(root), "--purge")
     assert not (root / "etc/trackline").exists() and not (root / "var/log/trackline").exists()
+
+
+def test_a_trackline_command_that_is_not_ours_is_left_alone(staged: Path, tmp_path: Path) -> None:
+    root = copy_tree(staged, tmp_path / "root")
+    foreign = root / "usr/local/bin/trackline"
+    foreign.write_text("#!/bin/sh\necho another trackline\n")
+    told = run_script(INSTALL, "--root", str(root))
+    assert "left /usr/local/bin/trackline alone: it is not trackline's" in told.stdout
+    run_script(UNINSTALL, "--root", str(root))
+    assert foreign.read_text() == "#!/bin/sh\necho another trackline\n"
+
