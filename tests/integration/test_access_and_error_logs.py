@@ -7,7 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from conftest import Response, Server, assert_access_line, assert_contract
+import pytest
+
+from conftest import Response, Server, assert_access_line, assert_contract, edit_yaml
 
 REQUESTS = 120
 REPLACED = "replaced invalid tracking ID from X-Tracking-ID"
@@ -114,3 +116,50 @@ def _assert_request_logged(server: Server, request: Sent, logs: dict[str, list[d
         assert response.json()["data"] == {"tracking_id": tracking_id}
         assert "This is a test exception" not in response.body.decode()
     assert not [r for r in logs["error.log"] if r["tracking_id"] == tracking_id]
+
+
+#: An operator hook (``escape.post_worker_init``) that makes GET /escape fail as only a streamed body can:
+#: the exception leaves the app, before the response's headers went out, for gunicorn to answer.
+ESCAPE_HOOK = '''
+def post_worker_init(worker):
+    tracking = worker.wsgi.wsgi_app  # trackline's TrackingMiddleware around Flask
+    inner = tracking.app
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] != "/escape":
+            return inner(environ, start_response)
+
+        def body():
+            raise RuntimeError("escaped the app")
+            yield b""
+
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return body()
+
+    tracking.app = app
+'''
+
+
+@pytest.mark.parametrize("worker_class", ["gevent", "sync", "gthread"])
+def test_an_error_gunicorn_answers_keeps_the_requests_tracking_id(make_server: Any, worker_class: str) -> None:
+    """gunicorn answers 500 and logs the traceback of an exception that escapes the app: the answer, the
+    traceback and the access line carry the request's own ID, and the next request on that worker its own."""
+    server = make_server(env={"TRACKLINE_WORKERS": "1"})
+    (server.root / "escape.py").write_text(ESCAPE_HOOK)
+    server.env["PYTHONPATH"] = str(server.root)
+    edit_yaml(server.conf_dir / "gunicorn.yaml", lambda settings: settings.update(
+        worker_class=worker_class, post_worker_init="escape.post_worker_init"))
+    server.start()
+    failed = server.get("/escape", headers={"X-Tracking-ID": "escape-1"})
+    after = server.get("/api/health")
+    assert server.stop() == 0
+    assert (failed.status, failed.headers["X-Tracking-ID"]) == (500, "escape-1")
+    assert failed.json() == {"code": 500, "msg": "internal server error", "data": None}
+    [error] = [r for r in server.logs("error.log") if r["level"] == "ERROR"]
+    assert error["tracking_id"] == "escape-1" and "RuntimeError: escaped the app" in error["exc_info"]
+    access = [(r["tracking_id"], r["request_path"], r["status_code"]) for r in server.logs("access.log")]
+    # gunicorn logs the failed request twice: as the app began it (200), then as it answered it (500).
+    assert [line for line in access if line[1] == "/escape"] == [("escape-1", "/escape", 200),
+                                                                 ("escape-1", "/escape", 500)]
+    assert (after.headers["X-Tracking-ID"], "/api/health", 200) in access
+
