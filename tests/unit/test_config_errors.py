@@ -130,6 +130,8 @@ SERVER_CASES = {
     "alias with a colon": ("app.yaml", "TRACKING_ID_ALIASES: [X-Request-ID, 'X-Id:']\n",
                            ["TRACKING_ID_ALIASES: must be a list of header names, not ['X-Request-ID', 'X-Id:']"]),
     "bad generator": ("app.yaml", "TRACKING_ID_GENERATOR: uuid.nope\n", ["TRACKING_ID_GENERATOR: module 'uuid'"]),
+    "generator makes spaces": ("app.yaml", "TRACKING_ID_GENERATOR: time.ctime\n",
+                               ["TRACKING_ID_GENERATOR: made '", "it must be visible ASCII with no spaces"]),
     "size not a number": ("app.yaml", "MAX_CONTENT_LENGTH: lots\n", ["MAX_CONTENT_LENGTH: must be a number of bytes"]),
     "downstream not a URL": ("app.yaml", "DOWNSTREAM_URL: 42\n", ["DOWNSTREAM_URL: must be an http:// or https://"]),
     "unknown worker class": ("gunicorn.yaml", "worker_class: geventt\n", ["worker_class: cannot load 'geventt'"]),

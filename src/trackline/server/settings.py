@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,9 @@ OWNED_SETTINGS = {
 
 #: Settings naming a file whose directory trackline creates if missing (like the log directory).
 RUNTIME_FILES = frozenset({"pidfile", "control_socket"})
+
+#: What a generated tracking ID must look like to be sent as a header value: visible ASCII, no spaces.
+_HEADER_SAFE = re.compile(r"[!-~]+")
 
 #: Flask config keys app.yaml may set: the tracking-ID policy, the request size limit, the demo's downstream.
 APP_KEYS = frozenset(DEFAULTS) | {"MAX_CONTENT_LENGTH", "DOWNSTREAM_URL"}
@@ -184,10 +188,14 @@ def _app_problems(config: dict[str, Any]) -> list[str]:
 
 
 def _policy_problems(config: dict[str, Any]) -> list[str]:
-    """What building the tracking-ID policy (regex, generator import) reports, naming the key at fault."""
+    """What building the tracking-ID policy (regex, generator import) reports, naming the key at fault, and
+    a generator whose IDs could not go into a response header."""
     for key in DEFAULTS:
         try:
-            TrackingPolicy.from_config({**DEFAULTS, key: config[key]})
-        except Exception as exc:  # int(), re.compile() and imports raise many kinds
+            policy = TrackingPolicy.from_config({**DEFAULTS, key: config[key]})
+            if key == "TRACKING_ID_GENERATOR" and not _HEADER_SAFE.fullmatch(sample := policy.generate()):
+                return [f"{key}: made {sample!r}: a generated ID goes into a response header, so it must be "
+                        "visible ASCII with no spaces"]
+        except Exception as exc:  # int(), re.compile(), imports and the generator raise many kinds
             return [f"{key}: {exc}"]
     return []
