@@ -137,6 +137,9 @@ SERVER_CASES = {
     "unknown worker class": ("gunicorn.yaml", "worker_class: geventt\n", ["worker_class: cannot load 'geventt'"]),
     "bad port": ("gunicorn.yaml", "bind: 127.0.0.1:notaport\n", ["bind: 'notaport' is not a valid port number"]),
     "no workers": ("gunicorn.yaml", "workers: 0\n", ["workers: must be at least 1, not 0"]),
+    "control socket path too long": ("gunicorn.yaml", f"control_socket: /run/{'x' * 100}/gunicorn.ctl\n",
+                                     [f"control_socket: /run/{'x' * 100}/gunicorn.ctl is 118 bytes, more than a "
+                                      "unix socket path may have (107)", "control_socket_disable: true"]),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ OWNED_SETTINGS = {
     "access_log_format": "access lines are JSON with fixed field names (see README)",
     "capture_output": "it would write non-JSON text into error.log",
 }
+
+#: The longest path a unix socket can bind to on Linux (``sun_path`` is 108 bytes with its NUL).
+MAX_UNIX_SOCKET_PATH = 107
 
 #: Settings naming a file whose directory trackline creates if missing (like the log directory).
 RUNTIME_FILES = frozenset({"pidfile", "control_socket"})
@@ -143,7 +147,8 @@ def _load_settings(path: Path, create_dirs: bool) -> dict[str, Any]:
 
 
 def _resolve(cfg: Config, names: Iterable[str]) -> list[str]:
-    """Problems gunicorn finds only when it uses a setting: an unknown worker class, a bad address, no workers."""
+    """Problems gunicorn finds only when it uses a setting: an unknown worker class, a bad address, no workers,
+    a control socket path too long to bind."""
     problems = []
     if "worker_class" in names:
         try:
@@ -158,6 +163,11 @@ def _resolve(cfg: Config, names: Iterable[str]) -> list[str]:
             problems.append(f"bind: {exc}")
     if cfg.workers < 1:
         problems.append(f"workers: must be at least 1, not {cfg.workers}")
+    control_socket = os.fsencode(os.path.abspath(cfg.control_socket))  # gunicorn makes it absolute too
+    if not cfg.control_socket_disable and len(control_socket) > MAX_UNIX_SOCKET_PATH:
+        problems.append(f"control_socket: {os.fsdecode(control_socket)} is {len(control_socket)} bytes, more than "
+                        f"a unix socket path may have ({MAX_UNIX_SOCKET_PATH}): choose a shorter path "
+                        "(TRACKLINE_RUN_DIR) or set control_socket_disable: true")
     return problems
 
 
