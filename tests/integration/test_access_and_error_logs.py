@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Response, Server, assert_access_line, assert_contract, edit_yaml
+from conftest import Response, Server, assert_access_line, assert_contract, edit_yaml, raw_request
 
 REQUESTS = 120
 REPLACED = "replaced invalid tracking ID from X-Tracking-ID"
@@ -118,21 +118,24 @@ def _assert_request_logged(server: Server, request: Sent, logs: dict[str, list[d
     assert not [r for r in logs["error.log"] if r["tracking_id"] == tracking_id]
 
 
-#: An operator hook (``escape.post_worker_init``) that makes GET /escape fail as only a streamed body can:
-#: the exception leaves the app, before the response's headers went out, for gunicorn to answer.
+#: An operator hook (``escape.post_worker_init``) that makes two routes fail as only a streamed body can:
+#: /escape raises before its headers went out (gunicorn answers 500), /escape-late after (gunicorn cuts it off).
 ESCAPE_HOOK = '''
 def post_worker_init(worker):
     tracking = worker.wsgi.wsgi_app  # trackline's TrackingMiddleware around Flask
     inner = tracking.app
 
     def app(environ, start_response):
-        if environ["PATH_INFO"] != "/escape":
+        if environ["PATH_INFO"] == "/escape":
+            def body():
+                raise RuntimeError("escaped the app")
+                yield b""
+        elif environ["PATH_INFO"] == "/escape-late":
+            def body():
+                yield b"partial"
+                raise RuntimeError("escaped the app after its headers")
+        else:
             return inner(environ, start_response)
-
-        def body():
-            raise RuntimeError("escaped the app")
-            yield b""
-
         start_response("200 OK", [("Content-Type", "text/plain")])
         return body()
 
@@ -141,9 +144,9 @@ def post_worker_init(worker):
 
 
 @pytest.mark.parametrize("worker_class", ["gevent", "sync", "gthread"])
-def test_an_error_gunicorn_answers_keeps_the_requests_tracking_id(make_server: Any, worker_class: str) -> None:
-    """gunicorn answers 500 and logs the traceback of an exception that escapes the app: the answer, the
-    traceback and the access line carry the request's own ID, and the next request on that worker its own."""
+def test_errors_gunicorn_answers_keep_the_requests_tracking_id(make_server: Any, worker_class: str) -> None:
+    """gunicorn answers 500 (or cuts the response off) and logs the traceback of an exception that escapes
+    the app: the answer, the traceback and the access lines carry the request's own ID; later lines do not."""
     server = make_server(env={"TRACKLINE_WORKERS": "1"})
     (server.root / "escape.py").write_text(ESCAPE_HOOK)
     server.env["PYTHONPATH"] = str(server.root)
@@ -151,15 +154,19 @@ def test_an_error_gunicorn_answers_keeps_the_requests_tracking_id(make_server: A
         worker_class=worker_class, post_worker_init="escape.post_worker_init"))
     server.start()
     failed = server.get("/escape", headers={"X-Tracking-ID": "escape-1"})
+    cut_off = raw_request(server.port, b"GET /escape-late HTTP/1.1\r\nHost: t\r\nX-Tracking-ID: late-1\r\n\r\n")
     after = server.get("/api/health")
     assert server.stop() == 0
     assert (failed.status, failed.headers["X-Tracking-ID"]) == (500, "escape-1")
     assert failed.json() == {"code": 500, "msg": "internal server error", "data": None}
-    [error] = [r for r in server.logs("error.log") if r["level"] == "ERROR"]
-    assert error["tracking_id"] == "escape-1" and "RuntimeError: escaped the app" in error["exc_info"]
-    access = [(r["tracking_id"], r["request_path"], r["status_code"]) for r in server.logs("access.log")]
-    # gunicorn logs the failed request twice: as the app began it (200), then as it answered it (500).
-    assert [line for line in access if line[1] == "/escape"] == [("escape-1", "/escape", 200),
-                                                                 ("escape-1", "/escape", 500)]
-    assert (after.headers["X-Tracking-ID"], "/api/health", 200) in access
+    assert (cut_off.status, cut_off.headers["X-Tracking-ID"]) == (200, "late-1")
 
+    errors = [r for r in server.logs("error.log") if r["level"] == "ERROR"]
+    assert {r["tracking_id"]: r["exc_info"].splitlines()[-1] for r in errors} == {
+        "escape-1": "RuntimeError: escaped the app", "late-1": "RuntimeError: escaped the app after its headers"}
+    assert all(r["tracking_id"] is None for r in server.logs("error.log") if r not in errors)
+    access = [(r["tracking_id"], r["request_path"], r["status_code"]) for r in server.logs("access.log")]
+    # gunicorn logs the request that it answered twice: as the app began it (200), then as it answered it (500).
+    assert [line for line in access if line[1].startswith("/escape")] == [
+        ("escape-1", "/escape", 200), ("escape-1", "/escape", 500), ("late-1", "/escape-late", 200)]
+    assert (after.headers["X-Tracking-ID"], "/api/health", 200) in access

@@ -15,7 +15,7 @@ from trackline.config import ConfigError, read_yaml, writable_directory
 from trackline.logs.setup import check_logging_config, handler_files
 from trackline.policy import DEFAULTS, TrackingPolicy
 from trackline.server.boot_signals import hold_signals_while_booting
-from trackline.server.rejections import answer_rejections
+from trackline.server.gunicorn_answers import track_gunicorn_answers
 
 GUNICORN_FILE = "gunicorn.yaml"
 APP_FILE = "app.yaml"
@@ -67,7 +67,7 @@ class ServerConfig:
         cfg.set("logconfig_dict", self.logging)
         cfg.set("logger_class", LOGGER_CLASS)
         hold_signals_while_booting(cfg)
-        answer_rejections(cfg, self.app)
+        track_gunicorn_answers(cfg, self.app)
 
     @property
     def log_files(self) -> list[str]:

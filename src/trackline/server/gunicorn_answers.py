@@ -1,0 +1,78 @@
+"""What gunicorn answers and logs itself about a request carries a tracking ID, like everything else.
+
+gunicorn answers some requests without the app: those it turns away before the app sees them (a malformed
+request line or header, a request line or header field over its limits, ...), and with a 500 when an
+exception escapes the app before the response's headers went out. It logs a warning or the traceback to
+error.log, for some an access line, and sends an HTML page. In trackline's workers those lines and the
+answer carry one tracking ID: the request's own when the app had the request (its exception, or its unread
+body failing to drain), else a new one; the answer is the envelope
+``{"code": 400, "msg": "bad request: <gunicorn's detail>", "data": null}`` with the tracking header and
+X-DateTime. The ``post_request`` hook ends each request's tracking context: after a failed response the
+middleware leaves it in place, so that gunicorn's traceback line carries the ID even when the headers had
+gone out. (gunicorn's HTTP/2 support, off by default, answers its errors by other means.)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import Any
+
+from gunicorn import util
+from gunicorn.config import Config
+
+from trackline.context import ENVIRON_KEY, get_tracking_id, leave_request, set_tracking_id
+from trackline.headers import echo_headers
+from trackline.policy import DEFAULTS, TrackingPolicy
+
+#: The request gunicorn last finished in this greenlet or thread, and its tracking ID (from the app's environ).
+_finished: ContextVar[tuple[Any, str | None] | None] = ContextVar("trackline_finished_request", default=None)
+
+
+def track_gunicorn_answers(cfg: Config, app_config: Mapping[str, Any]) -> None:
+    """Wrap ``cfg``'s ``post_request`` and ``post_worker_init`` hooks (the operator's, or gunicorn's no-ops) so
+    that what each worker answers and logs itself about a request carries its tracking ID."""
+    post_request, post_worker_init = cfg.post_request, cfg.post_worker_init
+
+    def end_request_after_post_request(worker: Any, req: Any, environ: dict[str, Any] | None, resp: Any) -> None:
+        tracking_id = (environ or {}).get(ENVIRON_KEY)
+        _finished.set((req, tracking_id))  # for handle_error, which comes next when the request failed
+        set_tracking_id(tracking_id)  # also for lines the operator's hook logs
+        try:
+            post_request(worker, req, environ, resp)
+        finally:
+            leave_request()
+
+    def answer_then_post_worker_init(worker: Any) -> None:
+        _answer_as_trackline(worker, TrackingPolicy.from_config({**DEFAULTS, **app_config}))
+        post_worker_init(worker)
+
+    cfg.set("post_request", end_request_after_post_request)
+    cfg.set("post_worker_init", answer_then_post_worker_init)
+
+
+def _answer_as_trackline(worker: Any, policy: TrackingPolicy) -> None:
+    """Give ``worker``'s own answers an ID for their log lines, and this process's error page the envelope."""
+    handle_error = worker.handle_error
+
+    def handle_error_with_id(req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        finished_req, tracking_id = _finished.get() or (None, None)
+        _finished.set(None)
+        known = req is not None and req is finished_req  # the app had this request: keep its ID
+        set_tracking_id((tracking_id if known else None) or policy.generate())
+        try:
+            handle_error(req, client, addr, exc)
+        finally:
+            set_tracking_id(None)
+
+    def write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+        msg = f"{reason.lower()}: {mesg}" if mesg else reason.lower()
+        body = json.dumps({"code": status_int, "msg": msg, "data": None}).encode()
+        head = [f"HTTP/1.1 {status_int} {reason}", "Connection: close", "Content-Type: application/json",
+                f"Content-Length: {len(body)}", *(f"{name}: {value}" for name, value in
+                                                  echo_headers(policy.header, str(get_tracking_id())))]
+        util.write_nonblock(sock, "\r\n".join([*head, "", ""]).encode("latin-1") + body)
+
+    worker.handle_error = handle_error_with_id
+    util.write_error = write_error  # gunicorn's only caller is Worker.handle_error; this process is the worker
