@@ -15,7 +15,8 @@ from trackline.tracecontext import TraceContext
 #: How much of a rejected header value is kept in the log.
 REJECTED_KEEP = 64
 
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: An HTTP field name (RFC 9110 token) without "_": gunicorn drops request headers with one (header_map).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^`|~0-9A-Za-z-]+")
 
 DEFAULTS: dict[str, Any] = {
     "TRACKING_ID_HEADER": "X-Tracking-ID",
@@ -66,9 +67,9 @@ class TrackingPolicy:
             raise ValueError("must be at least 1")
         header, aliases = config["TRACKING_ID_HEADER"], config["TRACKING_ID_ALIASES"]
         if not _is_header_name(header):
-            raise ValueError(f"must be a header name, not {header!r}")
+            raise ValueError(f"must be a header name, not {header!r}{_underscore_hint(header)}")
         if isinstance(aliases, str) or not all(_is_header_name(alias) for alias in aliases):
-            raise ValueError(f"must be a list of header names, not {aliases!r}")
+            raise ValueError(f"must be a list of header names, not {aliases!r}{_underscore_hint(aliases)}")
         return cls(
             header=header,
             aliases=tuple(aliases),
@@ -96,8 +97,12 @@ class TrackingPolicy:
 
 
 def _is_header_name(name: Any) -> bool:
-    """An HTTP field name (RFC 9110 token): what may stand before the colon of a header line."""
-    return isinstance(name, str) and _TOKEN.fullmatch(name) is not None
+    """A header name a client can send to trackline and get back: see ``_HEADER_NAME``."""
+    return isinstance(name, str) and _HEADER_NAME.fullmatch(name) is not None
+
+
+def _underscore_hint(value: Any) -> str:
+    return " (gunicorn drops request headers whose name has '_')" if "_" in str(value) else ""
 
 
 def safe_excerpt(value: str) -> str:

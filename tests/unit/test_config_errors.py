@@ -127,11 +127,19 @@ SERVER_CASES = {
                          ["TRACKING_ID_ALIASES: must be a list of header names, not 'X-Request-ID'"]),
     "header with a space": ("app.yaml", "TRACKING_ID_HEADER: X Tracking\n",
                             ["TRACKING_ID_HEADER: must be a header name, not 'X Tracking'"]),
+    "header with an underscore": ("app.yaml", "TRACKING_ID_HEADER: X_Tracking_ID\n",
+                                  ["TRACKING_ID_HEADER: must be a header name, not 'X_Tracking_ID' (gunicorn drops "
+                                   "request headers whose name has '_')"]),
     "alias with a colon": ("app.yaml", "TRACKING_ID_ALIASES: [X-Request-ID, 'X-Id:']\n",
                            ["TRACKING_ID_ALIASES: must be a list of header names, not ['X-Request-ID', 'X-Id:']"]),
     "bad generator": ("app.yaml", "TRACKING_ID_GENERATOR: uuid.nope\n", ["TRACKING_ID_GENERATOR: module 'uuid'"]),
     "generator makes spaces": ("app.yaml", "TRACKING_ID_GENERATOR: time.ctime\n",
                                ["TRACKING_ID_GENERATOR: made '", "it must be visible ASCII with no spaces"]),
+    "generator against the policy": ("app.yaml", "TRACKING_ID_MAX_LENGTH: 16\n",  # uuid4 makes 36 characters
+                                     ["TRACKING_ID_GENERATOR: made '", "which TRACKING_ID_CHARACTERS and "
+                                      "TRACKING_ID_MAX_LENGTH reject: a trackline receiving it would replace it"]),
+    "generator raises": ("app.yaml", "TRACKING_ID_GENERATOR: json.loads\n",
+                         ["TRACKING_ID_GENERATOR: calling it failed: ", "missing 1 required positional argument"]),
     "size not a number": ("app.yaml", "MAX_CONTENT_LENGTH: lots\n", ["MAX_CONTENT_LENGTH: must be a number of bytes"]),
     "downstream not a URL": ("app.yaml", "DOWNSTREAM_URL: 42\n", ["DOWNSTREAM_URL: must be an http:// or https://"]),
     "unknown worker class": ("gunicorn.yaml", "worker_class: geventt\n", ["worker_class: cannot load 'geventt'"]),
@@ -139,7 +147,7 @@ SERVER_CASES = {
     "no workers": ("gunicorn.yaml", "workers: 0\n", ["workers: must be at least 1, not 0"]),
     "control socket path too long": ("gunicorn.yaml", f"control_socket: /run/{'x' * 100}/gunicorn.ctl\n",
                                      [f"control_socket: /run/{'x' * 100}/gunicorn.ctl is 118 bytes, more than a "
-                                      "unix socket path may have (107)", "control_socket_disable: true"]),
+                                      "unix socket path may have (107)", "or control_socket_disable: true"]),
 }
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gunicorn import util
 from gunicorn.config import Config
 
 from trackline.config import ConfigError, read_yaml, writable_directory
@@ -163,11 +164,11 @@ def _resolve(cfg: Config, names: Iterable[str]) -> list[str]:
             problems.append(f"bind: {exc}")
     if cfg.workers < 1:
         problems.append(f"workers: must be at least 1, not {cfg.workers}")
-    control_socket = os.fsencode(os.path.abspath(cfg.control_socket))  # gunicorn makes it absolute too
+    control_socket = os.fsencode(os.path.join(util.getcwd(), cfg.control_socket))  # as gunicorn makes it absolute
     if not cfg.control_socket_disable and len(control_socket) > MAX_UNIX_SOCKET_PATH:
         problems.append(f"control_socket: {os.fsdecode(control_socket)} is {len(control_socket)} bytes, more than "
-                        f"a unix socket path may have ({MAX_UNIX_SOCKET_PATH}): choose a shorter path "
-                        "(TRACKLINE_RUN_DIR) or set control_socket_disable: true")
+                        f"a unix socket path may have ({MAX_UNIX_SOCKET_PATH}): set a shorter control_socket (the "
+                        "shipped gunicorn.yaml: TRACKLINE_RUN_DIR) or control_socket_disable: true")
     return problems
 
 
@@ -198,14 +199,23 @@ def _app_problems(config: dict[str, Any]) -> list[str]:
 
 
 def _policy_problems(config: dict[str, Any]) -> list[str]:
-    """What building the tracking-ID policy (regex, generator import) reports, naming the key at fault, and
-    a generator whose IDs could not go into a response header."""
+    """What building the tracking-ID policy (regex, generator import) reports, naming the key at fault; then
+    one generated ID, which must fit a response header and pass the policy's own check (another trackline
+    receiving it would otherwise replace it)."""
     for key in DEFAULTS:
         try:
-            policy = TrackingPolicy.from_config({**DEFAULTS, key: config[key]})
-            if key == "TRACKING_ID_GENERATOR" and not _HEADER_SAFE.fullmatch(sample := policy.generate()):
-                return [f"{key}: made {sample!r}: a generated ID goes into a response header, so it must be "
-                        "visible ASCII with no spaces"]
-        except Exception as exc:  # int(), re.compile(), imports and the generator raise many kinds
+            TrackingPolicy.from_config({**DEFAULTS, key: config[key]})
+        except Exception as exc:  # int(), re.compile() and imports raise many kinds
             return [f"{key}: {exc}"]
+    policy = TrackingPolicy.from_config(config)
+    try:
+        sample = policy.generate()
+    except Exception as exc:
+        return [f"TRACKING_ID_GENERATOR: calling it failed: {exc}"]
+    if not _HEADER_SAFE.fullmatch(sample):
+        return [f"TRACKING_ID_GENERATOR: made {sample!r}: an ID goes into a response header, so it must be "
+                "visible ASCII with no spaces"]
+    if not policy.pattern.fullmatch(sample):
+        return [f"TRACKING_ID_GENERATOR: made {sample!r}, which TRACKING_ID_CHARACTERS and TRACKING_ID_MAX_LENGTH"
+                " reject: a trackline receiving it would replace it"]
     return []
