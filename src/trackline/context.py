@@ -26,3 +26,20 @@ def leave_request() -> None:
     """Forget the request's ID and W3C trace, so that lines logged between requests say ``null``."""
     set_tracking_id(None)
     set_trace(None)
+
+
+_server_leaves_requests = False
+
+
+def let_server_leave_requests() -> None:
+    """For a server integration that calls ``leave_request`` itself once it is done with each request (trackline's
+    gunicorn hooks): responses then keep the ID and trace until then, instead of forgetting them when they
+    close, so that what the server logs about a request after its response (a traceback) carries them."""
+    global _server_leaves_requests
+    _server_leaves_requests = True
+
+
+def response_done() -> None:
+    """A response has closed (or failed): ``leave_request``, unless the server will."""
+    if not _server_leaves_requests:
+        leave_request()

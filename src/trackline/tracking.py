@@ -7,13 +7,12 @@ request and reaches every response, including 404, 405, 500 and responses made b
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from flask import Flask, g
 
-from trackline.context import ENVIRON_KEY, get_tracking_id, leave_request, set_tracking_id
+from trackline.context import ENVIRON_KEY, get_tracking_id, response_done, set_tracking_id
 from trackline.headers import DATETIME_HEADER, echo_headers
 from trackline.policy import DEFAULTS, TrackingPolicy, environ_key, safe_excerpt
 from trackline.tracecontext import parse_traceparent, set_trace
@@ -55,13 +54,15 @@ class TrackingMiddleware:
             headers.extend(echo_headers(self.policy.header, tracking_id))
             return start_response(status, headers, exc_info)
 
-        return _LeaveOnClose(self.app(environ, start_with_headers))  # an exception leaves the ID, as close() does
+        try:
+            return _LeaveOnClose(self.app(environ, start_with_headers))
+        except BaseException:
+            response_done()
+            raise
 
 
 class _LeaveOnClose:
-    """The app's response iterable, whose ``close()`` also forgets the request's ID and trace, unless the
-    response failed: then the server's report of that failure still carries the ID (trackline's gunicorn hooks
-    forget it once the request is over; elsewhere the next request replaces it).
+    """The app's response iterable, whose ``close()`` also forgets the request's ID and trace (``response_done``).
 
     Leaner than werkzeug's ``ClosingIterator``: iterating goes straight to the wrapped iterable.
     """
@@ -80,8 +81,7 @@ class _LeaveOnClose:
             if close is not None:
                 close()
         finally:
-            if sys.exc_info()[1] is None:  # close() runs in the server's ``finally``: is an exception on its way?
-                leave_request()
+            response_done()
 
 
 class TrackingId:

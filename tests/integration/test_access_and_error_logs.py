@@ -118,9 +118,19 @@ def _assert_request_logged(server: Server, request: Sent, logs: dict[str, list[d
     assert not [r for r in logs["error.log"] if r["tracking_id"] == tracking_id]
 
 
-#: An operator hook (``escape.post_worker_init``) that makes two routes fail as only a streamed body can:
-#: /escape raises before its headers went out (gunicorn answers 500), /escape-late after (gunicorn cuts it off).
+#: Operator hooks: ``escape.post_worker_init`` makes two routes fail as only a streamed body can (/escape
+#: raises before its headers went out: gunicorn answers 500; /escape-late after: gunicorn cuts it off), and
+#: ``escape.post_request`` logs a line per request and fails on /api/item.
 ESCAPE_HOOK = '''
+import logging
+
+
+def post_request(worker, req, environ, resp):
+    logging.getLogger("escape").info("post_request %s", req.path)
+    if req.path == "/api/item":
+        raise RuntimeError("the operator's hook failed")
+
+
 def post_worker_init(worker):
     tracking = worker.wsgi.wsgi_app  # trackline's TrackingMiddleware around Flask
     inner = tracking.app
@@ -143,6 +153,9 @@ def post_worker_init(worker):
 '''
 
 
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
 @pytest.mark.parametrize("worker_class", ["gevent", "sync", "gthread"])
 def test_errors_gunicorn_answers_keep_the_requests_tracking_id(make_server: Any, worker_class: str) -> None:
     """gunicorn answers 500 (or cuts the response off) and logs the traceback of an exception that escapes
@@ -151,20 +164,27 @@ def test_errors_gunicorn_answers_keep_the_requests_tracking_id(make_server: Any,
     (server.root / "escape.py").write_text(ESCAPE_HOOK)
     server.env["PYTHONPATH"] = str(server.root)
     edit_yaml(server.conf_dir / "gunicorn.yaml", lambda settings: settings.update(
-        worker_class=worker_class, post_worker_init="escape.post_worker_init"))
+        worker_class=worker_class, post_worker_init="escape.post_worker_init", post_request="escape.post_request"))
     server.start()
-    failed = server.get("/escape", headers={"X-Tracking-ID": "escape-1"})
+    failed = server.get("/escape", headers={"X-Tracking-ID": "escape-1", "traceparent": TRACEPARENT})
     cut_off = raw_request(server.port, b"GET /escape-late HTTP/1.1\r\nHost: t\r\nX-Tracking-ID: late-1\r\n\r\n")
     after = server.get("/api/health")
+    hook_failed = server.get("/api/item", headers={"X-Tracking-ID": "item-1"})
     assert server.stop() == 0
     assert (failed.status, failed.headers["X-Tracking-ID"]) == (500, "escape-1")
     assert failed.json() == {"code": 500, "msg": "internal server error", "data": None}
     assert (cut_off.status, cut_off.headers["X-Tracking-ID"]) == (200, "late-1")
 
+    assert hook_failed.status == 200
     errors = [r for r in server.logs("error.log") if r["level"] == "ERROR"]
     assert {r["tracking_id"]: r["exc_info"].splitlines()[-1] for r in errors} == {
-        "escape-1": "RuntimeError: escaped the app", "late-1": "RuntimeError: escaped the app after its headers"}
+        "escape-1": "RuntimeError: escaped the app", "late-1": "RuntimeError: escaped the app after its headers",
+        "item-1": "RuntimeError: the operator's hook failed"}
+    assert [r.get("trace_id") for r in errors if r["tracking_id"] == "escape-1"] == [TRACEPARENT.split("-")[1]]
     assert all(r["tracking_id"] is None for r in server.logs("error.log") if r not in errors)
+    hook_lines = {r["message"]: r["tracking_id"] for r in server.logs("app.log") if r["logger"] == "escape"}
+    assert hook_lines["post_request /api/health"] == after.headers["X-Tracking-ID"]
+    assert hook_lines["post_request /api/item"] == "item-1"
     access = [(r["tracking_id"], r["request_path"], r["status_code"]) for r in server.logs("access.log")]
     # gunicorn logs the request that it answered twice: as the app began it (200), then as it answered it (500).
     assert [line for line in access if line[1].startswith("/escape")] == [

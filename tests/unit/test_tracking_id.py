@@ -179,6 +179,21 @@ def test_get_tracking_id_is_none_outside_and_after_a_request(client: FlaskClient
     assert get_tracking_id() is None
 
 
+def test_id_is_cleared_after_a_request_whose_exception_escapes_the_app() -> None:
+    """Outside trackline's gunicorn hooks nothing else would clear it: later lines must not carry it."""
+    app = Flask(__name__)
+    app.config["TESTING"] = True  # a view's exception propagates to the caller
+    trackline.TrackingId(app)
+
+    @app.get("/boom")
+    def boom() -> str:
+        raise RuntimeError(f"boom in {get_tracking_id()}")
+
+    with pytest.raises(RuntimeError, match="boom in escaped-1"):
+        app.test_client().get("/boom", headers={"X-Tracking-ID": "escaped-1"})
+    assert get_tracking_id() is None
+
+
 def test_id_is_cleared_when_the_server_closes_the_response(app: Flask) -> None:
     """With an unbuffered client, the ID lives until the WSGI iterable is closed, then is gone."""
     response = app.test_client().get("/api/health", headers={"X-Tracking-ID": "open-1"})

@@ -1,15 +1,15 @@
-"""What gunicorn answers and logs itself about a request carries a tracking ID, like everything else.
+"""What gunicorn answers and logs itself about a request carries its tracking ID, like everything else.
 
 gunicorn answers some requests without the app: those it turns away before the app sees them (a malformed
 request line or header, a request line or header field over its limits, ...), and with a 500 when an
 exception escapes the app before the response's headers went out. It logs a warning or the traceback to
 error.log, for some an access line, and sends an HTML page. In trackline's workers those lines and the
-answer carry one tracking ID: the request's own when the app had the request (its exception, or its unread
-body failing to drain), else a new one; the answer is the envelope
+answer carry one tracking ID: the request's own (and its W3C trace) when the app had the request (its
+exception, or its unread body failing to drain), else a new one; the answer is the envelope
 ``{"code": 400, "msg": "bad request: <gunicorn's detail>", "data": null}`` with the tracking header and
-X-DateTime. The ``post_request`` hook ends each request's tracking context: after a failed response the
-middleware leaves it in place, so that gunicorn's traceback line carries the ID even when the headers had
-gone out. (gunicorn's HTTP/2 support, off by default, answers its errors by other means.)
+X-DateTime. The request's ID and trace stay current until gunicorn's ``post_request`` hook, not just until
+its response closes, so that gunicorn's traceback of a response cut off mid-body carries them too.
+(gunicorn's HTTP/2 support, off by default, answers its errors by other means.)
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ from typing import Any
 from gunicorn import util
 from gunicorn.config import Config
 
-from trackline.context import ENVIRON_KEY, get_tracking_id, leave_request, set_tracking_id
+from trackline.context import get_tracking_id, leave_request, let_server_leave_requests, set_tracking_id
 from trackline.headers import echo_headers
 from trackline.policy import DEFAULTS, TrackingPolicy
+from trackline.tracecontext import TraceContext, get_trace, set_trace
 
-#: The request gunicorn last finished in this greenlet or thread, and its tracking ID (from the app's environ).
-_finished: ContextVar[tuple[Any, str | None] | None] = ContextVar("trackline_finished_request", default=None)
+#: The request gunicorn last finished in this greenlet or thread, with its tracking ID and W3C trace.
+_finished: ContextVar[tuple[Any, str | None, TraceContext | None] | None] = ContextVar(
+    "trackline_finished_request", default=None)
 
 
 def track_gunicorn_answers(cfg: Config, app_config: Mapping[str, Any]) -> None:
@@ -35,20 +37,21 @@ def track_gunicorn_answers(cfg: Config, app_config: Mapping[str, Any]) -> None:
     that what each worker answers and logs itself about a request carries its tracking ID."""
     post_request, post_worker_init = cfg.post_request, cfg.post_worker_init
 
-    def end_request_after_post_request(worker: Any, req: Any, environ: dict[str, Any] | None, resp: Any) -> None:
-        tracking_id = (environ or {}).get(ENVIRON_KEY)
-        _finished.set((req, tracking_id))  # for handle_error, which comes next when the request failed
-        set_tracking_id(tracking_id)  # also for lines the operator's hook logs
+    def post_request_then_leave(worker: Any, req: Any, environ: dict[str, Any] | None, resp: Any) -> None:
+        _finished.set((req, get_tracking_id(), get_trace()))  # for handle_error, next if the request failed
         try:
             post_request(worker, req, environ, resp)
+        except Exception:
+            worker.log.exception("Exception in post_request hook")  # gunicorn's words, while the ID is current
         finally:
             leave_request()
 
     def answer_then_post_worker_init(worker: Any) -> None:
+        let_server_leave_requests()
         _answer_as_trackline(worker, TrackingPolicy.from_config({**DEFAULTS, **app_config}))
         post_worker_init(worker)
 
-    cfg.set("post_request", end_request_after_post_request)
+    cfg.set("post_request", post_request_then_leave)
     cfg.set("post_worker_init", answer_then_post_worker_init)
 
 
@@ -57,14 +60,15 @@ def _answer_as_trackline(worker: Any, policy: TrackingPolicy) -> None:
     handle_error = worker.handle_error
 
     def handle_error_with_id(req: Any, client: Any, addr: Any, exc: BaseException) -> None:
-        finished_req, tracking_id = _finished.get() or (None, None)
+        finished_req, tracking_id, trace = _finished.get() or (None, None, None)
         _finished.set(None)
-        known = req is not None and req is finished_req  # the app had this request: keep its ID
+        known = req is not None and req is finished_req  # the app had this request: keep its ID and trace
         set_tracking_id((tracking_id if known else None) or policy.generate())
+        set_trace(trace if known else None)
         try:
             handle_error(req, client, addr, exc)
         finally:
-            set_tracking_id(None)
+            leave_request()
 
     def write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
         msg = f"{reason.lower()}: {mesg}" if mesg else reason.lower()
