@@ -135,11 +135,15 @@ SERVER_CASES = {
     "bad generator": ("app.yaml", "TRACKING_ID_GENERATOR: uuid.nope\n", ["TRACKING_ID_GENERATOR: module 'uuid'"]),
     "generator makes spaces": ("app.yaml", "TRACKING_ID_GENERATOR: time.ctime\n",
                                ["TRACKING_ID_GENERATOR: made '", "it must be visible ASCII with no spaces"]),
-    "generator against the policy": ("app.yaml", "TRACKING_ID_MAX_LENGTH: 16\n",  # uuid4 makes 36 characters
-                                     ["TRACKING_ID_GENERATOR: made '", "which TRACKING_ID_CHARACTERS and "
-                                      "TRACKING_ID_MAX_LENGTH reject: a trackline receiving it would replace it"]),
+    "generator over the length": ("app.yaml", "TRACKING_ID_MAX_LENGTH: 16\n",  # uuid4 makes 36 characters
+                                  ["TRACKING_ID_GENERATOR: made '", "(36 characters, over TRACKING_ID_MAX_LENGTH "
+                                   "(16)): a trackline receiving it would replace it"]),
+    "generator sometimes outside the characters": (  # a 64-character alphabet, '_' refused: ~50% of the draws
+        "app.yaml", "TRACKING_ID_GENERATOR: secrets.token_urlsafe\nTRACKING_ID_CHARACTERS: A-Za-z0-9-\n",
+        ["TRACKING_ID_GENERATOR: made '", "(a character outside TRACKING_ID_CHARACTERS)"]),
     "generator raises": ("app.yaml", "TRACKING_ID_GENERATOR: json.loads\n",
-                         ["TRACKING_ID_GENERATOR: calling it failed: ", "missing 1 required positional argument"]),
+                         ["TRACKING_ID_GENERATOR: calling it failed: TypeError: ",
+                          "missing 1 required positional argument"]),
     "size not a number": ("app.yaml", "MAX_CONTENT_LENGTH: lots\n", ["MAX_CONTENT_LENGTH: must be a number of bytes"]),
     "downstream not a URL": ("app.yaml", "DOWNSTREAM_URL: 42\n", ["DOWNSTREAM_URL: must be an http:// or https://"]),
     "unknown worker class": ("gunicorn.yaml", "worker_class: geventt\n", ["worker_class: cannot load 'geventt'"]),

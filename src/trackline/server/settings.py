@@ -45,6 +45,9 @@ MAX_UNIX_SOCKET_PATH = 107
 #: Settings naming a file whose directory trackline creates if missing (like the log directory).
 RUNTIME_FILES = frozenset({"pidfile", "control_socket"})
 
+#: How many IDs check-config draws from TRACKING_ID_GENERATOR (so that one that is only sometimes wrong shows).
+GENERATOR_SAMPLES = 20
+
 #: What a generated tracking ID must look like to be sent as a header value: visible ASCII, no spaces.
 _HEADER_SAFE = re.compile(r"[!-~]+")
 
@@ -200,22 +203,25 @@ def _app_problems(config: dict[str, Any]) -> list[str]:
 
 def _policy_problems(config: dict[str, Any]) -> list[str]:
     """What building the tracking-ID policy (regex, generator import) reports, naming the key at fault; then
-    one generated ID, which must fit a response header and pass the policy's own check (another trackline
-    receiving it would otherwise replace it)."""
+    a few generated IDs, which must fit a response header and pass the policy's own check (another trackline
+    receiving one would otherwise replace it)."""
     for key in DEFAULTS:
         try:
             TrackingPolicy.from_config({**DEFAULTS, key: config[key]})
         except Exception as exc:  # int(), re.compile() and imports raise many kinds
             return [f"{key}: {exc}"]
     policy = TrackingPolicy.from_config(config)
-    try:
-        sample = policy.generate()
-    except Exception as exc:
-        return [f"TRACKING_ID_GENERATOR: calling it failed: {exc}"]
-    if not _HEADER_SAFE.fullmatch(sample):
-        return [f"TRACKING_ID_GENERATOR: made {sample!r}: an ID goes into a response header, so it must be "
-                "visible ASCII with no spaces"]
-    if not policy.pattern.fullmatch(sample):
-        return [f"TRACKING_ID_GENERATOR: made {sample!r}, which TRACKING_ID_CHARACTERS and TRACKING_ID_MAX_LENGTH"
-                " reject: a trackline receiving it would replace it"]
+    for _ in range(GENERATOR_SAMPLES):
+        try:
+            sample = policy.generate()
+        except Exception as exc:
+            return [f"TRACKING_ID_GENERATOR: calling it failed: {type(exc).__name__}: {exc}"]
+        if not _HEADER_SAFE.fullmatch(sample):
+            return [f"TRACKING_ID_GENERATOR: made {sample!r}: an ID goes into a response header, so it must be "
+                    "visible ASCII with no spaces"]
+        if not policy.pattern.fullmatch(sample):
+            limit = int(config["TRACKING_ID_MAX_LENGTH"])
+            why = (f"{len(sample)} characters, over TRACKING_ID_MAX_LENGTH ({limit})" if len(sample) > limit
+                   else "a character outside TRACKING_ID_CHARACTERS")
+            return [f"TRACKING_ID_GENERATOR: made {sample!r} ({why}): a trackline receiving it would replace it"]
     return []
