@@ -58,7 +58,8 @@ def log_files(bases: Iterable[Path]) -> list[Path]:
     for base in bases:
         name = glob.escape(base.name)
         rotations = (*base.parent.glob(f"{name}.*"), *base.parent.glob(f"{name}-*"))  # not app.logger
-        files.extend([base] if base.is_file() else [])
+        if base.is_file():
+            files.append(base)
         files.extend(sorted(p for p in rotations if p.is_file()))
     return list(dict.fromkeys(files))
 
