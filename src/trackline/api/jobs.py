@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
 from http import HTTPStatus
+from typing import Any
 
 from flask import Blueprint, current_app
 
@@ -36,19 +36,36 @@ def start_job() -> JsonResponse:
     return JsonResponse(data={"job_id": job_id}, code=HTTPStatus.ACCEPTED, msg="job accepted")
 
 
+_session: Any = None
+
+
+def _downstream() -> Any:
+    """One ``requests.Session`` for the process (its connection pool), instrumented; ``None`` without requests."""
+    global _session
+    if _session is None:
+        try:
+            import requests
+        except ImportError:
+            return None
+        _session = propagation.instrument(requests.Session())
+    return _session
+
+
 @blueprint.get("/relay")
 def relay() -> JsonResponse:
-    """Call ``DOWNSTREAM_URL``/api/health with this request's tracking ID and ``traceparent``."""
+    """Call ``DOWNSTREAM_URL``/api/health (with ``requests``) as a child span of this request's trace."""
     base = current_app.config.get("DOWNSTREAM_URL")
     if not base:
         return Fail(msg="DOWNSTREAM_URL is not configured", code=HTTPStatus.SERVICE_UNAVAILABLE)
-    header = current_app.config["TRACKING_ID_HEADER"]
+    session = _downstream()
+    if session is None:
+        return Fail(msg="GET /api/relay needs requests: pip install 'trackline[requests]'",
+                    code=HTTPStatus.SERVICE_UNAVAILABLE)
     url = f"{base.rstrip('/')}/api/health"
     try:
-        with propagation.urlopen(url, header=header, timeout=DOWNSTREAM_TIMEOUT) as resp:
-            body = json.load(resp)
-            status = resp.status
-    except (OSError, ValueError) as exc:  # URLError and timeouts are OSErrors
+        resp = session.get(url, timeout=DOWNSTREAM_TIMEOUT)
+        body, status = resp.json(), resp.status_code
+    except (OSError, ValueError) as exc:  # requests' errors are OSErrors, a bad JSON body a ValueError
         log.error("downstream call failed: %s", url, extra={"error": str(exc)})
         return Fail(msg="downstream call failed", code=HTTPStatus.BAD_GATEWAY)
     log.info("downstream answered", extra={"downstream_url": url, "downstream_status": status})
