@@ -25,7 +25,7 @@ import pytest
 import requests
 from flask import Flask
 
-from conftest import assert_contract, read_json_lines
+from conftest import assert_contract, read_json_lines, run_python
 from trackline import propagation
 from trackline.app import create_app
 from trackline.context import get_tracking_id
@@ -411,3 +411,25 @@ def test_instrument_refuses_what_it_cannot_instrument_and_is_idempotent():
         propagation.instrument(object())
     session = requests.Session()
     assert propagation.instrument(propagation.instrument(session)) is session
+
+
+WITHOUT_CLIENT_LIBRARIES = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("requests", "httpx"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, Block())
+import trackline.propagation.http
+from trackline.app import create_app
+app = create_app({"DOWNSTREAM_URL": "http://127.0.0.1:9"})
+with app.test_client().get("/api/relay", headers={"X-Tracking-ID": "no-libs"}) as response:
+    print(response.status_code, response.json["msg"])
+assert "requests" not in sys.modules and "httpx" not in sys.modules
+"""
+
+
+def test_without_requests_and_httpx_the_core_works_and_relay_says_what_to_install():
+    result = run_python(WITHOUT_CLIENT_LIBRARIES)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "503 GET /api/relay needs requests: pip install 'trackline[requests]'"
