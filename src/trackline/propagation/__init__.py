@@ -27,7 +27,6 @@ __all__ = ["bind_context", "start_thread", "submit", "spawn", "outgoing_headers"
 
 T = TypeVar("T")
 
-DEFAULT_HEADER: str = DEFAULTS["TRACKING_ID_HEADER"]
 TRACE_HEADERS = ("traceparent", "tracestate")
 
 log = logging.getLogger("trackline.propagation")
