@@ -126,6 +126,7 @@ TRACESTATES: dict[str, tuple[str, str | None]] = {
     "all-key-and-value-characters": (f"{KEY_CHARS}={VALUE_CHARS}", f"{KEY_CHARS}={VALUE_CHARS}"),
     "vendor-keys-with-at": ("foo@=1,foo@@bar=1,t@vvv=2,bar=2", "foo@=1,foo@@bar=1,t@vvv=2,bar=2"),
     "key-256-characters": ("z" * 256 + "=1", "z" * 256 + "=1"),
+    "vendor-key-256-characters": (f"foo=1,{'t' * 241}@{'v' * 14}=1", f"foo=1,{'t' * 241}@{'v' * 14}=1"),
     "32-members": (",".join(_members(32, 8)), ",".join(_members(32, 8))),
     "exactly-512": (",".join(_exactly(512)), ",".join(_exactly(512))),
     "600-characters-trimmed-from-the-end": (",".join(_exactly(600)), ",".join(_members(16, 30))),
