@@ -76,7 +76,8 @@ def test_every_answer_of_the_example_carries_its_id_into_each_line(acme: Server)
         answered(missing): {"no such order"},
         answered(failed): {"order service failed"},
         answered(streamed): {"export sent"},  # logged while the body streamed
-        "quote-1": {"quoted", "priced"},  # priced by the call the quote made, with the same ID
+        # priced by the call the quote made (logged as it went out), with the same ID
+        "quote-1": {"quoted", "priced", f"GET {acme.url}/prices/1"},
     }
     paths = {"order-create-1": ["/orders"], answered(unnamed): ["/orders"], answered(hostile): ["/prices/3"],
              answered(missing): ["/orders/999"], answered(failed): ["/orders/fail"],
@@ -93,7 +94,8 @@ def test_every_answer_of_the_example_carries_its_id_into_each_line(acme: Server)
         assert_access_line(record)
     failure = by_id(acme, "app.log", answered(failed))[0]
     assert failure["logger"] == "acme_orders" and "the order database is on fire" in failure["exc_info"]
-    assert {r["logger"] for r in by_id(acme, "app.log", "quote-1")} == {"acme.orders", "acme.pricing"}
+    assert {r["logger"] for r in by_id(acme, "app.log", "quote-1")} == {"acme.orders", "acme.pricing",
+                                                                       "trackline.propagation"}
 
 
 BARE_APP = '''
