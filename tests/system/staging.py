@@ -92,7 +92,7 @@ def build_wheelhouse(dest: Path, scratch: Path) -> Path:
     subprocess.run([DEBIAN_PYTHON, "-m", "venv", builder], check=True, timeout=120)
     done = subprocess.run(
         [builder / "bin" / "python", "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-         "--wheel-dir", dest, source], capture_output=True, text=True, timeout=600,
+         "--wheel-dir", dest, f"{source}[requests]"], capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, f"pip wheel failed:\n{done.stdout}{done.stderr}"
     return dest
