@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -89,8 +91,11 @@ class Edge:
         temp = self.dir / "temp"
         temp.mkdir(exist_ok=True)
         config = self.dir / "nginx.conf"
+        # Workers run as this user: as root's default "nobody" they could not reopen a log in the test's tmp dir.
+        user = f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};\n"
         config.write_text(
-            f"worker_processes 2;\npid {self.pid_file};\nerror_log {self.dir}/error.log;\n"
+            (user if os.geteuid() == 0 else "")
+            + f"worker_processes 2;\npid {self.pid_file};\nerror_log {self.dir}/error.log;\n"
             "events { worker_connections 1024; }\n"
             "http {\n"
             f"    client_body_temp_path {temp}/body; proxy_temp_path {temp}/proxy;\n"

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -294,6 +295,10 @@ def test_a_distrusting_edge_replaces_every_client_id_and_logs_the_valid_one(
 
 # -- failures at the edge: 504, an upstream stopped under load, all stopped ------------------------------------
 
+def logged_once_by_each(hosts: tuple[Server, ...], tracking_id: str) -> bool:
+    return all(ids_of(access_lines(h))[tracking_id] == 1 for h in hosts)
+
+
 def test_an_upstream_slower_than_the_proxy_timeout_is_a_504_envelope_with_the_id(
         hosts: tuple[Server, Server], tmp_path: Path) -> None:
     # /api/users takes 0.1 s: a 50 ms read timeout always expires first, on each host in turn.
@@ -313,8 +318,7 @@ def test_an_upstream_slower_than_the_proxy_timeout_is_a_504_envelope_with_the_id
         assert (line["status_code"], line["upstream_status"]) == (504, 504)
         # The timeout was retried on the other host with the same ID: both apps log it.
         assert sorted(line["upstream_addr"].split(", ")) == sorted(upstream(h) for h in hosts)
-        wait_until(lambda a=answer: all(ids_of(access_lines(h))[a.tracking_id] == 1 for h in hosts),
-                   "both apps' lines of the timed-out request")
+        wait_until(partial(logged_once_by_each, hosts, answer.tracking_id), "both apps' lines of the timed-out request")
 
 
 class Load:
