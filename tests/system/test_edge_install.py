@@ -94,3 +94,14 @@ def test_edge_options_are_refused_for_the_web_role(tmp_path: Path) -> None:
                                                  "--role edge\n")
     done = run_install("--role", "loadbalancer", "--root", str(tmp_path / "root"))
     assert (done.returncode, done.stderr) == (1, "install: unknown --role 'loadbalancer' (web or edge)\n")
+
+
+def test_an_edited_edge_config_is_kept_and_the_new_default_goes_beside_it(staged: Path) -> None:
+    conf = staged / EDGE_CONF
+    conf.write_text(conf.read_text().replace("proxy_read_timeout 60s;", "proxy_read_timeout 90s;"))
+    edited = conf.read_bytes()
+    told = install_edge(staged, ["127.0.0.1:8001", "127.0.0.1:8002"], "0.0.0.0:80")
+    assert conf.read_bytes() == edited
+    assert (staged / f"{EDGE_CONF}.dist").read_bytes() == (REPO / "nginx/trackline.conf").read_bytes()
+    assert "kept your edited /etc/nginx/conf.d/trackline.conf; the new default is " \
+           "/etc/nginx/conf.d/trackline.conf.dist" in told.stdout
