@@ -71,10 +71,6 @@ class Edge:
     def pid_file(self) -> Path:
         return self.dir / "nginx.pid"
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def write_config(self) -> Path:
         """Stage the edge with scripts/install, then a wrapper nginx.conf that includes it with local paths."""
         self.port = self.port or free_port()
@@ -124,10 +120,6 @@ class Edge:
             return True
         except OSError:
             return False
-
-    def signal(self, sig: signal.Signals) -> None:
-        assert self.process is not None
-        self.process.send_signal(sig)
 
     def stop(self, timeout: float = 30.0) -> int:
         """QUIT (graceful stop) the master, our own child, by PID; kill it if it hangs."""

@@ -144,7 +144,6 @@ def workload() -> list[tuple[bytes | None, bytes]]:
     return requests
 
 
-@pytest.mark.slow
 def test_2000_requests_one_id_each_in_the_edge_line_and_in_one_app_line(edge: Edge,
                                                                          hosts: tuple[Server, Server]) -> None:
     before = {h.port: ids_of(access_lines(h)) for h in hosts}
