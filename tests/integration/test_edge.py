@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -97,8 +98,13 @@ def wait_for_lines(edge: Edge, tracking_ids: set[str]) -> list[dict[str, Any]]:
 @dataclass(frozen=True)
 class Answer:
     status: int
-    tracking_ids: list[str]  # every X-Tracking-ID header of the response (one, if right)
+    headers: list[tuple[str, str]]  # as sent, in order, names lower-cased
     body: bytes
+
+    @property
+    def tracking_ids(self) -> list[str]:
+        """Every X-Tracking-ID header of the response (one, if right)."""
+        return [value for name, value in self.headers if name == "x-tracking-id"]
 
     @property
     def tracking_id(self) -> str:
@@ -113,8 +119,8 @@ def send(port: int, request: bytes) -> Answer:
         data = b"".join(iter(lambda: sock.recv(65536), b""))
     head, _, body = data.partition(b"\r\n\r\n")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    fields = [line.split(": ", 1) for line in header_lines]
-    return Answer(int(status_line.split()[1]), [v for k, v in fields if k.lower() == "x-tracking-id"], body)
+    headers = [(name.lower(), value) for name, value in (line.split(": ", 1) for line in header_lines)]
+    return Answer(int(status_line.split()[1]), headers, body)
 
 
 def get(tracking_id: bytes | None = None, path: bytes = b"/api/names", extra: bytes = b"") -> bytes:
@@ -398,9 +404,22 @@ def test_one_upstream_stopped_under_load_then_both(tmp_path: Path) -> None:
     lines = {r["tracking_id"]: r for r in proxy.logs()}
     for answer in answers:
         assert answer.status == 502
+        assert ("content-type", "application/json") in answer.headers
+        assert datetime.fromisoformat(dict(answer.headers)["x-datetime"]).tzinfo is not None
         assert json.loads(answer.body) == {"code": 502, "msg": "bad gateway: no trackline host answered",
                                            "data": {"tracking_id": answer.tracking_id}}
         line = lines[answer.tracking_id]
         assert (line["status_code"], line["upstream_status"], line["upstream_response_time"]) == (502, 502, None)
     assert answers[0].tracking_id == "both-down"
     assert all(REQUEST_ID.fullmatch(a.tracking_id) for a in answers[1:])
+
+
+def test_a_body_above_the_edge_s_limit_is_a_413_envelope_with_the_id(edge: Edge) -> None:
+    request = (b"POST /api/jobs HTTP/1.1\r\nHost: edge.test\r\nConnection: close\r\nX-Tracking-ID: big-body\r\n"
+               b"Content-Type: application/json\r\nContent-Length: 2000000\r\n\r\n")  # nginx answers before the body
+    answer = send(edge.port, request)
+    assert (answer.status, answer.tracking_ids) == (413, ["big-body"])
+    assert json.loads(answer.body) == {"code": 413, "msg": "request entity too large",
+                                       "data": {"tracking_id": "big-body"}}
+    [line] = [r for r in wait_for_lines(edge, {"big-body"}) if r["tracking_id"] == "big-body"]
+    assert (line["status_code"], line["upstream_status"], line["upstream_addr"]) == (413, None, "")
