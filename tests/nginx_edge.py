@@ -100,26 +100,33 @@ class Edge:
         )
         return config
 
-    def start(self) -> Edge:
+    def start(self, attempts: int = 3) -> Edge:
+        """Run nginx in the foreground; if another process took the free port meanwhile, try another one."""
         nginx = require_nginx()
-        config = self.write_config()
-        test = subprocess.run([nginx, "-t", "-q", "-e", str(self.dir / "error.log"), "-c", str(config)],
-                              capture_output=True, text=True, timeout=30)
-        assert test.returncode == 0, test.stderr
-        self.process = subprocess.Popen(
-            [nginx, "-e", str(self.dir / "error.log"), "-c", str(config), "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL, stderr=(self.dir / "nginx.out").open("ab"),
-        )
-        wait_until(self._listening, f"nginx listening on 127.0.0.1:{self.port}")
-        return self
+        output = self.dir / "nginx.out"
+        for _ in range(attempts):
+            config = self.write_config()
+            test = subprocess.run([nginx, "-t", "-q", "-e", str(self.dir / "error.log"), "-c", str(config)],
+                                  capture_output=True, text=True, timeout=30)
+            assert test.returncode == 0, test.stderr
+            with output.open("wb") as out:
+                self.process = subprocess.Popen(
+                    [nginx, "-e", str(self.dir / "error.log"), "-c", str(config), "-g", "daemon off;"],
+                    stdout=subprocess.DEVNULL, stderr=out,
+                )
+            if wait_until(self._started, f"nginx listening on 127.0.0.1:{self.port}") == "listening":
+                return self
+            self.port = 0
+        pytest.fail(f"nginx found no free port in {attempts} attempts: {output.read_text()}")
 
-    def _listening(self) -> bool:
-        assert self.process is not None and self.process.poll() is None, (self.dir / "nginx.out").read_text()
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            return True
-        except OSError:
-            return False
+    def _started(self) -> str | None:
+        """"listening", "port taken" (nginx exited: another process has the port), or None (not yet)."""
+        assert self.process is not None
+        if self.process.poll() is not None:
+            said = (self.dir / "nginx.out").read_text()
+            assert "Address already in use" in said, f"nginx exited with {self.process.returncode}: {said}"
+            return "port taken"
+        return "listening" if listens(self.process.pid, self.port) else None
 
     def stop(self, timeout: float = 30.0) -> int:
         """QUIT (graceful stop) the master, our own child, by PID; kill it if it hangs."""
@@ -134,3 +141,16 @@ class Edge:
 
     def logs(self) -> list[dict[str, Any]]:
         return read_json_lines(self.access_log)
+
+
+def listens(pid: int, port: int) -> bool:
+    """Process ``pid`` holds a TCP socket listening on ``port`` (not just anyone: a port can be taken)."""
+    try:
+        sockets = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+    except OSError:  # it exited meanwhile
+        return False
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state, inode = (fields := line.split())[1], fields[3], fields[9]
+        if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port and f"socket:[{inode}]" in sockets:
+            return True
+    return False

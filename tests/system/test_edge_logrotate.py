@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import pwd
+import socket
 import subprocess
 import threading
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until
-from nginx_edge import Edge, free_port, require_nginx
+from nginx_edge import Edge, require_nginx
 from staging import require_commands
 
 DEBIAN_RULES = Path("/etc/logrotate.d/nginx")
@@ -56,7 +57,9 @@ def read_lines(path: Path) -> list[dict[str, object]]:
 def test_forced_rotations_with_debian_rules_lose_no_edge_line(tmp_path: Path) -> None:
     require_nginx()
     require_commands({"logrotate": "logrotate"})
-    edge = Edge(tmp_path / "edge", [f"127.0.0.1:{free_port()}"]).start()  # no app: every answer is a 502 line
+    refusing = socket.socket()  # bound, never listening: connections to it are refused, its port stays ours
+    refusing.bind(("127.0.0.1", 0))
+    edge = Edge(tmp_path / "edge", [f"127.0.0.1:{refusing.getsockname()[1]}"]).start()  # every answer is a 502
     rules = rules_for(edge, tmp_path / "logrotate.conf")
     ids = [f"rotate-{n:04d}" for n in range(REQUESTS)]
     sent: list[str] = []
@@ -97,6 +100,7 @@ def test_forced_rotations_with_debian_rules_lose_no_edge_line(tmp_path: Path) ->
                                    for r in read_lines(p)).keys() >= set(ids), "every line in the files")
     finally:
         assert edge.stop() == 0
+        refusing.close()
     files = sorted(p.name for p in logs.glob("trackline-access.log*"))
     assert files == ["trackline-access.log", "trackline-access.log.1", "trackline-access.log.2.gz",
                      "trackline-access.log.3.gz"]
