@@ -92,6 +92,9 @@ def test_edge_options_are_refused_for_the_web_role(tmp_path: Path) -> None:
     done = run_install("--root", str(tmp_path / "root"), "--upstream", "10.0.0.11:8000")
     assert (done.returncode, done.stderr) == (1, "install: --upstream, --listen and --distrust-clients are options of "
                                                  "--role edge\n")
+    done = run_install("--role", "edge", "--root", str(tmp_path / "root"), "--upstream", "10.0.0.11:8000",
+                       "--listen", "0.0.0.0:80", "--wheelhouse", str(tmp_path))
+    assert (done.returncode, done.stderr) == (1, "install: --prefix and --wheelhouse are options of --role web\n")
     done = run_install("--role", "loadbalancer", "--root", str(tmp_path / "root"))
     assert (done.returncode, done.stderr) == (1, "install: unknown --role 'loadbalancer' (web or edge)\n")
 
