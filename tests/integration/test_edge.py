@@ -113,13 +113,18 @@ class Answer:
 
 
 def send(port: int, request: bytes) -> Answer:
-    """Send raw bytes (hostile headers go as they are, with ``Connection: close``); read the response to EOF."""
+    """Send raw bytes (hostile headers go as they are); read one response, to its Content-Length or to EOF."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(request)
-        data = b"".join(iter(lambda: sock.recv(65536), b""))
-    head, _, body = data.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    headers = [(name.lower(), value) for name, value in (line.split(": ", 1) for line in header_lines)]
+        data = b""
+        while b"\r\n\r\n" not in data and (chunk := sock.recv(65536)):
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        headers = [(name.lower(), value) for name, value in (line.split(": ", 1) for line in header_lines)]
+        length = int(dict(headers).get("content-length", -1))
+        while (length < 0 or len(body) < length) and (chunk := sock.recv(65536)):
+            body += chunk
     return Answer(int(status_line.split()[1]), headers, body)
 
 
