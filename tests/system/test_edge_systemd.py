@@ -1,0 +1,109 @@
+"""scripts/install --role edge on a real Debian layout under a real systemd: nginx -t on the whole nginx config,
+reload only when nginx runs, a refused config rolled back, Debian's logrotate rules reopening the edge's log.
+
+systemd boots as PID 1 of new namespaces on an overlay of / (tests/system/sandbox.py), never on the real root.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import wait_until
+from nginx_edge import require_nginx
+from sandbox import CARRIED, Sandbox, SandboxError, prerequisites
+from staging import REPO, require_commands, unavailable
+
+INSTALL = str(CARRIED / "repo" / "scripts" / "install")
+ACCESS_LOG = "/var/log/nginx/trackline-access.log"
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Iterator[Sandbox]:
+    """A booted systemd on an overlay of / with the project's scripts and nginx config copied in."""
+    require_nginx()
+    require_commands({"unshare": "util-linux", "nsenter": "util-linux", "curl": "curl", "logrotate": "logrotate",
+                      "systemctl": "systemd"})
+    if missing := prerequisites():
+        unavailable(f"real systemd needs {', '.join(missing)}")
+    carry = tmp_path / "carry"
+    for part in ("scripts", "nginx"):
+        shutil.copytree(REPO / part, carry / "repo" / part)
+    try:
+        sandbox = Sandbox(tmp_path, carry)
+        sandbox.boot()
+    except SandboxError as exc:
+        unavailable(f"cannot boot systemd in a sandbox here: {exc}")
+    try:
+        # A container image's policy-rc.d forbids every invoke-rc.d action (logrotate's `invoke-rc.d nginx
+        # rotate`); a real host has none. Removed in the overlay only.
+        sandbox.run(["rm", "-f", "/usr/sbin/policy-rc.d"])
+        yield sandbox
+    finally:
+        sandbox.teardown()
+
+
+def edge_get(box: Sandbox, port: int, tracking_id: str) -> tuple[int, dict[str, str], dict[str, object]]:
+    out = box.run(["curl", "-sS", "-D", "-", "--max-time", "10", "-H", f"X-Tracking-ID: {tracking_id}",
+                   f"http://127.0.0.1:{port}/api/names"], check=False).stdout
+    head, _, body = out.replace("\r\n", "\n").partition("\n\n")
+    if not head:
+        return 0, {}, {}
+    status_line, *lines = head.split("\n")
+    headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines)}
+    return int(status_line.split()[1]), headers, json.loads(body)
+
+
+def answers_502(box: Sandbox, port: int, tracking_id: str) -> bool:
+    status, headers, body = edge_get(box, port, tracking_id)
+    if status == 0:
+        return False
+    assert (status, headers["x-tracking-id"]) == (502, tracking_id)
+    assert body == {"code": 502, "msg": "bad gateway: no trackline host answered", "data": {"tracking_id": tracking_id}}
+    return True
+
+
+def edge_lines(box: Sandbox, path: str = ACCESS_LOG) -> list[dict[str, object]]:
+    return [json.loads(line) for line in box.run(["cat", path]).stdout.splitlines()]
+
+
+def install(box: Sandbox, listen: str, check: bool = True) -> tuple[int, str, str]:
+    done = box.run([INSTALL, "--role", "edge", "--upstream", "127.0.0.1:9", "--listen", listen], check=check,
+                   timeout=120)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_install_reload_refuse_and_rotate_with_debian_s_nginx_under_systemd(box: Sandbox) -> None:
+    # Installed while nginx does not run: checked with the host's whole config, nothing reloaded.
+    _, out, _ = install(box, "127.0.0.1:8080")
+    assert "install: nginx -t: the edge config is valid" in out
+    assert "install: nginx is not running; start it with: systemctl enable --now nginx" in out
+    box.run(["systemctl", "start", "nginx"], timeout=60)
+    wait_until(lambda: answers_502(box, 8080, "sandbox-8080"), "the edge on 127.0.0.1:8080")  # no app: a 502
+
+    # Installed again with another address while nginx runs: reloaded, the new address answers.
+    _, out, _ = install(box, "127.0.0.1:8081")
+    assert "install: nginx reloaded" in out
+    wait_until(lambda: answers_502(box, 8081, "sandbox-8081"), "the reloaded edge on 127.0.0.1:8081")
+    assert not install(box, "127.0.0.1:8081")[1].count("reloaded")  # nothing changed: no reload
+
+    # Debian's default site is the default server on port 80: nginx -t refuses, the previous files come back.
+    code, _, err = install(box, "0.0.0.0:80", check=False)
+    assert code == 1
+    assert "install: nginx -t refused the edge config, the previous files are back in place:" in err
+    assert "a duplicate default server for 0.0.0.0:80" in err
+    assert "remove it, or choose another --listen" in err
+    assert box.run(["cat", "/etc/nginx/trackline/listen.conf"]).stdout == "listen 127.0.0.1:8081 default_server;\n"
+    box.run(["systemctl", "reload", "nginx"], timeout=60)
+    assert answers_502(box, 8081, "sandbox-after-refusal")
+
+    # The daily rotation as Debian's rules run it: renamed, then `invoke-rc.d nginx rotate` (USR1) reopens it.
+    box.run(["logrotate", "--force", "/etc/logrotate.d/nginx"], timeout=60)
+    assert answers_502(box, 8081, "sandbox-rotated")
+    wait_until(lambda: [r["tracking_id"] for r in edge_lines(box)] == ["sandbox-rotated"], "the line in the new file")
+    before = [r["tracking_id"] for r in edge_lines(box, ACCESS_LOG + ".1")]
+    assert "sandbox-8080" in before and "sandbox-after-refusal" in before
+    box.run(["systemctl", "stop", "nginx"], timeout=60)
