@@ -17,6 +17,7 @@ from trackline.logs.setup import check_logging_config, handler_files
 from trackline.policy import DEFAULTS, TrackingPolicy
 from trackline.server.boot_signals import hold_signals_while_booting
 from trackline.server.gunicorn_answers import track_gunicorn_answers
+from trackline.server.upkeep import add_upkeep
 
 GUNICORN_FILE = "gunicorn.yaml"
 APP_FILE = "app.yaml"
@@ -72,6 +73,7 @@ class ServerConfig:
         cfg.set("logger_class", LOGGER_CLASS)
         hold_signals_while_booting(cfg)
         track_gunicorn_answers(cfg, self.app)
+        add_upkeep(cfg)
 
     @property
     def log_files(self) -> list[str]:
