@@ -174,3 +174,36 @@ def test_invalid_request_warnings_and_error_access_lines_are_the_rejections_only
     for access in run.logs["access.log"]:
         if access["status_code"] >= 400:
             assert access["tracking_id"] in rejected_ids, access
+
+
+LIMIT = 512 * 1024
+
+
+def chunked(body: bytes, size: int = 64 * 1024) -> bytes:
+    parts = [b"%x\r\n%s\r\n" % (len(body[i:i + size]), body[i:i + size]) for i in range(0, len(body), size)]
+    return b"".join(parts) + b"0\r\n\r\n"
+
+
+def test_a_body_over_max_content_length_gets_413_even_where_the_route_never_reads_it(make_server: Any) -> None:
+    server = make_server()
+    (server.conf_dir / "app.yaml").write_text(f"MAX_CONTENT_LENGTH: {LIMIT}\n")
+    server.start()
+    head = b"POST /api/jobs HTTP/1.1\r\nHost: x\r\nX-Tracking-ID: %s\r\n"
+    sent = {
+        "declared-1mb": (head % b"declared-1mb" + b"Content-Length: %d\r\n\r\n" % (2 * LIMIT) + b"x" * 2 * LIMIT, 413),
+        "chunked-1mb": (head % b"chunked-1mb" + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(b"x" * 2 * LIMIT), 413),
+        "declared-small": (head % b"declared-small" + b"Content-Length: 3\r\n\r\nabc", 202),
+        "chunked-small": (head % b"chunked-small" + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(b"abc"), 202),
+    }
+    for name, (request, status) in sent.items():
+        response = raw_request(server.port, request)
+        assert response.status == status, (name, response.body[:200])
+        assert response.headers["X-Tracking-ID"] == name
+        if status == 413:
+            assert json.loads(response.body) == {"code": 413, "msg": "POST /api/jobs request entity too large",
+                                                 "data": None}
+    assert server.stop() == 0
+    access = {r["tracking_id"]: r["status_code"] for r in server.logs("access.log")}
+    assert {name: access.get(name) for name in sent} == {name: status for name, (_, status) in sent.items()}
+    started = {r["tracking_id"] for r in server.logs("app.log") if r["message"] == "job started"}
+    assert started & set(sent) == {"declared-small", "chunked-small"}  # the refused ones never ran

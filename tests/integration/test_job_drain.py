@@ -144,7 +144,8 @@ def test_max_requests_restarts_under_load_drop_no_accepted_job(make_server: Any)
         max_requests=100, max_requests_jitter=20))
     server.start()
     with wrk_load(server):
-        accepted = accept_jobs(server, lambda accepted: None, lambda accepted: accepted >= JOBS and restarts(server) >= 4)
+        accepted = accept_jobs(server, lambda accepted: None,
+                               enough=lambda accepted: accepted >= JOBS and restarts(server) >= 4)
     assert restarts(server) >= 4, "the workers did not restart often enough to test anything"
     assert_every_job_done(server, accepted)
     assert server.stop() == 0

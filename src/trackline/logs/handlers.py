@@ -111,12 +111,13 @@ class WatchedAppendFileHandler(logging.FileHandler):
             if status is not None and (status.st_dev, status.st_ino) == self._identity:
                 return status.st_size
             self._close_stream()  # renamed or removed: the path is a new file (or none yet)
-        self.stream = self._open()  # delay=True, closed, or moved: (re)open, as FileHandler does in mode "a"
-        return os.fstat(self.stream.fileno()).st_size
+        stream = self.stream = self._open()  # delay=True, closed, or moved: (re)open, as FileHandler does in "a"
+        return os.fstat(stream.fileno()).st_size
 
     def _close_stream(self) -> None:
         stream, self.stream = self.stream, None
-        stream.close()
+        if stream is not None:
+            stream.close()
 
     def release_if_moved(self) -> None:
         """Close the open file if the path no longer names it (renamed, deleted); the next line opens the path."""
