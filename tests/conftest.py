@@ -178,15 +178,18 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def command(self) -> list[str]:
+        """What ``launch`` runs (a test's subclass may serve in a process of its own making)."""
+        return [str(TRACKLINE), "serve", "--conf-dir", str(self.conf_dir)]
+
     def launch(self) -> Server:
         """Start ``trackline serve`` and return at once (``start`` also waits until every worker serves)."""
         env = {**os.environ, "TRACKLINE_LOG_DIR": str(self.log_dir), "TRACKLINE_RUN_DIR": str(self.root / "run"),
                "TRACKLINE_BIND": "127.0.0.1:0", **self.env}
         with self.output.open("ab") as output:  # a file, not a pipe: a full pipe would stall the workers
-            self.process = subprocess.Popen(
-                [str(TRACKLINE), "serve", "--conf-dir", str(self.conf_dir)],
-                env=env, stdout=output, stderr=subprocess.STDOUT, cwd=self.root,
-            )
+            self.process = subprocess.Popen(self.command, env=env, stdout=output, stderr=subprocess.STDOUT,
+                                            cwd=self.root)
         return self
 
     def start(self, timeout: float = 20.0) -> Server:

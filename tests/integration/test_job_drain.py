@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Server, edit_yaml
+from conftest import CONF, Server, edit_yaml
 
 JOBS = 300
 CLIENTS = 6
@@ -149,3 +150,48 @@ def test_max_requests_restarts_under_load_drop_no_accepted_job(make_server: Any)
     assert restarts(server) >= 4, "the workers did not restart often enough to test anything"
     assert_every_job_done(server, accepted)
     assert server.stop() == 0
+
+
+#: ``trackline serve`` whose demo jobs take 60 s (set in each worker once it has loaded the app).
+SLOW_JOBS_SERVE = """
+import sys
+from pathlib import Path
+from trackline.server import application
+
+load = application.TracklineApplication.load
+
+def load_with_slow_jobs(self):
+    app = load(self)
+    from trackline.api import jobs
+    jobs.JOB_SECONDS = 60
+    return app
+
+application.TracklineApplication.load = load_with_slow_jobs
+application.serve(Path(sys.argv[1]))
+"""
+
+
+class SlowJobServer(Server):
+    @property
+    def command(self) -> list[str]:
+        return [sys.executable, "-c", SLOW_JOBS_SERVE, str(self.conf_dir)]
+
+
+def test_jobs_outliving_graceful_timeout_are_logged_as_abandoned_with_their_ids(tmp_path: Any) -> None:
+    server = SlowJobServer(tmp_path / "server")
+    shutil.copytree(CONF, server.conf_dir)
+    edit_yaml(server.conf_dir / "gunicorn.yaml", lambda settings: settings.update(graceful_timeout=5))
+    try:
+        server.start()
+        jobs = {}
+        for number in range(6):
+            response = server.request("/api/jobs", method="POST", headers={"X-Tracking-ID": f"slow-{number}"})
+            assert response.status == 202
+            jobs[response.json()["data"]["job_id"]] = f"slow-{number}"
+        assert server.stop() == 0
+    finally:
+        server.stop()
+    abandoned = {r["job_id"]: (r["level"], r["tracking_id"]) for r in server.logs("app.log")
+                 if r["message"] == "job abandoned: its worker stopped before it ended"}
+    assert abandoned == {job_id: ("ERROR", tracking_id) for job_id, tracking_id in jobs.items()}
+    assert not [r for r in server.logs("error.log") if "SIGKILL" in r["message"]]  # they exited, not killed
