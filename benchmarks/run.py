@@ -146,15 +146,18 @@ def make_servers(tmp: Path) -> list[Server]:
     for key, label, target in baselines:
         port = free_port()
         servers.append(Server(label, tmp / key, [*gunicorn, target], {"BENCH_BIND": f"127.0.0.1:{port}"}, port))
+    servers.append(trackline_server("(c) trackline", tmp / "c"))
+    return servers
+
+
+def trackline_server(label: str, root: Path, **settings: object) -> Server:
+    """``trackline serve`` with ./conf's logging.yaml and app.yaml, ``SHARED`` (+ ``settings``), files in ``root``."""
     port = free_port()
-    root = tmp / "c"
     shutil.copytree(ROOT / "conf", root / "conf")
-    settings = {**SHARED, "bind": f"127.0.0.1:{port}", "pidfile": str(root / "run" / "trackline.pid")}
+    settings = {**SHARED, **settings, "bind": f"127.0.0.1:{port}", "pidfile": str(root / "run" / "trackline.pid")}
     (root / "conf" / "gunicorn.yaml").write_text(yaml.safe_dump(settings))
     env = {"TRACKLINE_LOG_DIR": str(root / "logs"), "TRACKLINE_RUN_DIR": str(root / "run")}
-    servers.append(Server("(c) trackline", root, [str(BIN / "trackline"), "serve", "--conf-dir", str(root / "conf")],
-                          env, port))
-    return servers
+    return Server(label, root, [str(BIN / "trackline"), "serve", "--conf-dir", str(root / "conf")], env, port)
 
 
 def wrk(url: str, seconds: float, threads: int, connections: int) -> Load:
@@ -290,6 +293,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="route to load (default /api/health: trackline logs an app line and an access line)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    parser.add_argument("--max-requests", metavar="N,N,...", type=lambda text: [int(n) for n in text.split(",")],
+                        help="instead: trackline servers differing only in max_requests (jitter N/10), side by side")
     args = parser.parse_args(argv)
     if args.cycles < 3:
         parser.error("--cycles must be at least 3")
@@ -306,27 +311,74 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("wrk is not installed (scripts/bench installs it with apt-get)")
     with tempfile.TemporaryDirectory(prefix="trackline-bench-") as tmp_name:
         tmp = Path(tmp_name)
+        if args.max_requests:
+            servers = [trackline_server(f"max_requests {n}", tmp / f"max-{n}", max_requests=n,
+                                        max_requests_jitter=n // 10) for n in args.max_requests]
+            run_cycles(args, servers)
+            print(max_requests_report(args, servers))
+            return 0
         servers = make_servers(tmp)
-        try:
-            for server in servers:
-                server.start()
-            for server in servers:
-                server.wait_ready(args.path)
-                server.warmup_requests = measure(server, args, args.warmup).requests
-            for cycle in range(1, args.cycles + 1):
-                for server in servers:
-                    load = measure(server, args, args.duration)
-                    server.loads.append(load)
-                    server.record_rss()
-                    print(f"==> cycle {cycle} {server.label}: {load.rps:.0f} req/s, p50 {load.p50_ms:.2f} ms, "
-                          f"p99 {load.p99_ms:.2f} ms, worker CPU {load.cpu_us:.0f} us/request",
-                          file=sys.stderr, flush=True)
-        finally:
-            for server in servers:
-                server.stop()
+        run_cycles(args, servers)
         formatters = formatter_rates(tmp, args.formatter_seconds)
         print(report(args, servers, formatters))
     return 0
+
+
+def run_cycles(args: argparse.Namespace, servers: list[Server]) -> None:
+    """Start ``servers``, warm them up, load each in turn for ``args.cycles`` cycles, stop them."""
+    try:
+        for server in servers:
+            server.start()
+        for server in servers:
+            server.wait_ready(args.path)
+            server.warmup_requests = measure(server, args, args.warmup).requests
+        for cycle in range(1, args.cycles + 1):
+            for server in servers:
+                load = measure(server, args, args.duration)
+                server.loads.append(load)
+                server.record_rss()
+                print(f"==> cycle {cycle} {server.label}: {load.rps:.0f} req/s, p50 {load.p50_ms:.2f} ms, "
+                      f"p99 {load.p99_ms:.2f} ms, worker CPU {load.cpu_us:.0f} us/request",
+                      file=sys.stderr, flush=True)
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def max_requests_report(args: argparse.Namespace, servers: list[Server]) -> str:
+    """req/s per cycle of trackline servers that differ in ``max_requests``, as ratios to the first; the worker
+    restarts each had, and what one restart costs (the requests it did not serve, in seconds of one server)."""
+    base, *others = servers
+    lines = [
+        f"## max_requests: GET {args.path}, wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, "
+        f"{args.cycles} cycles interleaved; trackline, gunicorn gevent, {SHARED['workers']} workers, "
+        f"{os.cpu_count()} CPUs shared with wrk",
+        "",
+        "| cycle | " + " | ".join(f"{s.label} req/s" for s in servers) + " | "
+        + " | ".join(f"{s.label} / {base.label}" for s in others) + " |",
+        "|---|" + "---:|" * (2 * len(servers) - 1),
+    ]
+    for cycle, loads in enumerate(zip(*(s.loads for s in servers), strict=True), 1):
+        lines.append(f"| {cycle} | " + " | ".join(f"{load.rps:.0f}" for load in loads) + " | "
+                     + " | ".join(f"{load.rps / loads[0].rps:.3f}" for load in loads[1:]) + " |")
+    lines += ["", "| server | median req/s | median ratio | worker restarts | seconds of load per restart "
+              "| cost per restart (s of full load) | RSS per worker MiB |", "|---|---:|---:|---:|---:|---:|---:|"]
+    loaded = args.warmup + args.cycles * args.duration  # restarts in the warm-up count too
+    for server in servers:
+        ratio = statistics.median(mine.rps / theirs.rps for mine, theirs in zip(server.loads, base.loads, strict=True))
+        restarts = count_restarts(server)
+        cost = f"{(1 - ratio) * loaded / restarts:.2f}" if restarts and server is not base else "-"
+        every = f"{loaded / restarts:.1f}" if restarts else "-"
+        rss = ", ".join(f"{kib / 1024:.1f}" for kib in server.rss_kib[-SHARED["workers"]:]) or "?"
+        lines.append(f"| {server.label} | {median(server, 'rps'):.0f} | {ratio:.3f} | {restarts} | {every} | {cost} "
+                     f"| {rss} |")
+    return "\n".join(lines)
+
+
+def count_restarts(server: Server) -> int:
+    """How often a worker of ``server`` restarted after ``max_requests``, by its error.log."""
+    path = server.root / "logs" / "error.log"
+    return path.read_text(errors="replace").count("Autorestarting worker") if path.exists() else 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask, g
 
 from trackline import propagation
+from trackline.body_limit import BodyLimit
 from trackline.context import ENVIRON_KEY, get_tracking_id, response_done, set_tracking_id
 from trackline.headers import DATETIME_HEADER, echo_headers
 from trackline.policy import DEFAULTS, TrackingPolicy, environ_key, safe_excerpt
@@ -144,13 +145,22 @@ def track_app(app: Any, config: Mapping[str, Any]) -> WsgiApp:
     A Flask app gets every key in its ``app.config`` (after its factory has run) and ``TrackingId``, unless it
     applied it itself: then its middleware takes the policy of the merged config, so it is never wrapped twice.
     Any other WSGI callable is wrapped in ``TrackingMiddleware`` with the ``TRACKING_ID_*`` keys of ``config``.
+    Either way a ``MAX_CONTENT_LENGTH`` is enforced for every route (``BodyLimit``, inside the tracking layer so
+    that its 413 carries the tracking headers).
     """
     if not isinstance(app, Flask):
-        return TrackingMiddleware(app, TrackingPolicy.from_config({**DEFAULTS, **config}))
+        return TrackingMiddleware(_limited(app, config.get("MAX_CONTENT_LENGTH")),
+                                  TrackingPolicy.from_config({**DEFAULTS, **config}))
     app.config.update(config)
     middleware = app.extensions.get(EXTENSION)
     if middleware is None:
         TrackingId(app)
+        middleware = app.extensions[EXTENSION]
     else:
         middleware.use(TrackingPolicy.from_config({**DEFAULTS, **app.config}))
+    middleware.app = _limited(middleware.app, app.config.get("MAX_CONTENT_LENGTH"))
     return app
+
+
+def _limited(app: WsgiApp, limit: int | None) -> WsgiApp:
+    return app if limit is None else BodyLimit(app, limit)

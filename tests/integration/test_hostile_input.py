@@ -26,7 +26,7 @@ class Case:
     headers: dict[str, bytes] = field(default_factory=dict)
     query: bytes = b"case=plain"
     rejected: tuple[int, str] | None = None  # (status, detail of gunicorn's "Invalid request" warning)
-    access_line: bool = False  # gunicorn logs an access line for a rejection it got as far as a request for
+    parsed: bool = False  # gunicorn got as far as a request: its access line has the request's fields
 
     def request(self) -> bytes:
         lines = [b"GET /api/names?" + self.query + b" HTTP/1.1", b"Host: hostile.test", b"Connection: close"]
@@ -61,9 +61,18 @@ REJECTED = [
     Case("user-agent-escape", {"User-Agent": b"a\x1b[31mred"}, rejected=HEADER_400),
     Case("referer-del", {"Referer": b"a\x7fb"}, rejected=HEADER_400),
     Case("query-non-ascii", query=b"q=caf\xe9", rejected=(400, "Invalid HTTP request line: 'GET /api/names?q=caf\xe9")),
-    Case("double-chunked", {"Transfer-Encoding": b"chunked, chunked"}, rejected=HEADER_400, access_line=True),
+    Case("double-chunked", {"Transfer-Encoding": b"chunked, chunked"}, rejected=HEADER_400, parsed=True),
     Case("line-5kb", query=b"q=" + b"a" * 5000, rejected=(414, "Request Line is too large (5026 > 4094)")),
 ]
+
+
+#: Raw requests gunicorn cannot parse at all, with the status it answers.
+UNPARSABLE = {
+    "not-http": (b"HELLO\r\n\r\n", 400),
+    "bad-version": (b"GET /api/names HTTP/7.1\r\nHost: x\r\n\r\n", 400),
+    "bad-method": (b"G(E)T /api/names HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "unknown-coding": (b"POST /api/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+}
 
 
 @dataclass
@@ -82,6 +91,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     try:
         server.start()
         responses = {case.name: raw_request(server.port, case.request()) for case in ANSWERED + REJECTED}
+        responses |= {name: raw_request(server.port, request) for name, (request, _) in UNPARSABLE.items()}
     finally:
         assert server.stop() == 0
     yield Run(responses, {name: server.logs(name) for name in LOG_NAMES})
@@ -139,15 +149,62 @@ def test_gunicorn_rejections_get_a_tracking_id_the_envelope_and_a_json_warning(r
     [warning] = [r for r in run.logs["error.log"] if r["tracking_id"] == tracking_id]
     assert (warning["level"], warning["logger"]) == ("WARNING", "gunicorn.error")
     assert warning["message"].startswith(f"Invalid request from ip=127.0.0.1: {detail}")
-    access = [(r["status_code"], r["request_path"]) for r in run.logs["access.log"] if r["tracking_id"] == tracking_id]
-    assert access == ([(status, "/api/names")] if case.access_line else [])
+    assert warning["trace_id"] == tracking_id.replace("-", "")  # a new trace, its trace-id the new UUID4's digits
+    [access] = [r for r in run.logs["access.log"] if r["tracking_id"] == tracking_id]
+    assert (access["status_code"], access["request_path"]) == (status, "/api/names" if case.parsed else None)
+    if not case.parsed:  # trackline's line: what it sent
+        assert (access["response_length"], access["remote_addr"]) == (len(response.body), "127.0.0.1")
+
+
+def test_every_answered_response_has_exactly_one_access_line_with_its_status(run: Run) -> None:
+    for name, (_, status) in UNPARSABLE.items():
+        assert run.responses[name].status == status, name
+    access = {}
+    for record in run.logs["access.log"]:
+        assert record["tracking_id"] not in access, f"two access lines for {record['tracking_id']}"
+        access[record["tracking_id"]] = record["status_code"]
+    for name, response in run.responses.items():
+        assert access.get(response.headers["X-Tracking-ID"]) == response.status, name
 
 
 def test_invalid_request_warnings_and_error_access_lines_are_the_rejections_only(run: Run) -> None:
-    rejected_ids = {run.responses[case.name].headers["X-Tracking-ID"] for case in REJECTED}
-    assert len(rejected_ids) == len(REJECTED)
+    rejected_ids = {run.responses[name].headers["X-Tracking-ID"] for name in [c.name for c in REJECTED] + [*UNPARSABLE]}
+    assert len(rejected_ids) == len(REJECTED) + len(UNPARSABLE)
     warnings = [r["tracking_id"] for r in run.logs["error.log"] if r["message"].startswith("Invalid request from")]
     assert sorted(warnings) == sorted(rejected_ids)
     for access in run.logs["access.log"]:
         if access["status_code"] >= 400:
             assert access["tracking_id"] in rejected_ids, access
+
+
+LIMIT = 512 * 1024
+
+
+def chunked(body: bytes, size: int = 64 * 1024) -> bytes:
+    parts = [b"%x\r\n%s\r\n" % (len(body[i:i + size]), body[i:i + size]) for i in range(0, len(body), size)]
+    return b"".join(parts) + b"0\r\n\r\n"
+
+
+def test_a_body_over_max_content_length_gets_413_even_where_the_route_never_reads_it(make_server: Any) -> None:
+    server = make_server()
+    (server.conf_dir / "app.yaml").write_text(f"MAX_CONTENT_LENGTH: {LIMIT}\n")
+    server.start()
+    head = b"POST /api/jobs HTTP/1.1\r\nHost: x\r\nX-Tracking-ID: %s\r\n"
+    sent = {
+        "declared-1mb": (head % b"declared-1mb" + b"Content-Length: %d\r\n\r\n" % (2 * LIMIT) + b"x" * 2 * LIMIT, 413),
+        "chunked-1mb": (head % b"chunked-1mb" + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(b"x" * 2 * LIMIT), 413),
+        "declared-small": (head % b"declared-small" + b"Content-Length: 3\r\n\r\nabc", 202),
+        "chunked-small": (head % b"chunked-small" + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(b"abc"), 202),
+    }
+    for name, (request, status) in sent.items():
+        response = raw_request(server.port, request)
+        assert response.status == status, (name, response.body[:200])
+        assert response.headers["X-Tracking-ID"] == name
+        if status == 413:
+            assert json.loads(response.body) == {"code": 413, "msg": "POST /api/jobs request entity too large",
+                                                 "data": None}
+    assert server.stop() == 0
+    access = {r["tracking_id"]: r["status_code"] for r in server.logs("access.log")}
+    assert {name: access.get(name) for name in sent} == {name: status for name, (_, status) in sent.items()}
+    started = {r["tracking_id"] for r in server.logs("app.log") if r["message"] == "job started"}
+    assert started & set(sent) == {"declared-small", "chunked-small"}  # the refused ones never ran

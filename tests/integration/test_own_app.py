@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import (CONF, REPO, TRACKLINE, Response, Server, assert_access_line, assert_contract,
-                      assert_lines_complete, edit_yaml, wait_until)
+                      assert_lines_complete, edit_yaml, raw_request, wait_until)
 
 EXAMPLE = REPO / "examples" / "acme-orders"
 ACME = "acme_orders:create_app()"
@@ -167,7 +167,8 @@ def test_app_yaml_configures_the_served_app_secrets_from_files_and_the_envelope_
         "TRACKING_ID_ALIASES: [X-Request-ID]\n"
         "ACME_GREETING: ${GREETING} from app.yaml\n"
         "SECRET_KEY: !file ${CREDENTIALS_DIRECTORY}/secret_key\n"
-        "TRACKLINE_ERROR_ENVELOPE: true\n")
+        "TRACKLINE_ERROR_ENVELOPE: true\n"
+        "MAX_CONTENT_LENGTH: 1024\n")
     checked = subprocess.run([str(TRACKLINE), "check-config", "--conf-dir", str(server.conf_dir),
                               "--app", "configured:create()"], capture_output=True, text=True, timeout=60,
                              env={**server_env(server), **server.env})
@@ -179,6 +180,9 @@ def test_app_yaml_configures_the_served_app_secrets_from_files_and_the_envelope_
     assert answer.headers["X-Tracking-ID"] == "configured-1"
     missing = server.get("/nowhere")
     assert missing.status == 404 and missing.json()["msg"] == "GET /nowhere not found"  # the opted-in envelope
+    too_large = raw_request(server.port, b"POST /config HTTP/1.1\r\nHost: x\r\nX-Tracking-ID: big-1\r\n"
+                                         b"Content-Length: 2048\r\n\r\n" + b"x" * 2048)
+    assert (too_large.status, too_large.headers["X-Tracking-ID"]) == (413, "big-1")  # before the app's 405
 
 
 def server_env(server: Server) -> dict[str, str]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, request
 
-from trackline import propagation
+from trackline import background, propagation
 from trackline.responses import ArgumentInvalid, Fail, JsonResponse, Success
 
 log = logging.getLogger("trackline.jobs")
@@ -32,9 +32,10 @@ def _run_job(job_id: str) -> None:
 
 @blueprint.post("/jobs")
 def start_job() -> JsonResponse:
-    """Start a background job and answer 202 at once; its log lines carry this request's tracking ID."""
+    """Start a background job and answer 202 at once; its log lines carry this request's tracking ID, and a
+    worker that stops waits for it (or logs it as abandoned)."""
     job_id = uuid.uuid4().hex
-    propagation.start_thread(_run_job, job_id)
+    background.start_job(job_id, _run_job, job_id)
     return JsonResponse(data={"job_id": job_id}, code=HTTPStatus.ACCEPTED, msg="job accepted")
 
 

@@ -7,19 +7,44 @@ it when logrotate has renamed or removed it, so no line goes to a file that gzip
 
 In a gevent worker, the lines that request greenlets log are written together once the loop turns
 (``coalesce``): one ``stat`` and one ``write`` per file per loop turn instead of per line.
+
+Faults (docs/faults.md): a write that fails or is cut short (a full disk) drops its lines, says so on stderr
+once per episode, and the next write starts on a new line, so a torn fragment never swallows a whole line; a
+log directory that was removed is made again; ``release_moved_files`` lets a process that seldom writes (the
+gunicorn master) drop a renamed or deleted file so that its space is freed.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import weakref
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from trackline.logs.eventloop import run_on_next_turn, running_hub
 
 #: Pending lines that make a coalescing handler write at once rather than wait for the loop.
 MAX_PENDING_LINES = 1024
+
+#: The mode of a log directory made again when nothing was known of it at start.
+DEFAULT_DIRECTORY_MODE = 0o755
+
+
+class _Directory(NamedTuple):
+    """A log directory's mode and owner, as found at start, to make it again with if it is removed."""
+
+    mode: int
+    uid: int
+    gid: int
+
+    @classmethod
+    def of(cls, path: str) -> _Directory | None:
+        try:
+            status = os.stat(path)
+        except OSError:
+            return None
+        return cls(status.st_mode & 0o7777, status.st_uid, status.st_gid)
 
 
 class WatchedAppendFileHandler(logging.FileHandler):
@@ -31,9 +56,10 @@ class WatchedAppendFileHandler(logging.FileHandler):
 
     ``coalesce`` (default true): a line logged by a greenlet that gevent's hub runs waits until the loop
     turns (at most ``MAX_PENDING_LINES`` wait), then goes out with the others in one ``write``. ``flush()``,
-    ``close()`` and ``logging.shutdown`` at exit write what waits; a write that fails loses its lines and
-    says so on stderr, as any logging handler does. Only a process killed outright (SIGKILL) loses the
-    lines of its last loop turn. ``coalesce: false`` writes every line at once.
+    ``close()`` and ``logging.shutdown`` at exit write what waits; a write that fails drops its lines and
+    says so on stderr, once when failing starts and once, with the count dropped, when writing works again.
+    Only a process killed outright (SIGKILL) loses the lines of its last loop turn. ``coalesce: false``
+    writes every line at once.
     """
 
     terminator = "\n"
@@ -43,50 +69,117 @@ class WatchedAppendFileHandler(logging.FileHandler):
         self._identity = (-1, -1)  # (st_dev, st_ino) of the open file
         self._pending: list[bytes] = []
         self._flush_hub: Any = None  # the gevent hub whose next loop turn will write the pending lines
+        self._failure: str | None = None  # why writing fails, during a failure episode
+        self._dropped = 0  # lines dropped in this episode
         self.coalesce = coalesce
+        self._directory = _Directory.of(os.path.dirname(os.path.abspath(filename)))
         super().__init__(filename, "a", encoding or "utf-8", delay, errors)
         _handlers.add(self)
 
     def _open(self) -> BinaryIO:  # type: ignore[override]
-        stream = open(self.baseFilename, "ab", buffering=0)  # O_WRONLY | O_APPEND | O_CREAT, 0o666 & ~umask
+        """Open the path for appending (creating it, and its removed directory); readable, to check its end."""
+        try:
+            stream = open(self.baseFilename, "a+b", buffering=0)  # O_RDWR | O_APPEND | O_CREAT, 0o666 & ~umask
+        except FileNotFoundError:
+            self._make_directory()
+            stream = open(self.baseFilename, "a+b", buffering=0)
         status = os.fstat(stream.fileno())
         self._identity = (status.st_dev, status.st_ino)
         return stream
 
-    def _reopen_if_moved(self) -> None:
-        """Open the path if it is not open, or reopen it when it no longer names the open file."""
-        if self.stream is None:  # delay=True, or closed: (re)open, as FileHandler does in mode "a"
-            self.stream = self._open()
-            return
+    def _make_directory(self) -> None:
+        """Make the file's directory again (``rm -rf`` of the log dir) with the mode and owner it had at start."""
+        path = os.path.dirname(self.baseFilename)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        found = self._directory
         try:
-            status = os.stat(self.baseFilename)
-        except FileNotFoundError:
-            status = None
-        if status is None or (status.st_dev, status.st_ino) != self._identity:
-            stream, self.stream = self.stream, None
+            os.mkdir(path, found.mode if found else DEFAULT_DIRECTORY_MODE)
+        except FileExistsError:  # another process made it first
+            return
+        if found is not None:
+            os.chmod(path, found.mode)  # mkdir's mode is masked by the umask
+            if (found.uid, found.gid) != (os.geteuid(), os.getegid()):
+                os.chown(path, found.uid, found.gid)  # as root (a service user's files are its own anyway)
+
+    def _reopen_if_moved(self) -> int:
+        """Open the path if it is not open, or reopen it when it no longer names the open file; its size."""
+        if self.stream is not None:
+            try:
+                status = os.stat(self.baseFilename)
+            except FileNotFoundError:
+                status = None
+            if status is not None and (status.st_dev, status.st_ino) == self._identity:
+                return status.st_size
+            self._close_stream()  # renamed or removed: the path is a new file (or none yet)
+        stream = self.stream = self._open()  # delay=True, closed, or moved: (re)open, as FileHandler does in "a"
+        return os.fstat(stream.fileno()).st_size
+
+    def _close_stream(self) -> None:
+        stream, self.stream = self.stream, None
+        if stream is not None:
             stream.close()
-            self.stream = self._open()
+
+    def release_if_moved(self) -> None:
+        """Close the open file if the path no longer names it (renamed, deleted); the next line opens the path."""
+        self.acquire()
+        try:
+            if self.stream is not None and self._identity != _identity_of(self.baseFilename):
+                self._close_stream()
+        finally:
+            self.release()
 
     def _write_pending(self) -> None:
         """Write the pending lines with one ``write``, looping on a partial write (the rest, never a gap).
 
-        A failed write raises and its lines are gone. A signal handler's exception (``SystemExit`` on a worker
-        abort) that comes before the write starts leaves the lines pending for ``logging.shutdown``; once the
-        write has started they count as written, so no line is ever written twice.
+        A failed write drops its lines (``_failed``). After a failure, the next write starts with a newline
+        if the file does not end with one (a write cut short by a full disk), so the fragment stays alone on
+        its line. (Only then: ``stat`` can see a size inside another worker's write in progress, whose last
+        byte is not its newline yet.) A signal handler's exception (``SystemExit`` on a worker abort) that
+        comes before the write starts leaves the lines pending for ``logging.shutdown``; once the write has
+        started they count as written, so no line is ever written twice.
         """
         pending, self._pending = self._pending, []  # no call in between: no signal handler can run here
-        writing = False
+        data, sent, torn = b"", 0, False
         try:
-            data = b"".join(pending)
-            self._reopen_if_moved()
+            size = self._reopen_if_moved()
             fd = self.stream.fileno()
-            writing = True
-            while data:
-                data = data[os.write(fd, data):]
+            torn = self._failure is not None and size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+            data = b"".join([b"\n", *pending] if torn else pending)
+            while sent < len(data):
+                sent += os.write(fd, data[sent:])
+        except OSError as exc:
+            written = data[:sent].count(b"\n") - (torn and sent > 0)  # whole lines that made it before the failure
+            self._failed(exc, len(pending) - written)
+            return
         except BaseException as exc:
-            if not writing and not isinstance(exc, Exception):
+            if not data and not isinstance(exc, Exception):
                 self._pending[:0] = pending
             raise
+        if self._failure is not None:
+            self._resumed()
+
+    def _failed(self, exc: OSError, lines: int) -> None:
+        """Count ``lines`` as dropped; the first failure of an episode says so on stderr."""
+        self._dropped += lines
+        if self._failure is None:
+            self._failure = exc.strerror or str(exc)
+            self._report(logging.ERROR, f"cannot write {self.baseFilename}: {self._failure}; dropping its lines "
+                         "until writing works again", error=self._failure)
+
+    def _resumed(self) -> None:
+        self._report(logging.WARNING, f"writing {self.baseFilename} again after {self._failure}: {self._dropped} "
+                     "lines were dropped", error=self._failure, dropped_lines=self._dropped)
+        self._failure, self._dropped = None, 0
+
+    def _report(self, level: int, message: str, **fields: Any) -> None:
+        """One line on stderr (the journal under systemd), formatted like this handler's lines."""
+        record = logging.makeLogRecord({"name": __name__, "levelno": level, "levelname": logging.getLevelName(level),
+                                        "msg": message, "log_file": self.baseFilename, **fields})
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # stderr closed or full too: nothing left to tell
+            pass
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -109,11 +202,7 @@ class WatchedAppendFileHandler(logging.FileHandler):
         try:
             self._flush_hub = None
             if self._pending:
-                lines = len(self._pending)
-                try:
-                    self._write_pending()
-                except Exception:
-                    self.handleError(logging.makeLogRecord({"msg": f"{lines} lines for {self.baseFilename}"}))
+                self._write_pending()
         finally:
             self.release()
 
@@ -127,12 +216,31 @@ class WatchedAppendFileHandler(logging.FileHandler):
         self._flush_hub = None
 
 
+def _identity_of(path: str) -> tuple[int, int] | None:
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return status.st_dev, status.st_ino
+
+
 _handlers: weakref.WeakSet[WatchedAppendFileHandler] = weakref.WeakSet()
 
 
 def _forget_pending_after_fork() -> None:
     for handler in list(_handlers):
         handler._forget_pending()
+
+
+def release_moved_files() -> None:
+    """Let every ``WatchedAppendFileHandler`` of this process drop a file that was renamed or deleted.
+
+    A handler notices a rotation when it next writes; a process that seldom writes (gunicorn's master
+    holds app.log and access.log open and never writes them) calls this now and then, so that deleting or
+    compressing a rotated file frees its space.
+    """
+    for handler in list(_handlers):
+        handler.release_if_moved()
 
 
 os.register_at_fork(after_in_child=_forget_pending_after_fork)

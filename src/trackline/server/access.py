@@ -25,7 +25,8 @@ def _sent(resp: Any) -> int:
 
 
 def access_fields(resp: Any, req: Any, environ: dict[str, Any], request_time: datetime.timedelta) -> dict[str, Any]:
-    """The access-log fields of one request (also for requests gunicorn answered itself, e.g. 400)."""
+    """The access-log fields of one request (also for requests gunicorn answered itself, e.g. 400; ``req`` is
+    ``None`` and ``environ`` has only ``REMOTE_ADDR`` for one it could not parse)."""
     status = getattr(resp, "status_code", None) or int(str(resp.status).split(None, 1)[0])
     return {
         "tracking_id": environ.get(ENVIRON_KEY) or get_tracking_id(),  # the latter for a request gunicorn rejected
@@ -34,7 +35,7 @@ def access_fields(resp: Any, req: Any, environ: dict[str, Any], request_time: da
         "host": environ.get("HTTP_HOST") or _request_header(req, "HOST"),
         "request_method": environ.get("REQUEST_METHOD"),
         "request_path": environ.get("PATH_INFO", getattr(req, "path", None)),
-        "query_string": environ.get("QUERY_STRING", ""),
+        "query_string": environ.get("QUERY_STRING"),  # null for a request gunicorn could not parse
         "status_code": status,
         "response_length": _sent(resp),
         "referer": environ.get("HTTP_REFERER") or _request_header(req, "REFERER"),

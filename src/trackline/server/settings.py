@@ -20,6 +20,7 @@ from trackline.server.boot_signals import hold_signals_while_booting
 from trackline.server.gunicorn_answers import track_gunicorn_answers
 from trackline.server.access import is_gevent_worker
 from trackline.server.loading import ERROR_ENVELOPE, AppSource, import_problem
+from trackline.server.upkeep import add_upkeep
 
 GUNICORN_FILE = "gunicorn.yaml"
 APP_FILE = "app.yaml"
@@ -78,6 +79,7 @@ class ServerConfig:
         cfg.set("logger_class", LOGGER_CLASS)
         hold_signals_while_booting(cfg)
         track_gunicorn_answers(cfg, self.app)
+        add_upkeep(cfg)
 
     @property
     def log_files(self) -> list[str]:
