@@ -115,7 +115,6 @@ class _Version(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
         from importlib.metadata import PackageNotFoundError, version
 
-        
         try:
             installed = version("trackline")
         except PackageNotFoundError:  # a source tree that was never installed

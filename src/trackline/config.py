@@ -104,8 +104,9 @@ def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
         return f" `{lines[line].strip()}`" if line < len(lines) and lines[line].strip() else ""
 
     if context is not None and context.line != mark.line:
+        started = f"{getattr(exc, 'context', None) or 'parsing'} that starts at line {context.line + 1}"
         return (f" at line {context.line + 1}{quoted(context.line)}: {problem} at line {mark.line + 1}, column"
-                f" {mark.column + 1} ({getattr(exc, 'context', None) or 'parsing'} that starts at line {context.line + 1})")
+                f" {mark.column + 1} ({started})")
     return f" at line {mark.line + 1}, column {mark.column + 1}{quoted(mark.line)}: {problem}"
 
 

@@ -176,16 +176,17 @@ def find(request_id: str, bases: Iterable[Path], since: datetime | None = None) 
 #: Fields the pretty view shows in its columns or its summary, not again as ``key=value``.
 _SHOWN = frozenset({"@timestamp", "level", "logger", "tracking_id", "message", "pid", "loc", "func", "exc_info",
                     "hostname", "request_method", "request_path", "query_string", "status_code", "request_time"})
-#: Longest file column: a longer rotated name is cut at its start (``…g-20260117.gz``) so the columns stay.
-_FILE_WIDTH = 24
 
 
 def pretty(matches: list[Match]) -> list[str]:
-    """A compact human view: time, [hostname,] file, level, logger, then the message and the other fields."""
+    """A compact human view: time, [hostname,] file, level, logger, then the message and the other fields.
+
+    Each column is as wide as its longest value among ``matches``, so long rotated file names keep it aligned.
+    """
     if not matches:
         return []
     hosted = any("hostname" in match.record for match in matches)
-    files = [_clip(Path(match.source).name, _FILE_WIDTH) for match in matches]
+    files = [Path(match.source).name for match in matches]
     widths = [max(len(str(match.record.get(key, "-"))) for match in matches) for key in ("hostname", "level", "logger")]
     file_width = max(map(len, files))
     rows = []
@@ -199,10 +200,6 @@ def pretty(matches: list[Match]) -> list[str]:
         if record.get("exc_info"):
             rows.extend("    " + row for row in str(record["exc_info"]).splitlines())
     return rows
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else "…" + text[-(width - 1):]
 
 
 def _summary(record: dict[str, Any]) -> str:
