@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import re
 import zlib
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,6 +22,8 @@ from typing import IO, Any
 LOG_NAMES = ("app.log", "access.log", "error.log", "worker.log", "trackline-access.log")
 #: How much is read (or decompressed) at a time.
 BLOCK = 1 << 20
+#: How many files are read at once.
+READERS = min(4, os.cpu_count() or 1)
 _RELATIVE = re.compile(r"(\d+)\s*([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -138,39 +142,62 @@ def find(request_id: str, bases: Iterable[Path], since: datetime | None = None) 
     reader can see part of a worker's write to a live file. A line that carries ``hostname`` (shipped to a
     log host) is kept once per file set: byte-identical copies in the same ``<host>/<file>`` and its rotations
     are the at-least-once delivery's duplicates.
+
+    Files are read by a few threads at once (reading and decompressing release the GIL), each keeping only its
+    matches, so memory stays flat whatever the size of the tree.
     """
-    needle = request_id.encode()
+    files = log_files(bases)
     search = Search()
     shipped: set[tuple[Path, bytes]] = set()
-    for base, path in log_files(bases):
-        try:
-            with path.open("rb") as stream:
-                for offset, raw in _lines_containing(needle, _blocks(stream, path.suffix == ".gz")):
-                    line = raw.decode("utf-8", errors="replace")
-                    try:
-                        record = json.loads(line)
-                        moment = _moment(record)
-                    except (ValueError, KeyError, TypeError):  # not JSON, not an object, or no usable timestamp
-                        if raw.endswith(b"\n"):
-                            search.malformed += 1
-                        else:
-                            search.unfinished += 1
+    with ThreadPoolExecutor(max_workers=min(READERS, len(files) or 1)) as pool:
+        scans = pool.map(lambda file: _scan(request_id, file[1], since), files)
+        for (base, _), scan in zip(files, scans):  # in file order, so the first copy of a duplicate is kept
+            search.malformed += scan.malformed
+            search.unfinished += scan.unfinished
+            search.unreadable.extend(scan.unreadable)
+            for match, raw in scan.found:
+                if "hostname" in match.record:
+                    key = (base, raw)
+                    if key in shipped:
+                        search.duplicates += 1
                         continue
-                    if request_id not in (record.get("tracking_id"), record.get("trace_id")):
-                        continue
-                    if since and moment < since:
-                        continue
-                    if "hostname" in record:
-                        key = (base, raw.rstrip(b"\n"))
-                        if key in shipped:
-                            search.duplicates += 1
-                            continue
-                        shipped.add(key)
-                    search.matches.append(Match(moment, str(path), offset, line.rstrip("\n"), record))
-        except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a damaged / half-written .gz
-            search.unreadable.append(f"{path}: {exc}")
+                    shipped.add(key)
+                search.matches.append(match)
     search.matches.sort()
     return search
+
+
+@dataclass
+class _Scan:
+    """One file's matches, each with its line's bytes (what makes a duplicate), and what it had to skip."""
+
+    found: list[tuple[Match, bytes]] = field(default_factory=list)
+    malformed: int = 0
+    unfinished: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+
+def _scan(request_id: str, path: Path, since: datetime | None) -> _Scan:
+    """One file's matches (not yet sorted or rid of duplicates) and what it had to skip."""
+    scan = _Scan()
+    try:
+        with path.open("rb") as stream:
+            for offset, raw in _lines_containing(request_id.encode(), _blocks(stream, path.suffix == ".gz")):
+                line = raw.decode("utf-8", errors="replace")
+                try:
+                    record = json.loads(line)
+                    moment = _moment(record)
+                except (ValueError, KeyError, TypeError):  # not JSON, not an object, or no usable timestamp
+                    if raw.endswith(b"\n"):
+                        scan.malformed += 1
+                    else:
+                        scan.unfinished += 1
+                    continue
+                if request_id in (record.get("tracking_id"), record.get("trace_id")) and not (since and moment < since):
+                    scan.found.append((Match(moment, str(path), offset, line.rstrip("\n"), record), raw.rstrip(b"\n")))
+    except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a damaged / half-written .gz
+        scan.unreadable.append(f"{path}: {exc}")
+    return scan
 
 
 #: Fields the pretty view shows in its columns or its summary, not again as ``key=value``.
