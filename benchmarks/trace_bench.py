@@ -31,43 +31,48 @@ HOSTS = ("web-a", "web-b")
 #: (base file, share of the plain bytes)
 FILES = (("access.log", 0.55), ("app.log", 0.35), ("error.log", 0.10))
 
-APP = ('{{"@timestamp": "2026-01-17T{t}+08:00", "level": "INFO", "logger": "trackline.api", '
+APP = ('{{"@timestamp": "2026-01-{day}T{t}+08:00", "level": "INFO", "logger": "trackline.api", '
        '"tracking_id": "{id}", "message": "{message}", "pid": {pid}, "loc": "api/users.py:{n}", "func": "list_users", '
        '"trace_id": "{trace}", "span_id": "{span}", "hostname": "{host}"}}\n')
-ACCESS = ('{{"@timestamp": "2026-01-17T{t}+08:00", "level": "INFO", "logger": "gunicorn.access", '
+ACCESS = ('{{"@timestamp": "2026-01-{day}T{t}+08:00", "level": "INFO", "logger": "gunicorn.access", '
           '"tracking_id": "{id}", "message": "GET /api/names 200", "pid": {pid}, "remote_addr": "10.0.{n}.7", '
           '"protocol": "HTTP/1.1", "host": "api.example.com", "request_method": "GET", "request_path": "/api/names", '
           '"query_string": "page={n}", "status_code": 200, "response_length": 57, "referer": null, '
           '"user_agent": "python-requests/2.32.3", "request_time": 0.00{n}, "trace_id": "{trace}", '
           '"span_id": "{span}", "hostname": "{host}"}}\n')
-ERROR = ('{{"@timestamp": "2026-01-17T{t}+08:00", "level": "ERROR", "logger": "gunicorn.error", '
+ERROR = ('{{"@timestamp": "2026-01-{day}T{t}+08:00", "level": "ERROR", "logger": "gunicorn.error", '
          '"tracking_id": "{id}", "message": "{message}", "pid": {pid}, "loc": "glogging.py:{n}", "func": "error", '
          '"exc_info": "Traceback (most recent call last):\\n  File \\"app.py\\", line {n}, in view\\nValueError: '
          'boom", "hostname": "{host}"}}\n')
 TEMPLATES = {"access.log": ACCESS, "app.log": APP, "error.log": ERROR}
 
 
-def _lines(template: str, host: str, rng: random.Random, ids: list[str], count: int) -> bytes:
-    """``count`` lines of one file, times increasing; each ID of the pool is a request of a few lines."""
+def _lines(template: str, host: str, rng: random.Random, ids: list[str], count: int, day: int = 17) -> bytes:
+    """``count`` lines of one file (one day of it), times increasing; each ID of the pool is a request of a few
+    lines."""
     rows = []
     for number in range(count):
         ms = number * 37 % 86_400_000
         t = f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
         tracking_id = ids[number // 3 % len(ids)]
-        rows.append(template.format(t=t, id=tracking_id, message=rng.choice(("Health check", "listed 3 users",
-                                                                             "calling downstream")),
+        message = rng.choice(("Health check", "listed 3 users", "calling downstream"))
+        rows.append(template.format(day=f"{day:02d}", t=t, id=tracking_id, message=message,
                                     pid=1000 + number % 7, n=number % 100, trace=tracking_id.replace("-", ""),
                                     span=tracking_id[:16].replace("-", "0"), host=host))
     return "".join(rows).encode()
 
 
-def _with_id(data: bytes, template: str, host: str, rng: random.Random, times: int) -> bytes:
-    """``data`` with ``times`` lines of ``ID`` put in at line boundaries."""
+def _with_id(data: bytes, rng: random.Random, times: int) -> tuple[bytes, int]:
+    """``data`` with up to ``times`` lines of ``ID`` put in at line boundaries; how many were."""
+    copied: set[bytes] = set()
     for _ in range(times):
         cut = data.find(b"\n", rng.randrange(len(data))) + 1
         line = data[data.rfind(b"\n", 0, cut - 1) + 1:cut]  # the line before, as the ID's: its own timestamp
+        if ID.encode() in line or line in copied:
+            continue  # the same line again would be a duplicate, which trace rightly prints once
+        copied.add(line)
         data = data[:cut] + re.sub(rb'"tracking_id": "[^"]*"', f'"tracking_id": "{ID}"'.encode(), line) + data[cut:]
-    return data
+    return data, len(copied)
 
 
 def generate(root: Path, size: int, seed: int = 16) -> dict[str, int]:
@@ -83,26 +88,26 @@ def generate(root: Path, size: int, seed: int = 16) -> dict[str, int]:
             template = TEMPLATES[name]
             line_size = len(_lines(template, host, rng, ids, 1))
             per_file = int(plain_budget * share / len(HOSTS) / 2 / line_size)
-            for target in (folder / name, folder / f"{name}.1"):
-                data = _with_id(_lines(template, host, rng, ids, per_file), template, host, rng, 2)
+            for day, target in ((17, folder / name), (16, folder / f"{name}.1")):
+                data, inserted = _with_id(_lines(template, host, rng, ids, per_file, day), rng, 2)
                 target.write_bytes(data)
                 stats["plain"] += len(data)
-                stats["lines"] += per_file + 2
-                stats["id_lines"] += 2
+                stats["lines"] += per_file + inserted
+                stats["id_lines"] += inserted
             # gzipped rotations: compressed size is what counts on disk
-            written, day = 0, 16
+            written, day = 0, 15
             budget = gzip_budget * share / len(HOSTS)
             sample = len(gzip.compress(_lines(template, host, rng, ids, 20_000), compresslevel=6)) / 20_000
             while written < budget:
                 count = max(1000, min(200_000, int((budget - written) / sample)))
-                data = _with_id(_lines(template, host, rng, ids, count), template, host, rng, 1)
+                data, inserted = _with_id(_lines(template, host, rng, ids, count, day), rng, 1)
                 packed = gzip.compress(data, compresslevel=6, mtime=0)
                 (folder / f"{name}-202601{day:02d}.gz").write_bytes(packed)
                 written += len(packed)
                 stats["gzipped"] += len(packed)
-                stats["lines"] += count + 1
-                stats["id_lines"] += 1
-                day -= 1
+                stats["lines"] += count + inserted
+                stats["id_lines"] += inserted
+                day = max(day - 1, 1)
     return stats
 
 
