@@ -243,8 +243,8 @@ def count_lines(path: Path) -> int:
 def report(args: argparse.Namespace, servers: list[Server], formatters: list[tuple[str, float, float]]) -> str:
     """The markdown tables: per cycle, per server (medians over cycles), per JSON formatter."""
     a, b, c, d = servers
-    ratios = [lc.rps / lb.rps for lb, lc in zip(b.loads, c.loads)]
-    stock_ratios = [lc.rps / ld.rps for ld, lc in zip(d.loads, c.loads)]
+    ratios = [lc.rps / lb.rps for lb, lc in zip(b.loads, c.loads, strict=True)]
+    stock_ratios = [lc.rps / ld.rps for ld, lc in zip(d.loads, c.loads, strict=True)]
     median_ratio, median_stock = statistics.median(ratios), statistics.median(stock_ratios)
     lines = [
         f"## GET {args.path}: wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s --latency, "
@@ -254,7 +254,7 @@ def report(args: argparse.Namespace, servers: list[Server], formatters: list[tup
         "| cycle | (a) raw WSGI req/s | (b) bare Flask req/s | (c) trackline req/s | (d) stock req/s | c/b | c/d |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for cycle, (la, lb, lc, ld) in enumerate(zip(a.loads, b.loads, c.loads, d.loads), 1):
+    for cycle, (la, lb, lc, ld) in enumerate(zip(a.loads, b.loads, c.loads, d.loads, strict=True), 1):
         lines.append(f"| {cycle} | {la.rps:.0f} | {lb.rps:.0f} | {lc.rps:.0f} | {ld.rps:.0f} | "
                      f"{ratios[cycle - 1]:.2f} | {stock_ratios[cycle - 1]:.2f} |")
     lines += [

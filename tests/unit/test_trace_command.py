@@ -325,7 +325,8 @@ def test_pretty_shows_hostname_logger_and_extra_fields_in_columns(tmp_path):
     assert [c[2] for c in columns] == ["trackline-access.log-20260117-1768652077.gz", "app.log", "app.log.1"]
     # the columns line up whatever the length of a host or file name
     assert len({row.index(" INFO ") for row in shown}) == 1
-    assert len({row.index(text) for row, text in zip(shown, ["GET / ->", "tracking ID", "Health check"])}) == 1
+    messages = ["GET / ->", "tracking ID", "Health check"]
+    assert len({row.index(text) for row, text in zip(shown, messages, strict=True)}) == 1
     assert "GET / -> 200 (0.003s)" in shown[0] and "upstream_addr=127.0.0.1:8000" in shown[0]
     assert "rejected_tracking_id=bad id" in shown[1] and "trace_id=4bf92f3577b34da6a3ce929d0e0e4736" in shown[1]
     assert "referer" not in shown[2]  # empty fields are left out

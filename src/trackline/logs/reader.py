@@ -151,7 +151,7 @@ def find(request_id: str, bases: Iterable[Path], since: datetime | None = None) 
     shipped: set[tuple[Path, bytes]] = set()
     with ThreadPoolExecutor(max_workers=min(READERS, len(files) or 1)) as pool:
         scans = pool.map(lambda file: _scan(request_id, file[1], since), files)
-        for (base, _), scan in zip(files, scans):  # in file order, so the first copy of a duplicate is kept
+        for (base, _), scan in zip(files, scans, strict=True):  # in file order: the first copy of a duplicate stays
             search.malformed += scan.malformed
             search.unfinished += scan.unfinished
             search.unreadable.extend(scan.unreadable)
@@ -217,7 +217,7 @@ def pretty(matches: list[Match]) -> list[str]:
     widths = [max(len(str(match.record.get(key, "-"))) for match in matches) for key in ("hostname", "level", "logger")]
     file_width = max(map(len, files))
     rows = []
-    for match, file in zip(matches, files):
+    for match, file in zip(matches, files, strict=True):
         record = match.record
         when = match.timestamp.astimezone().strftime("%H:%M:%S.%f")[:-3]  # one zone for the merged view
         columns = [when, *([f"{record.get('hostname', '-'):<{widths[0]}}"] if hosted else []),
