@@ -21,14 +21,14 @@ EXIT_BROKEN_PIPE = 128 + 13
 def _serve(args: argparse.Namespace) -> int:
     from trackline.server.application import serve
 
-    serve(conf_dir(args.conf_dir))
+    serve(conf_dir(args.conf_dir), args.app)
     return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:
     from trackline.server.settings import check_server_config
 
-    checked = check_server_config(conf_dir(args.conf_dir))
+    checked = check_server_config(conf_dir(args.conf_dir), app_spec=args.app)
     if isinstance(checked, list):
         for problem in checked:
             print(f"trackline: {problem}", file=sys.stderr)
@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     conf_help = "config directory (default: $TRACKLINE_CONF_DIR, $CONFIGURATION_DIRECTORY, then ./conf)"
+    app_help = ("the WSGI app to serve, in gunicorn's syntax: module:name or module:factory(args)"
+                " (default: gunicorn.yaml's wsgi_app, else the demo API)")
 
     def command(name: str, summary: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=summary, description=summary, allow_abbrev=False)
@@ -137,9 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = command("serve", "run the service under gunicorn in the foreground")
     serve.add_argument("--conf-dir", help=conf_help)
+    serve.add_argument("--app", metavar="SPEC", help=app_help)
     serve.set_defaults(run=_serve)
-    check = command("check-config", "validate gunicorn.yaml, logging.yaml and app.yaml")
+    check = command("check-config", "validate gunicorn.yaml, logging.yaml and app.yaml, and load the app as a"
+                                    " worker would")
     check.add_argument("--conf-dir", help=conf_help)
+    check.add_argument("--app", metavar="SPEC", help=app_help)
     check.set_defaults(run=_check_config)
     trace = command("trace", "print every log line of one request (tracking ID or W3C trace-id), in time order")
     trace.add_argument("id", metavar="ID", type=_request_id, help="a tracking ID or a trace_id")

@@ -7,7 +7,7 @@ request and reaches every response, including 404, 405, 500 and responses made b
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from flask import Flask, g
@@ -19,6 +19,9 @@ from trackline.tracecontext import parse_traceparent, set_trace
 
 log = logging.getLogger("trackline.tracking")
 
+#: ``app.extensions`` key of a Flask app's ``TrackingMiddleware``.
+EXTENSION = "trackline.tracking"
+
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -28,6 +31,10 @@ class TrackingMiddleware:
 
     def __init__(self, app: WsgiApp, policy: TrackingPolicy) -> None:
         self.app = app
+        self.use(policy)
+
+    def use(self, policy: TrackingPolicy) -> None:
+        """Apply ``policy`` from the next request on."""
         self.policy = policy
         self.environ_key = environ_key(policy.header)
         self.drop = {policy.header.lower(), DATETIME_HEADER.lower()}
@@ -100,12 +107,30 @@ class TrackingId:
     def init_app(self, app: Flask) -> None:
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
-        policy = TrackingPolicy.from_config(app.config)
-        app.wsgi_app = TrackingMiddleware(app.wsgi_app, policy)  # type: ignore[method-assign]
+        middleware = TrackingMiddleware(app.wsgi_app, TrackingPolicy.from_config(app.config))
+        app.wsgi_app = middleware  # type: ignore[method-assign]
         app.before_request(_mirror_on_g)
-        app.extensions["trackline.tracking"] = policy
+        app.extensions[EXTENSION] = middleware
 
 
 def _mirror_on_g() -> None:
     """Keep ``g.tracking_id`` working for code written against the blog post."""
     g.tracking_id = get_tracking_id()
+
+
+def track_app(app: Any, config: Mapping[str, Any]) -> WsgiApp:
+    """Give any WSGI app trackline's tracking layer, configured by ``config`` (``app.yaml``).
+
+    A Flask app gets every key in its ``app.config`` (after its factory has run) and ``TrackingId``, unless it
+    applied it itself: then its middleware takes the policy of the merged config, so it is never wrapped twice.
+    Any other WSGI callable is wrapped in ``TrackingMiddleware`` with the ``TRACKING_ID_*`` keys of ``config``.
+    """
+    if not isinstance(app, Flask):
+        return TrackingMiddleware(app, TrackingPolicy.from_config({**DEFAULTS, **config}))
+    app.config.update(config)
+    middleware = app.extensions.get(EXTENSION)
+    if middleware is None:
+        TrackingId(app)
+    else:
+        middleware.use(TrackingPolicy.from_config({**DEFAULTS, **app.config}))
+    return app
