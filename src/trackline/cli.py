@@ -81,6 +81,11 @@ def _trace(args: argparse.Namespace) -> int:
     if missing:
         print(f"trackline: no such log directory: {', '.join(missing)}", file=sys.stderr)
         return 2
+    closed = [directory for directory in directories if not os.access(directory, os.R_OK | os.X_OK)]
+    if closed:
+        print(f"trackline: cannot read log directory {', '.join(closed)}: permission denied (run it as root or as"
+              " the service's user)", file=sys.stderr)
+        return 2
     search = find(args.id, bases, since)
     rows = pretty(search.matches) if args.pretty else [match.line for match in search.matches]
     sys.stdout.write("".join(f"{row}\n" for row in rows))

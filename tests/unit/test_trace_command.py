@@ -336,3 +336,19 @@ def test_single_host_pretty_has_no_hostname_column(log_dir):
     result = trace(ID, "--log-dir", str(log_dir), "--pretty", env={"TZ": "CST-8"})
     first = result.stdout.splitlines()[0].split()
     assert first[:4] == ["16:44:00.000", "app.log-20260101-1.gz", "INFO", "trackline.api"]
+
+
+def test_unreadable_log_dir_exits_2_saying_so(log_dir):
+    """An operator without the service's group: "permission denied", not "no lines"."""
+    log_dir.chmod(0o000)
+    # root reads anything: drop the capabilities that let it, as an operator without them is
+    no_dac = ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search",
+              "--"] if os.geteuid() == 0 else []
+    try:
+        result = subprocess.run([*no_dac, str(TRACKLINE), "trace", ID, "--log-dir", str(log_dir)],
+                                capture_output=True, text=True, timeout=30)
+    finally:
+        log_dir.chmod(0o755)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [f"trackline: cannot read log directory {log_dir}: permission denied (run it"
+                                          " as root or as the service's user)"]

@@ -66,7 +66,10 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
 def directory_bases(directory: Path) -> list[Path]:
     """The base files to read for ``directory``: its own ``LOG_NAMES``, then those of each subdirectory (a log
     host's ``<hostname>/`` folders), in name order."""
-    hosts = sorted(child for child in directory.iterdir() if child.is_dir()) if directory.is_dir() else []
+    try:
+        hosts = sorted(child for child in directory.iterdir() if child.is_dir())
+    except OSError:  # missing or unreadable: the caller says so
+        hosts = []
     return [folder / name for folder in (directory, *hosts) for name in LOG_NAMES]
 
 
