@@ -352,3 +352,11 @@ def test_unreadable_log_dir_exits_2_saying_so(log_dir):
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr.splitlines() == [f"trackline: cannot read log directory {log_dir}: permission denied (run it"
                                           " as root or as the service's user)"]
+
+
+def test_pretty_shows_the_date_when_the_lines_span_days(tmp_path):
+    rows = [line(at(0), ID, "before midnight"), line(at(8 * 3600), ID, "the next morning")]  # 16:44, then 00:44
+    build(tmp_path / "logs", [("app.log", row) for row in rows])
+    result = trace(ID, "--log-dir", str(tmp_path / "logs"), "--pretty", env={"TZ": "CST-8"})
+    assert [row.split()[:2] for row in result.stdout.splitlines()] == [["2026-01-17", "16:44:00.000"],
+                                                                     ["2026-01-18", "00:44:00.000"]]

@@ -209,20 +209,23 @@ _SHOWN = frozenset({"@timestamp", "level", "logger", "tracking_id", "message", "
 
 
 def pretty(matches: list[Match]) -> list[str]:
-    """A compact human view: time, [hostname,] file, level, logger, then the message and the other fields.
+    """A compact human view: time (and date, over several days), [hostname,] file, level, logger, then the
+    message and the other fields.
 
     Each column is as wide as its longest value among ``matches``, so long rotated file names keep it aligned.
     """
     if not matches:
         return []
     hosted = any("hostname" in match.record for match in matches)
+    days = {match.timestamp.astimezone().date() for match in matches}
+    clock = "%H:%M:%S.%f" if len(days) == 1 else "%Y-%m-%d %H:%M:%S.%f"  # the date when the story spans days
     files = [Path(match.source).name for match in matches]
     widths = [max(len(str(match.record.get(key, "-"))) for match in matches) for key in ("hostname", "level", "logger")]
     file_width = max(map(len, files))
     rows = []
     for match, file in zip(matches, files, strict=True):
         record = match.record
-        when = match.timestamp.astimezone().strftime("%H:%M:%S.%f")[:-3]  # one zone for the merged view
+        when = match.timestamp.astimezone().strftime(clock)[:-3]  # local time: one zone for the merged view
         columns = [when, *([f"{record.get('hostname', '-'):<{widths[0]}}"] if hosted else []),
                    f"{file:<{file_width}}", f"{record.get('level', '-'):<{widths[1]}}",
                    f"{record.get('logger', '-'):<{widths[2]}}", _summary(record)]
