@@ -1,4 +1,4 @@
-"""``trackline serve | check-config | trace``: the commands an operator and systemd run."""
+"""``trackline serve | check-config | trace | worker``: the commands an operator and systemd run."""
 
 from __future__ import annotations
 
@@ -19,13 +19,24 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    checked = check_server_config(conf_dir(args.conf_dir))
-    if isinstance(checked, list):
-        for problem in checked:
+    from trackline.worker.settings import check_worker_config
+
+    directory = conf_dir(args.conf_dir)
+    checked = check_server_config(directory)
+    worker_problems, worker_notes = check_worker_config(directory)  # here, not in serve: it imports the app
+    if isinstance(checked, list) or worker_problems:
+        # dict.fromkeys: a logging.yaml problem that both checks find is said once
+        for problem in dict.fromkeys([*(checked if isinstance(checked, list) else []), *worker_problems]):
             print(f"trackline: {problem}", file=sys.stderr)
         return 1
-    print(checked.describe())
+    print("\n".join([checked.describe(), *(f"  {note}" for note in worker_notes)]))
     return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from trackline.worker.runtime import run
+
+    return run(conf_dir(args.conf_dir))
 
 
 def _log_files(args: argparse.Namespace) -> list[Path]:
@@ -79,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the service under gunicorn in the foreground")
     serve.add_argument("--conf-dir", help=conf_help)
     serve.set_defaults(run=_serve)
-    check = commands.add_parser("check-config", help="validate gunicorn.yaml, logging.yaml and app.yaml")
+    check = commands.add_parser("check-config", help="validate gunicorn.yaml, logging.yaml, app.yaml (and worker.yaml)")
     check.add_argument("--conf-dir", help=conf_help)
     check.set_defaults(run=_check_config)
     trace = commands.add_parser("trace", help="print every log line of one tracking ID, in time order")
@@ -91,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--since", help="only lines from this time on: ISO 8601 or a span such as 15m, 2h, 1d")
     trace.add_argument("--pretty", action="store_true", help="a compact human view instead of JSON lines")
     trace.set_defaults(run=_trace)
+    worker = commands.add_parser("worker", help="run the Celery worker of worker.yaml in the foreground")
+    worker.add_argument("--conf-dir", help=conf_help)
+    worker.set_defaults(run=_worker)
     return parser
 
 

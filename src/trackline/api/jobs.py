@@ -31,9 +31,21 @@ def _run_job(job_id: str) -> None:
 @blueprint.post("/jobs")
 def start_job() -> JsonResponse:
     """Start a background job and answer 202 at once; its log lines carry this request's tracking ID."""
+    if current_app.config.get("JOBS_BROKER_URL"):
+        from trackline.api import celery_jobs  # Celery only where app.yaml asks for it
+
+        return celery_jobs.queue_job(JOB_SECONDS)
     job_id = uuid.uuid4().hex
     propagation.start_thread(_run_job, job_id)
     return JsonResponse(data={"job_id": job_id}, code=HTTPStatus.ACCEPTED, msg="job accepted")
+
+
+@blueprint.get("/jobs/<job_id>")
+def job_state(job_id: str) -> JsonResponse:
+    """The state of a job queued on Celery."""
+    from trackline.api import celery_jobs
+
+    return celery_jobs.job_state(job_id)
 
 
 @blueprint.get("/relay")

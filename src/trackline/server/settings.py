@@ -52,7 +52,7 @@ GENERATOR_SAMPLES = 20
 _HEADER_SAFE = re.compile(r"[!-~]+")
 
 #: Flask config keys app.yaml may set: the tracking-ID policy, the request size limit, the demo's downstream.
-APP_KEYS = frozenset(DEFAULTS) | {"MAX_CONTENT_LENGTH", "DOWNSTREAM_URL"}
+APP_KEYS = frozenset(DEFAULTS) | {"MAX_CONTENT_LENGTH", "DOWNSTREAM_URL", "JOBS_BROKER_URL", "JOBS_PUBLISH_TIMEOUT"}
 
 
 @dataclass(frozen=True)
