@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     trace = commands.add_parser("trace", help="print every log line of one tracking ID, in time order")
     trace.add_argument("tracking_id", metavar="ID")
     trace.add_argument("--log-dir", action="append",
-                       help="read app.log, access.log, error.log here, repeatable"
+                       help="read app.log, access.log, error.log, worker.log here, repeatable"
                             " (default: the files that the config directory's logging.yaml writes)")
     trace.add_argument("--conf-dir", help=conf_help)
     trace.add_argument("--since", help="only lines from this time on: ISO 8601 or a span such as 15m, 2h, 1d")

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
-LOG_NAMES = ("app.log", "access.log", "error.log")
+LOG_NAMES = ("app.log", "access.log", "error.log", "worker.log")
 _RELATIVE = re.compile(r"(\d+)\s*([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 

@@ -21,7 +21,7 @@ from celery import platforms, signals
 from trackline.celery import instrument
 from trackline.config import ConfigError, read_yaml
 from trackline.policy import DEFAULTS, TrackingPolicy
-from trackline.worker.settings import WorkerConfig, import_celery_app, load_worker_config
+from trackline.worker.settings import WORKER_FILE, WorkerConfig, import_celery_app, load_worker_config
 
 log = logging.getLogger("trackline.worker")
 
@@ -32,7 +32,7 @@ def run(conf_dir: Path) -> int:
     """Run the worker in the foreground until it is stopped; its exit code."""
     config = load_worker_config(conf_dir)
     _apply_logging(config)
-    app = import_celery_app(config.celery_app)
+    app = import_celery_app(config.celery_app, conf_dir / WORKER_FILE)
     instrument(app, _policy(conf_dir / APP_FILE))
     app.conf.update(
         broker_url=config.broker_url, result_backend=config.result_backend,

@@ -102,17 +102,17 @@ def worker_logging(path: Path, root_handlers: list[str], create_dirs: bool = Tru
     return config
 
 
-def import_celery_app(spec: str) -> Any:
-    """The Celery app named ``module:name``, or a one-line error."""
+def import_celery_app(spec: str, where: Path = Path(WORKER_FILE)) -> Any:
+    """The Celery app named ``module:name`` (by ``where``), or a one-line error."""
     from celery import Celery
 
     try:
         app = pkgutil.resolve_name(spec)
     except Exception as exc:  # an import runs arbitrary module code
-        raise ConfigError(f"{WORKER_FILE}: celery_app {spec!r} cannot be imported: {type(exc).__name__}: {exc}"
+        raise ConfigError(f"{where}: celery_app {spec!r} cannot be imported: {type(exc).__name__}: {exc}"
                           ) from None
     if not isinstance(app, Celery):
-        raise ConfigError(f"{WORKER_FILE}: celery_app {spec!r} is a {type(app).__name__}, not a Celery app")
+        raise ConfigError(f"{where}: celery_app {spec!r} is a {type(app).__name__}, not a Celery app")
     return app
 
 
@@ -144,7 +144,7 @@ def check_worker_config(conf_dir: Path) -> tuple[list[str], list[str]]:
                     " fine on a host that runs no worker"]
     try:
         config = load_worker_config(conf_dir, create_dirs=False)
-        import_celery_app(config.celery_app)
+        import_celery_app(config.celery_app, conf_dir / WORKER_FILE)
     except ConfigError as exc:
         return str(exc).split("\n"), []
     notes = [config.describe()]
