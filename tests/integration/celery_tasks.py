@@ -13,8 +13,10 @@ from trackline.worker.demo import app
 
 log = logging.getLogger("tests.celery")
 
-#: A message a killed worker held unacknowledged goes back to the queue after this many seconds.
-app.conf.broker_transport_options = {"visibility_timeout": 3}
+#: A message a killed worker held unacknowledged goes back to the queue after 3 s, looked for every second
+#: (kombu's defaults: an hour, and every 100 s).
+app.conf.broker_transport_options = {"visibility_timeout": 3, "unacked_restore_interval": 1,
+                                     "unacked_restore_throttle": 1}
 
 
 @app.task(name="tests.parent")
