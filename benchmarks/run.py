@@ -290,6 +290,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="route to load (default /api/health: trackline logs an app line and an access line)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    parser.add_argument("--celery-publish", action="store_true",
+                        help="instead: what queueing a Celery task costs a request, with and without trackline's"
+                             " instrumentation (benchmarks/celery_publish.py)")
     args = parser.parse_args(argv)
     if args.cycles < 3:
         parser.error("--cycles must be at least 3")
@@ -302,6 +305,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.celery_publish:
+        from celery_publish import run as celery_publish
+
+        print(celery_publish(publishes=500 if args.quick else 5000, cycles=args.cycles))
+        return 0
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (scripts/bench installs it with apt-get)")
     with tempfile.TemporaryDirectory(prefix="trackline-bench-") as tmp_name:
