@@ -43,6 +43,9 @@ def start_job() -> JsonResponse:
 @blueprint.get("/jobs/<job_id>")
 def job_state(job_id: str) -> JsonResponse:
     """The state of a job queued on Celery."""
+    if not current_app.config.get("JOBS_BROKER_URL"):
+        return Fail(msg="job states are kept only for jobs queued on Celery (JOBS_BROKER_URL)",
+                    code=HTTPStatus.NOT_FOUND)
     from trackline.api import celery_jobs
 
     return celery_jobs.job_state(job_id)
