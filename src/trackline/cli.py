@@ -19,17 +19,17 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from trackline.worker.settings import check_worker_config
+    from trackline.worker.settings import check_celery_config
 
     directory = conf_dir(args.conf_dir)
     checked = check_server_config(directory)
-    worker_problems, worker_notes = check_worker_config(directory)  # here, not in serve: it imports the app
-    if isinstance(checked, list) or worker_problems:
+    celery_problems, celery_notes = check_celery_config(directory)  # here, not in serve: it imports the app
+    if isinstance(checked, list) or celery_problems:
         # dict.fromkeys: a logging.yaml problem that both checks find is said once
-        for problem in dict.fromkeys([*(checked if isinstance(checked, list) else []), *worker_problems]):
+        for problem in dict.fromkeys([*(checked if isinstance(checked, list) else []), *celery_problems]):
             print(f"trackline: {problem}", file=sys.stderr)
         return 1
-    print("\n".join([checked.describe(), *(f"  {note}" for note in worker_notes)]))
+    print("\n".join([checked.describe(), *(f"  {note}" for note in celery_notes)]))
     return 0
 
 

@@ -382,7 +382,7 @@ def test_check_config_checks_worker_yaml(tmp_path: Path) -> None:
                         env=env, timeout=60, cwd=REPO)
     assert (ok.returncode, ok.stderr) == (0, "")
     assert "worker:       trackline.worker.demo:app on redis://127.0.0.1:" in ok.stdout
-    assert "is not reachable now (Connection refused); the worker waits for it" in ok.stdout
+    assert "is not reachable now (Connection refused); the worker waits for it, POST /api/jobs answers 503" in ok.stdout
     edit_yaml(conf / "worker.yaml", lambda w: w.update(celery_app="no.such.module:app", concurrency=0))
     bad = subprocess.run([str(TRACKLINE), "check-config", "--conf-dir", str(conf)], capture_output=True, text=True,
                          env=env, timeout=60)

@@ -49,20 +49,25 @@ def test_an_invalid_traceparent_is_ignored_with_a_warning() -> None:
     assert notes == [(logging.WARNING, "ignored invalid traceparent from the task message", {"rejected_length": 5})]
 
 
-def test_the_core_imports_and_runs_jobs_in_process_without_celery() -> None:
+def test_the_core_imports_and_runs_jobs_in_process_without_celery(tmp_path) -> None:
     script = """
 import sys
 sys.modules["celery"] = None  # import celery now raises ImportError, as without the extra
 from trackline.app import create_app
-from trackline.worker.settings import check_worker_config
+from trackline.worker.settings import check_celery_config
 import pathlib
 client = create_app().test_client()
 response = client.post("/api/jobs")
 assert response.status_code == 202, response.data
 assert client.get("/api/jobs/x").status_code == 404
-problems, notes = check_worker_config(pathlib.Path("conf"))
+problems, notes = check_celery_config(pathlib.Path("conf"))
 assert problems == [] and "Celery is not installed" in notes[0], notes
+conf = pathlib.Path(sys.argv[1])
+(conf / "app.yaml").write_text("JOBS_BROKER_URL: redis://127.0.0.1:6379/0\\n")
+problems, notes = check_celery_config(conf)
+assert problems == [f"{conf}/app.yaml: JOBS_BROKER_URL needs Celery: pip install 'trackline[celery]'"
+                    " (scripts/install --role worker installs it)"], problems
 print("ok")
 """
-    done = run_python(script)
+    done = run_python(script, str(tmp_path))
     assert done.stdout.strip() == "ok", done.stderr

@@ -21,11 +21,9 @@ from celery import platforms, signals
 from trackline.celery import instrument
 from trackline.config import ConfigError, read_yaml
 from trackline.policy import DEFAULTS, TrackingPolicy
-from trackline.worker.settings import WORKER_FILE, WorkerConfig, import_celery_app, load_worker_config
+from trackline.worker.settings import APP_FILE, WORKER_FILE, WorkerConfig, import_celery_app, load_worker_config
 
 log = logging.getLogger("trackline.worker")
-
-APP_FILE = "app.yaml"
 
 
 def run(conf_dir: Path) -> int:

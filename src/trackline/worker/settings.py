@@ -14,6 +14,7 @@ from trackline.logs.setup import check_logging_config
 
 WORKER_FILE = "worker.yaml"
 LOGGING_FILE = "logging.yaml"
+APP_FILE = "app.yaml"
 
 POOLS = ("prefork", "threads", "solo")
 
@@ -129,30 +130,49 @@ def broker_problem(url: str, timeout: float = BROKER_PROBE_TIMEOUT) -> str | Non
         return exc.strerror or str(exc)
 
 
-def check_worker_config(conf_dir: Path) -> tuple[list[str], list[str]]:
-    """``(problems, notes)`` for ``worker.yaml`` in ``conf_dir``; both empty when there is none.
+def check_celery_config(conf_dir: Path) -> tuple[list[str], list[str]]:
+    """``(problems, notes)`` for the Celery side of ``conf_dir``: ``worker.yaml`` and app.yaml's
+    ``JOBS_BROKER_URL``; both empty when it has neither.
 
-    Problems: bad values, an app that cannot be imported, a logging.yaml without the worker's handlers.
-    Notes (not errors): what the worker would run, a broker that is not reachable yet, Celery not installed.
+    Problems: bad values, an app that cannot be imported, a logging.yaml without the worker's handlers,
+    ``JOBS_BROKER_URL`` without Celery installed. Notes (not errors): what the worker would run, a broker that
+    is not reachable yet, a worker.yaml not checked for want of Celery.
     """
-    if not (conf_dir / WORKER_FILE).exists():
-        return [], []
+    jobs_broker = _jobs_broker(conf_dir / APP_FILE)
+    has_worker = (conf_dir / WORKER_FILE).exists()
     try:
         import celery  # noqa: F401
     except ImportError:
-        return [], [f"{WORKER_FILE}: not checked: Celery is not installed (pip install 'trackline[celery]');"
-                    " fine on a host that runs no worker"]
-    try:
-        config = load_worker_config(conf_dir, create_dirs=False)
-        import_celery_app(config.celery_app, conf_dir / WORKER_FILE)
-    except ConfigError as exc:
-        return str(exc).split("\n"), []
-    notes = [config.describe()]
-    problem = broker_problem(config.broker_url)
-    if problem is not None:
-        notes.append(f"warning: {WORKER_FILE}: broker {_without_password(config.broker_url)} is not reachable"
-                     f" now ({problem}); the worker waits for it")
+        problems = [f"{conf_dir / APP_FILE}: JOBS_BROKER_URL needs Celery: pip install 'trackline[celery]'"
+                    " (scripts/install --role worker installs it)"] if jobs_broker else []
+        notes = [f"{WORKER_FILE}: not checked: Celery is not installed (pip install 'trackline[celery]');"
+                 " fine on a host that runs no worker"] if has_worker else []
+        return problems, notes
+    notes = []
+    brokers = {jobs_broker: APP_FILE} if jobs_broker else {}
+    if has_worker:
+        try:
+            config = load_worker_config(conf_dir, create_dirs=False)
+            import_celery_app(config.celery_app, conf_dir / WORKER_FILE)
+        except ConfigError as exc:
+            return str(exc).split("\n"), []
+        notes.append(config.describe())
+        brokers.setdefault(config.broker_url, WORKER_FILE)
+    for url, where in brokers.items():
+        problem = broker_problem(url)
+        if problem is not None:
+            notes.append(f"warning: {where}: broker {_without_password(url)} is not reachable now ({problem});"
+                         " the worker waits for it, POST /api/jobs answers 503 until then")
     return [], notes
+
+
+def _jobs_broker(path: Path) -> str | None:
+    """app.yaml's ``JOBS_BROKER_URL`` (app.yaml itself is checked with the server's config)."""
+    try:
+        url = read_yaml(path).get("JOBS_BROKER_URL") if path.exists() else None
+    except ConfigError:
+        return None  # reported by the server's check
+    return str(url) if url else None
 
 
 def _without_password(url: str) -> str:
