@@ -51,6 +51,8 @@ def _on_publish(headers: dict[str, Any], **_: Any) -> None:
 def _on_prerun(task: Task, **_: Any) -> None:
     """``task_prerun`` (in the process that runs the task): make the message's ID, trace and task current."""
     request = task.request
+    if request.is_eager:  # apply() or task_always_eager: it runs in the caller's context, which keeps its ID
+        return
     tracking_id, trace, notes = start_task(request, _policies.get(task.app, _default_policy))
     set_task({"task_id": request.id, "task_name": task.name, "parent_task_id": request.parent_id})
     set_trace(trace)
@@ -86,8 +88,10 @@ def start_task(headers: Any, policy: TrackingPolicy) -> tuple[str, TraceContext,
     return tracking_id, trace or _new_trace(), notes
 
 
-def _on_postrun(**_: Any) -> None:
+def _on_postrun(task: Task, **_: Any) -> None:
     """``task_postrun``: lines logged between tasks say ``null`` again."""
+    if task.request.is_eager:
+        return
     set_task(None)
     leave_request()
 

@@ -49,6 +49,25 @@ def test_an_invalid_traceparent_is_ignored_with_a_warning() -> None:
     assert notes == [(logging.WARNING, "ignored invalid traceparent from the task message", {"rejected_length": 5})]
 
 
+def test_an_eager_task_runs_in_the_callers_context_and_leaves_it_as_it_was() -> None:
+    from celery import Celery
+
+    from trackline.context import get_tracking_id, set_tracking_id
+
+    app = celery_module.instrument(Celery("eager", set_as_current=False))
+    app.conf.task_always_eager = True
+
+    @app.task
+    def seen() -> str | None:
+        return get_tracking_id()
+
+    set_tracking_id("req-eager")
+    try:
+        assert (seen.delay().get(), seen.apply().get(), get_tracking_id()) == ("req-eager", "req-eager", "req-eager")
+    finally:
+        set_tracking_id(None)
+
+
 def test_the_core_imports_and_runs_jobs_in_process_without_celery(tmp_path) -> None:
     script = """
 import sys
