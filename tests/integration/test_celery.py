@@ -395,3 +395,21 @@ def test_check_config_checks_worker_yaml(tmp_path: Path) -> None:
     assert bad.stderr.splitlines() == [
         f"trackline: {conf / 'worker.yaml'}: celery_app 'no.such.module:app' cannot be imported:"
         " ModuleNotFoundError: No module named 'no'"]
+
+
+def test_logrotate_renames_worker_log_and_every_task_line_survives(worker: Worker, tmp_path: Path) -> None:
+    if shutil.which("logrotate") is None:
+        pytest.skip("logrotate is not installed (scripts/test installs it)")
+    rules = (REPO / "logrotate/trackline").read_text().replace("/var/log/trackline/", f"{worker.log_dir}/")
+    (tmp_path / "rules").write_text(rules.replace("su trackline trackline", "su root root"))
+    before = [celery_tasks.add.delay(n, 0) for n in range(10)]
+    assert [r.get(timeout=30) for r in before] == list(range(10))
+    subprocess.run(["logrotate", "-s", str(tmp_path / "state"), "-f", str(tmp_path / "rules")], check=True,
+                   timeout=60)
+    after = [celery_tasks.add.delay(n, 100) for n in range(10)]  # the children reopen worker.log by its path
+    assert [r.get(timeout=30) for r in after] == list(range(100, 110))
+    rotated = [record for path in sorted(worker.log_dir.glob("worker.log-*")) for record in read_json_lines(path)]
+    current = worker.logs()
+    for results, lines in ((before, rotated), (after, current)):
+        tasks = {r["task_id"] for r in lines if r["message"] == "adding"}
+        assert tasks == {r.id for r in results}
