@@ -350,8 +350,8 @@ def test_term_lets_the_running_task_finish(worker: Worker, tmp_path: Path) -> No
     result = in_request("term-1", new_trace_id(), lambda: celery_tasks.wait_for.delay(str(release)))
     wait_until(lambda: [r for r in worker.task_lines(result.id) if r["message"] == "waiting"], "the task to run")
     worker.signal(signal.SIGTERM)
-    time.sleep(0.5)  # not a synchronization: a worker that did not wait for the task would be gone by now
-    assert worker.process.poll() is None
+    wait_until(lambda: "Warm shutdown" in (worker.root / "worker.out").read_text(), "the warm shutdown to begin")
+    assert worker.process.poll() is None  # still there: waiting for the task
     release.touch()
     assert worker.process.wait(30) == 0
     released, succeeded = [r["message"] for r in worker.task_lines(result.id)][-2:]
