@@ -150,6 +150,9 @@ class Server:
 
     root: Path
     env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)  # more `trackline serve` arguments, e.g. ["--app", SPEC]
+    probe: str = "/api/names"  # a path the served app answers with 200 (readiness)
+    warm_up: str = "/api/users"  # a slow path that the warm-up's concurrent requests spread over the workers
     process: subprocess.Popen[bytes] | None = None
     port: int = 0
 
@@ -176,7 +179,7 @@ class Server:
                "TRACKLINE_BIND": "127.0.0.1:0", **self.env}
         with self.output.open("ab") as output:  # a file, not a pipe: a full pipe would stall the workers
             self.process = subprocess.Popen(
-                [str(TRACKLINE), "serve", "--conf-dir", str(self.conf_dir)],
+                [str(TRACKLINE), "serve", "--conf-dir", str(self.conf_dir), *self.args],
                 env=env, stdout=output, stderr=subprocess.STDOUT, cwd=self.root,
             )
         return self
@@ -201,7 +204,7 @@ class Server:
 
     def _answers(self) -> bool:
         try:
-            return self.get("/api/names").status == 200
+            return self.get(self.probe).status == 200
         except OSError:
             return False
 
@@ -232,7 +235,7 @@ class Server:
         def all_served() -> bool:
             ids = {f"warm-up-{uuid.uuid4()}" for _ in range(8)}
             with ThreadPoolExecutor(max_workers=8) as pool:
-                list(pool.map(lambda i: self.get("/api/users", {"X-Tracking-ID": i}), ids))
+                list(pool.map(lambda i: self.get(self.warm_up, {"X-Tracking-ID": i}), ids))
             # Wait for this round's own lines, so that none of them reaches the files later, into a test's view.
             wait_until(lambda: ids <= {r["tracking_id"] for r in self.logs("access.log")}, "warm-up access lines")
             return pids <= {r["pid"] for r in self.logs("access.log")}
@@ -273,11 +276,11 @@ class Server:
 
 @pytest.fixture
 def make_server(tmp_path: Path) -> Iterator[Any]:
-    """Factory: ``make_server(env={...}, name="a")`` copies ./conf and returns an unstarted Server."""
+    """Factory: ``make_server(env={...}, name="a", args=[...])`` copies ./conf and returns an unstarted Server."""
     servers: list[Server] = []
 
-    def make(env: dict[str, str] | None = None, name: str = "server") -> Server:
-        server = Server(tmp_path / name, env=env or {})
+    def make(env: dict[str, str] | None = None, name: str = "server", **options: Any) -> Server:
+        server = Server(tmp_path / name, env=env or {}, **options)
         shutil.copytree(CONF, server.conf_dir)
         servers.append(server)
         return server

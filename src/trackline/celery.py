@@ -11,7 +11,6 @@ task published outside any request gets a new one (INFO, its first line).
 from __future__ import annotations
 
 import logging
-import secrets
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -19,8 +18,8 @@ from celery import Celery, Task, signals
 
 from trackline.context import leave_request, set_task, set_tracking_id
 from trackline.policy import DEFAULTS, TrackingPolicy, environ_key, safe_excerpt
-from trackline.propagation import outgoing_headers
-from trackline.tracecontext import TraceContext, new_span_id, parse_traceparent, set_trace
+from trackline.propagation import outgoing_headers, use_policy
+from trackline.tracecontext import TraceContext, parse_traceparent, set_trace
 
 log = logging.getLogger("trackline.celery")
 
@@ -53,7 +52,9 @@ def _on_prerun(task: Task, **_: Any) -> None:
     request = task.request
     if request.is_eager:  # apply() or task_always_eager: it runs in the caller's context, which keeps its ID
         return
-    tracking_id, trace, notes = start_task(request, _policies.get(task.app, _default_policy))
+    policy = _policies.get(task.app, _default_policy)
+    tracking_id, trace, notes = start_task(request, policy)
+    use_policy(policy)  # HTTP calls the task makes send the policy's header, to its TRACKING_ID_PROPAGATE_TO hosts
     set_task({"task_id": request.id, "task_name": task.name, "parent_task_id": request.parent_id})
     set_trace(trace)
     set_tracking_id(tracking_id)
@@ -69,7 +70,8 @@ def start_task(headers: Any, policy: TrackingPolicy) -> tuple[str, TraceContext,
     log about them once they are current: ``(level, message, extra)`` for a replaced or missing ID.
 
     Order, as for a request: the valid ``tracking_id`` header, a valid ``traceparent``'s trace-id (if the policy
-    takes it), a new ID. The span is a child of the message's ``traceparent``, or the root of a new trace.
+    takes it), a new ID. The span is a child of the message's ``traceparent``, or the root of a new trace
+    (``policy.start_trace``, as for a request).
     """
     incoming_trace = _text(headers.get("traceparent"))
     trace = parse_traceparent(incoming_trace, _text(headers.get("tracestate")))
@@ -85,7 +87,7 @@ def start_task(headers: Any, policy: TrackingPolicy) -> tuple[str, TraceContext,
     if incoming_trace is not None and trace is None:
         notes.append((logging.WARNING, "ignored invalid traceparent from the task message",
                       {"rejected_length": len(incoming_trace)}))
-    return tracking_id, trace or _new_trace(), notes
+    return tracking_id, trace or policy.start_trace(tracking_id), notes
 
 
 def _on_postrun(task: Task, **_: Any) -> None:
@@ -94,15 +96,6 @@ def _on_postrun(task: Task, **_: Any) -> None:
         return
     set_task(None)
     leave_request()
-
-
-#: The parent span-id of a task that starts a new trace (W3C's "no span", all zeros).
-_NO_PARENT = "0" * 16
-
-
-def _new_trace() -> TraceContext:
-    """The root span of a new trace, for a task whose message came without a valid ``traceparent``."""
-    return TraceContext(trace_id=secrets.token_hex(16), span_id=new_span_id(), parent_id=_NO_PARENT, flags="01")
 
 
 def _text(value: Any) -> str | None:

@@ -14,7 +14,7 @@ from trackline.server.settings import LOGGING_FILE, check_server_config
 def _serve(args: argparse.Namespace) -> int:
     from trackline.server.application import serve
 
-    serve(conf_dir(args.conf_dir))
+    serve(conf_dir(args.conf_dir), args.app)
     return 0
 
 
@@ -22,7 +22,7 @@ def _check_config(args: argparse.Namespace) -> int:
     from trackline.worker.settings import check_celery_config
 
     directory = conf_dir(args.conf_dir)
-    checked = check_server_config(directory)
+    checked = check_server_config(directory, app_spec=args.app)
     celery_problems, celery_notes = check_celery_config(directory)  # here, not in serve: it imports the app
     if isinstance(checked, list) or celery_problems:
         # dict.fromkeys: a logging.yaml problem that both checks find is said once
@@ -87,11 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trackline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     conf_help = "config directory (default: $TRACKLINE_CONF_DIR, $CONFIGURATION_DIRECTORY, then ./conf)"
+    app_help = ("the WSGI app to serve, in gunicorn's syntax: module:name or module:factory(args)"
+                " (default: gunicorn.yaml's wsgi_app, else the demo API)")
     serve = commands.add_parser("serve", help="run the service under gunicorn in the foreground")
     serve.add_argument("--conf-dir", help=conf_help)
+    serve.add_argument("--app", metavar="SPEC", help=app_help)
     serve.set_defaults(run=_serve)
-    check = commands.add_parser("check-config", help="validate gunicorn.yaml, logging.yaml, app.yaml (and worker.yaml)")
+    check = commands.add_parser("check-config", help="validate gunicorn.yaml, logging.yaml and app.yaml (and"
+                                                     " worker.yaml), and load the app as a worker would")
     check.add_argument("--conf-dir", help=conf_help)
+    check.add_argument("--app", metavar="SPEC", help=app_help)
     check.set_defaults(run=_check_config)
     trace = commands.add_parser("trace", help="print every log line of one tracking ID, in time order")
     trace.add_argument("tracking_id", metavar="ID")

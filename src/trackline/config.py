@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,30 @@ CONF_DIR_ENV = "TRACKLINE_CONF_DIR"
 
 class ConfigError(Exception):
     """A configuration problem, worded as one line an operator can act on."""
+
+
+@dataclass(frozen=True)
+class FromFile:
+    """A ``!file PATH`` value: the content of the file at ``PATH`` (after ``${VAR}`` expansion), one trailing
+    newline removed. For secrets: ``SECRET_KEY: !file ${CREDENTIALS_DIRECTORY}/secret_key``."""
+
+    path: str
+
+    def read(self, env: Mapping[str, str], where: str) -> str:
+        path = expand_env(self.path, env, where)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(f"{where}: cannot read !file {path}: {reason}") from None
+        return text[:-1] if text.endswith("\n") else text
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.safe_load`` plus the ``!file`` tag."""
+
+
+_Loader.add_constructor("!file", lambda loader, node: FromFile(loader.construct_scalar(node)))
 
 
 def conf_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -68,6 +93,8 @@ def expand_env(value: str, env: Mapping[str, str], where: str) -> str:
 
 
 def _expand_tree(node: Any, env: Mapping[str, str], where: str) -> Any:
+    if isinstance(node, FromFile):
+        return node.read(env, where)
     if isinstance(node, str):
         return expand_env(node, env, where) if "${" in node else node
     if isinstance(node, dict):
@@ -78,13 +105,13 @@ def _expand_tree(node: Any, env: Mapping[str, str], where: str) -> Any:
 
 
 def read_yaml(path: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Parse a YAML mapping from ``path`` with environment expansion in every string."""
+    """Parse a YAML mapping from ``path`` with environment expansion in every string and ``!file`` values read."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import pkgutil
 import re
@@ -10,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trackline.tracecontext import TraceContext
+from trackline.tracecontext import TraceContext, new_trace, trace_id_of
 
 #: How much of a rejected header value is kept in the log.
 REJECTED_KEEP = 64
@@ -25,7 +26,13 @@ DEFAULTS: dict[str, Any] = {
     "TRACKING_ID_CHARACTERS": r"A-Za-z0-9._:@/+=-",
     "TRACKING_ID_GENERATOR": "uuid.uuid4",
     "TRACKING_ID_FROM_TRACEPARENT": True,
+    "TRACKING_ID_EXPOSE_HEADER": True,
+    "TRACKING_ID_PROPAGATE_TO": ("*",),
+    "TRACE_SAMPLED": True,
 }
+
+#: Alias headers whose ID is one field of their value: AWS load balancers' ``Root=1-67891233-abcdef...;...``.
+_ID_FIELDS = {"x-amzn-trace-id": re.compile(r"(?:^|;)\s*Root=([^;]*)")}
 
 
 def environ_key(header: str) -> str:
@@ -59,6 +66,9 @@ class TrackingPolicy:
     pattern: re.Pattern[str]
     generate: Callable[[], str]
     from_traceparent: bool
+    expose_header: bool
+    propagate_to: re.Pattern[str] | None
+    sampled: bool
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> TrackingPolicy:
@@ -70,30 +80,71 @@ class TrackingPolicy:
             raise ValueError(f"must be a header name, not {header!r}{_underscore_hint(header)}")
         if isinstance(aliases, str) or not all(_is_header_name(alias) for alias in aliases):
             raise ValueError(f"must be a list of header names, not {aliases!r}{_underscore_hint(aliases)}")
+        hosts = config["TRACKING_ID_PROPAGATE_TO"]
+        if isinstance(hosts, str) or not all(isinstance(host, str) and host for host in hosts):
+            raise ValueError(f"must be a list of host patterns such as '*.internal.example.com', not {hosts!r}")
         return cls(
             header=header,
             aliases=tuple(aliases),
             pattern=re.compile(f"[{config['TRACKING_ID_CHARACTERS']}]{{1,{max_length}}}"),
             generate=_generator(config["TRACKING_ID_GENERATOR"]),
-            from_traceparent=bool(config["TRACKING_ID_FROM_TRACEPARENT"]),
+            from_traceparent=_flag(config["TRACKING_ID_FROM_TRACEPARENT"]),
+            expose_header=_flag(config["TRACKING_ID_EXPOSE_HEADER"]),
+            propagate_to=_host_pattern(hosts),
+            sampled=_flag(config["TRACE_SAMPLED"]),
         )
 
     def resolve(self, environ: dict[str, Any], trace: TraceContext | None) -> tuple[str, tuple[str, str] | None]:
         """The effective ID, and ``(header, value)`` of a rejected incoming value if one was replaced.
 
         Order: the header, its aliases, the trace-id of a valid ``traceparent`` (if enabled), a new ID.
+        An ``X-Amzn-Trace-Id`` header gives the value of its ``Root=`` field.
         """
         rejected = None
         for header in (self.header, *self.aliases):
             value = environ.get(environ_key(header))
             if value is None:
                 continue
-            if self.pattern.fullmatch(value):
-                return value, rejected
+            candidate = _id_in(header, value)
+            if candidate is not None and self.pattern.fullmatch(candidate):
+                return candidate, rejected
             rejected = rejected or (header, value)
         if trace is not None and self.from_traceparent:
             return trace.trace_id, rejected
         return self.generate(), rejected
+
+    def start_trace(self, tracking_id: str) -> TraceContext:
+        """The trace a request without a valid ``traceparent`` starts: a UUID4 tracking ID's 32 hex digits are
+        its trace-id (so one value finds both), else a random one; sampled per ``TRACE_SAMPLED``."""
+        return new_trace(trace_id_of(tracking_id), sampled=self.sampled)
+
+    def propagates_to(self, host: str | None) -> bool:
+        """Whether a call to ``host`` gets the tracking header and the trace (``TRACKING_ID_PROPAGATE_TO``)."""
+        if self.propagate_to is None:
+            return True
+        return host is not None and self.propagate_to.fullmatch(host.lower()) is not None
+
+
+def _id_in(header: str, value: str) -> str | None:
+    """The ID a header's value carries: all of it, or for ``X-Amzn-Trace-Id`` its ``Root=`` field (if any)."""
+    field = _ID_FIELDS.get(header.lower())
+    if field is None:
+        return value
+    found = field.search(value)
+    return found.group(1) if found else None
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, not {value!r}")
+    return value
+
+
+def _host_pattern(hosts: Sequence[str]) -> re.Pattern[str] | None:
+    """One regex for shell-style host patterns (``*.example.com``, ``10.0.*``); ``None`` when ``*`` allows all."""
+    if "*" in hosts:
+        return None
+    return re.compile("|".join(fnmatch.translate(host.lower()) for host in hosts))
 
 
 def _is_header_name(name: Any) -> bool:

@@ -413,3 +413,16 @@ def test_logrotate_renames_worker_log_and_every_task_line_survives(worker: Worke
     for results, lines in ((before, rotated), (after, current)):
         tasks = {r["task_id"] for r in lines if r["message"] == "adding"}
         assert tasks == {r.id for r in results}
+
+
+def test_check_config_refuses_a_bad_publish_timeout(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    (conf / "worker.yaml").unlink()
+    edit_yaml(conf / "app.yaml", lambda app: app.update(JOBS_BROKER_URL="redis://127.0.0.1:1/0",
+                                                          JOBS_PUBLISH_TIMEOUT="soon"))
+    env = {**os.environ, "TRACKLINE_LOG_DIR": str(tmp_path / "logs"), "TRACKLINE_RUN_DIR": str(tmp_path / "run")}
+    done = subprocess.run([str(TRACKLINE), "check-config", "--conf-dir", str(conf)], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.returncode == 1 and done.stderr.splitlines() == [
+        f"trackline: {conf / 'app.yaml'}: JOBS_PUBLISH_TIMEOUT: must be a number of seconds above 0, not 'soon'"]

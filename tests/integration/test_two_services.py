@@ -1,4 +1,5 @@
-"""Two real trackline services on loopback: A's /api/relay calls B, and one tracking ID (and trace) spans both."""
+"""Two real trackline services on loopback: A's /api/relay calls B, and one tracking ID (and trace) spans both:
+B's request is a child of the span A logged for the call that caused it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import re
 import socket
 import subprocess
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -49,9 +51,9 @@ def trace(tracking_id: str, *servers: Server, pretty: bool = False) -> subproces
                           capture_output=True, text=True, timeout=30)
 
 
-def relay(a: Server, headers: dict[str, str]) -> str:
-    """GET A/api/relay (200, with B's health answer inside); the tracking ID A answered with."""
-    response = a.get("/api/relay", headers=headers)
+def relay(a: Server, headers: dict[str, str], calls: int = 1) -> str:
+    """GET A/api/relay?calls=N (200, with B's health answer inside); the tracking ID A answered with."""
+    response = a.get(f"/api/relay?calls={calls}", headers=headers)
     assert response.status == 200, response.body
     assert response.json()["data"] == {"downstream_status": 200, "downstream": HEALTH}
     return response.headers["X-Tracking-ID"]
@@ -63,7 +65,8 @@ def test_one_tracking_id_spans_both_services_and_trace_merges_them(pair):
     assert relay(a, {"X-Tracking-ID": tracking_id}) == tracking_id
     assert a.stop() == 0 and b.stop() == 0
 
-    [answered] = lines_of(a, "app.log", tracking_id)
+    [call, answered] = lines_of(a, "app.log", tracking_id)
+    assert (call["logger"], call["message"]) == ("trackline.propagation", f"GET {b.url}/api/health")
     assert answered["message"] == "downstream answered" and answered["downstream_status"] == 200
     assert answered["downstream_url"] == f"{b.url}/api/health"
     [health] = lines_of(b, "app.log", tracking_id)
@@ -77,16 +80,38 @@ def test_one_tracking_id_spans_both_services_and_trace_merges_them(pair):
     result = trace(tracking_id, a, b)
     assert result.returncode == 0 and result.stderr == ""
     printed = [json.loads(row) for row in result.stdout.splitlines()]
-    assert sorted(map(json.dumps, printed)) == sorted(map(json.dumps, [answered, health, a_access, b_access]))
+    assert sorted(map(json.dumps, printed)) == sorted(map(json.dumps, [call, answered, health, a_access, b_access]))
     moments = [datetime.fromisoformat(r["@timestamp"]) for r in printed]
     assert moments == sorted(moments)
 
     human = trace(tracking_id, a, b, pretty=True)
     assert human.returncode == 0
     rows = human.stdout.splitlines()
-    assert len(rows) == 4 and not any(row.startswith("{") for row in rows)
+    assert len(rows) == 5 and not any(row.startswith("{") for row in rows)
     for text in ("GET /api/relay -> 200", "GET /api/health -> 200", "Health check", "downstream answered"):
         assert sum(text in row for row in rows) == 1, (text, rows)
+
+
+def spans(a: Server, b: Server, tracking_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """A's "downstream answered" line (in A's request span), A's call lines, and B's "Health check" lines."""
+    a_lines = lines_of(a, "app.log", tracking_id)
+    answered = [r for r in a_lines if r["message"] == "downstream answered"][0]
+    calls = [r for r in a_lines if r["logger"] == "trackline.propagation"]
+    health = [r for r in lines_of(b, "app.log", tracking_id) if r["message"] == "Health check"]
+    return answered, calls, health
+
+
+def assert_each_call_is_the_parent_of_bs_request(answered: dict[str, Any], calls: list[dict[str, Any]],
+                                                 health: list[dict[str, Any]], trace_id: str) -> None:
+    """Every line shares ``trace_id``; each call A logged is a child of A's request span and the parent of one
+    of B's requests, in order; no two spans are the same."""
+    assert len(calls) == len(health) >= 1
+    for call, downstream in zip(calls, health, strict=True):
+        assert call["trace_id"] == downstream["trace_id"] == answered["trace_id"] == trace_id
+        assert call["parent_span_id"] == answered["span_id"]
+        assert downstream["parent_span_id"] == call["span_id"]
+    every_span = [answered["span_id"], *(r["span_id"] for r in calls + health)]
+    assert all(SPAN.fullmatch(span) for span in every_span) and len(set(every_span)) == len(every_span)
 
 
 def test_traceparent_makes_the_tracking_id_and_a_child_span_downstream(pair):
@@ -95,16 +120,35 @@ def test_traceparent_makes_the_tracking_id_and_a_child_span_downstream(pair):
     assert tracking_id == TRACE_ID
     assert a.stop() == 0 and b.stop() == 0
 
-    [answered] = lines_of(a, "app.log", TRACE_ID)
-    [health] = lines_of(b, "app.log", TRACE_ID)  # B got A's X-Tracking-ID, so B's ID is the trace-id too
-    assert answered["trace_id"] == health["trace_id"] == TRACE_ID
-    assert SPAN.fullmatch(answered["span_id"]) and SPAN.fullmatch(health["span_id"])
-    assert len({PARENT_ID, answered["span_id"], health["span_id"]}) == 3
+    answered, calls, health = spans(a, b, TRACE_ID)  # B got A's X-Tracking-ID, so B's ID is the trace-id too
     assert answered["parent_span_id"] == PARENT_ID  # A's caller
-    assert health["parent_span_id"] == answered["span_id"]  # B was called from A's span
-    for server, app_line in ((a, answered), (b, health)):  # each access line is in its service's span
+    assert_each_call_is_the_parent_of_bs_request(answered, calls, health, TRACE_ID)
+    assert PARENT_ID not in {r["span_id"] for r in calls + health}
+    for server, app_line in ((a, answered), (b, health[0])):  # each access line is in its service's span
         [access] = lines_of(server, "access.log", TRACE_ID)
         assert (access["trace_id"], access["span_id"]) == (TRACE_ID, app_line["span_id"])
+
+
+def test_without_traceparent_a_starts_the_trace_and_each_call_is_its_own_child_span(pair):
+    a, b = pair
+    tracking_id = relay(a, {}, calls=2)
+    trace_id = uuid.UUID(tracking_id).hex  # A generated the ID: its hex digits are the new trace-id
+    assert a.stop() == 0 and b.stop() == 0
+
+    answered, calls, health = spans(a, b, tracking_id)
+    assert "parent_span_id" not in answered  # A's request is the root of the trace
+    assert_each_call_is_the_parent_of_bs_request(answered, calls, health, trace_id)
+    assert len({downstream["parent_span_id"] for downstream in health}) == 2
+    for server in (a, b):
+        assert {r["trace_id"] for r in lines_of(server, "access.log", tracking_id)} == {trace_id}
+
+
+def test_relay_refuses_a_bad_calls_count(pair):
+    a, _ = pair
+    for bad in ("0", "11", "two"):
+        response = a.get(f"/api/relay?calls={bad}")
+        assert response.status == 400
+        assert response.json()["msg"] == "calls: must be a whole number from 1 to 10"
 
 
 def test_relay_without_downstream_is_503(make_server):
@@ -130,7 +174,8 @@ def test_relay_to_dead_downstream_is_502_and_logs_an_error(make_server, closed_p
     assert response.json() == {"code": 502, "msg": "downstream call failed", "data": None}
     assert server.stop() == 0
 
-    [error] = lines_of(server, "app.log", "dead-downstream")
+    [call, error] = lines_of(server, "app.log", "dead-downstream")
+    assert call["message"] == f"GET {dead}/api/health"  # logged as it was sent: the span of a call that failed
     assert error["level"] == "ERROR" and error["message"] == f"downstream call failed: {dead}/api/health"
     assert "refused" in error["error"].lower()
     [access] = lines_of(server, "access.log", "dead-downstream")

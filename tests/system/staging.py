@@ -77,8 +77,9 @@ def snapshot(root: Path) -> dict[str, tuple[object, ...]]:
     return tree
 
 
-def build_wheelhouse(dest: Path, scratch: Path, extras: str = "") -> Path:
-    """Wheels of trackline (with ``extras``, e.g. ``[celery]``) and its dependencies for Debian's python3, for
+def build_wheelhouse(dest: Path, scratch: Path, extras: str = "[requests]") -> Path:
+    """Wheels of trackline (with ``extras``: the service venv's ``[requests]``, ``[requests,celery]`` for a worker)
+    and its dependencies for Debian's python3, for
     ``scripts/install --wheelhouse``.
 
     Built from a copy of the package source, with a throwaway venv of /usr/bin/python3, so that the wheels

@@ -90,3 +90,30 @@ def test_a_trackline_command_that_is_not_ours_is_left_alone(staged: Path, tmp_pa
     run_script(UNINSTALL, "--root", str(root))
     assert foreign.read_text() == "#!/bin/sh\necho another trackline\n"
 
+
+
+def test_install_with_a_team_app_serves_it_idempotently_and_picks_up_a_new_version(tmp_path: Path) -> None:
+    require_venv_support()
+    package = copy_tree(REPO / "examples/acme-orders", tmp_path / "acme-orders")
+    root = tmp_path / "root"
+    args = ["--root", str(root), "--app", "acme_orders:create_app()", "--with", str(package)]
+    run_script(INSTALL, *args)
+    assert (root / "etc/trackline/gunicorn.yaml").read_text().endswith("wsgi_app: 'acme_orders:create_app()'\n")
+    assert not (package / "build").exists() and not list(package.glob("*.egg-info"))  # the team's tree as it was
+    before = snapshot(root)
+    again = run_script(INSTALL, *args)
+    assert snapshot(root) == before and "installed" not in again.stdout
+
+    venv = root / "opt/trackline/venv"
+    env = {**os.environ, "TRACKLINE_LOG_DIR": str(tmp_path / "logs"), "TRACKLINE_RUN_DIR": str(tmp_path / "run")}
+    check = subprocess.run([venv / "bin/python", "-m", "trackline.cli", "check-config", "--conf-dir",
+                            root / "etc/trackline"], env=env, capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stderr
+    assert "app:          acme_orders:create_app()" in check.stdout  # imported by the staged venv's python
+
+    pricing = package / "acme_orders/pricing.py"
+    pricing.write_text(pricing.read_text().replace("9.99", "19.99"))
+    upgraded = run_script(INSTALL, *args)
+    assert "installed trackline and" in upgraded.stdout
+    installed = venv / "lib" / next((venv / "lib").iterdir()).name / "site-packages/acme_orders/pricing.py"
+    assert "19.99" in installed.read_text()

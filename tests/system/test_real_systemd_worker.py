@@ -30,7 +30,7 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
     carry = tmp_path / "carry"
     shutil.copytree(REPO, carry / "repo", ignore=shutil.ignore_patterns(
         ".git", ".venv", "build", "logs", "run", "__pycache__", ".pytest_cache", "*.egg-info"))
-    build_wheelhouse(carry / "wheelhouse", tmp_path / "wheel-build", extras="[celery]")
+    build_wheelhouse(carry / "wheelhouse", tmp_path / "wheel-build", extras="[requests,celery]")
     try:
         box = Sandbox(tmp_path, carry)
         box.boot()

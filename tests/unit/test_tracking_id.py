@@ -38,7 +38,7 @@ def add_probe(app: Flask) -> Flask:
 
     @app.get("/probe")
     def probe() -> Success:
-        header = app.extensions["trackline.tracking"].header
+        header = app.extensions["trackline.tracking"].policy.header
         return Success(data={"context": get_tracking_id(), "g": g.tracking_id, "header": request.headers.get(header)})
 
     return app

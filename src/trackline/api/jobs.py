@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
 from http import HTTPStatus
+from typing import Any
 
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, request
 
 from trackline import propagation
-from trackline.responses import Fail, JsonResponse, Success
+from trackline.responses import ArgumentInvalid, Fail, JsonResponse, Success
 
 log = logging.getLogger("trackline.jobs")
 
@@ -20,6 +20,8 @@ blueprint = Blueprint("job_apis", __name__, url_prefix="/api")
 #: How long the demo job works after its request has returned.
 JOB_SECONDS = 0.2
 DOWNSTREAM_TIMEOUT = 5.0
+#: Most downstream calls one ``GET /api/relay?calls=N`` makes (each its own child span).
+MAX_CALLS = 10
 
 
 def _run_job(job_id: str) -> None:
@@ -51,20 +53,42 @@ def job_state(job_id: str) -> JsonResponse:
     return celery_jobs.job_state(job_id)
 
 
+_session: Any = None
+
+
+def _downstream() -> Any:
+    """One ``requests.Session`` for the process (its connection pool), instrumented; ``None`` without requests."""
+    global _session
+    if _session is None:
+        try:
+            import requests
+        except ImportError:
+            return None
+        _session = propagation.instrument(requests.Session())
+    return _session
+
+
 @blueprint.get("/relay")
 def relay() -> JsonResponse:
-    """Call ``DOWNSTREAM_URL``/api/health with this request's tracking ID and ``traceparent``."""
+    """Call ``DOWNSTREAM_URL``/api/health (with ``requests``) ``calls`` times (default 1), each call a child span
+    of this request's trace; answer with the last call's status and body."""
+    calls = request.args.get("calls", "1")
+    if not (calls.isdigit() and 1 <= int(calls) <= MAX_CALLS):
+        return ArgumentInvalid(msg=f"calls: must be a whole number from 1 to {MAX_CALLS}")
     base = current_app.config.get("DOWNSTREAM_URL")
     if not base:
         return Fail(msg="DOWNSTREAM_URL is not configured", code=HTTPStatus.SERVICE_UNAVAILABLE)
-    header = current_app.config["TRACKING_ID_HEADER"]
+    session = _downstream()
+    if session is None:
+        return Fail(msg="GET /api/relay needs requests: pip install 'trackline[requests]'",
+                    code=HTTPStatus.SERVICE_UNAVAILABLE)
     url = f"{base.rstrip('/')}/api/health"
-    try:
-        with propagation.urlopen(url, header=header, timeout=DOWNSTREAM_TIMEOUT) as resp:
-            body = json.load(resp)
-            status = resp.status
-    except (OSError, ValueError) as exc:  # URLError and timeouts are OSErrors
-        log.error("downstream call failed: %s", url, extra={"error": str(exc)})
-        return Fail(msg="downstream call failed", code=HTTPStatus.BAD_GATEWAY)
-    log.info("downstream answered", extra={"downstream_url": url, "downstream_status": status})
+    for _ in range(int(calls)):
+        try:
+            resp = session.get(url, timeout=DOWNSTREAM_TIMEOUT)
+            body, status = resp.json(), resp.status_code
+        except (OSError, ValueError) as exc:  # requests' errors are OSErrors, a bad JSON body a ValueError
+            log.error("downstream call failed: %s", url, extra={"error": str(exc)})
+            return Fail(msg="downstream call failed", code=HTTPStatus.BAD_GATEWAY)
+        log.info("downstream answered", extra={"downstream_url": url, "downstream_status": status})
     return Success(data={"downstream_status": status, "downstream": body})

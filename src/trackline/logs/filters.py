@@ -1,4 +1,4 @@
-"""The filter that stamps every log record with the current tracking ID."""
+"""The filter that stamps every log record with the current tracking ID and W3C trace."""
 
 from __future__ import annotations
 
@@ -9,20 +9,23 @@ from trackline.tracecontext import get_trace
 
 
 class TrackingIdFilter(logging.Filter):
-    """Sets ``record.tracking_id`` (and ``trace_id``/``span_id``/``parent_span_id`` under a W3C trace, and
-    ``task_id``/``task_name``/``parent_task_id`` in a Celery task).
+    """Sets ``record.tracking_id`` and, in a request (every request is in a trace), ``trace_id`` and ``span_id``
+    (plus ``parent_span_id`` when the caller sent a ``traceparent``), and in a Celery task ``task_id``,
+    ``task_name`` and ``parent_task_id``.
 
-    Values the caller passed with ``extra=`` are kept.
+    Values the caller passed with ``extra=`` are kept: a record with its own ``span_id`` (the line of an
+    outgoing call, in the call's child span) keeps its trace fields.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "tracking_id"):
             record.tracking_id = get_tracking_id()
         trace = get_trace()
-        if trace is not None and not hasattr(record, "trace_id"):
+        if trace is not None and not hasattr(record, "span_id"):
             record.trace_id = trace.trace_id
             record.span_id = trace.span_id
-            record.parent_span_id = trace.parent_id
+            if trace.parent_id is not None:
+                record.parent_span_id = trace.parent_id
         task = get_task()
         if task is not None and not hasattr(record, "task_id"):
             record.__dict__.update(task)

@@ -54,7 +54,7 @@ class JsonLogger(glogging.Logger):
         super().setup(cfg)
         # gevent gives each request greenlet a dummy thread the first time a record asks for it (about
         # 8 us a request in a worker) and its name, "Dummy-N", tells nothing: records skip it there.
-        logging.logThreads = not _is_gevent_worker(cfg)
+        logging.logThreads = not is_gevent_worker(cfg)
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: datetime.timedelta) -> None:
         log = self.access_log
@@ -73,7 +73,8 @@ class JsonLogger(glogging.Logger):
             self.exception("could not write the access log line")
 
 
-def _is_gevent_worker(cfg: Any) -> bool:
+def is_gevent_worker(cfg: Any) -> bool:
+    """Whether ``cfg``'s workers are gevent's (the app then loads after gevent's patching)."""
     from gunicorn.workers.ggevent import GeventWorker  # imports gevent, which trackline depends on
 
     return issubclass(cfg.worker_class, GeventWorker)

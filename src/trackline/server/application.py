@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import sys
@@ -10,45 +9,60 @@ from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 
 from trackline.config import ConfigError
+from trackline.server.loading import load_app
 from trackline.server.settings import ServerConfig, load_server_config
 
 
 class TracklineApplication(BaseApplication):
     """Gunicorn reads its settings from ``gunicorn.yaml`` and its logging from ``logging.yaml``.
 
-    On HUP the master re-reads both; if either is broken it logs why and keeps serving with the old ones
-    (gunicorn's own reload would exit the master on a config error).
+    On HUP the master re-reads them and imports the app in a child process; if a file is broken or the app's
+    code cannot be loaded it logs why and keeps serving with the old workers (gunicorn's own reload would exit
+    the master on a config error, and its new workers would fail to boot).
     """
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, app_spec: str | None = None) -> None:
         self.config = config
+        self.app_spec = app_spec  # ``trackline serve --app``: kept across reloads
         super().__init__(prog="trackline serve")
 
     def load_config(self) -> None:
         self.config.apply(self.cfg)
 
+    def load(self) -> Any:
+        return load_app(self.config.source, self.config.app)  # in the worker, after gevent has patched it
+
+    def run(self) -> None:
+        try:
+            _Arbiter(self).run()
+        except RuntimeError as exc:  # as BaseApplication.run reports gunicorn's start-up errors
+            print(f"\nError: {exc}\n", file=sys.stderr, flush=True)
+            sys.exit(1)
+
+
+class _Arbiter(Arbiter):
+    """gunicorn's master, whose HUP first checks the new config and app: a refused reload keeps the workers."""
+
+    app: TracklineApplication
+
     def reload(self) -> None:
         try:
-            self.config = load_server_config(self.config.conf_dir)
+            config = load_server_config(self.app.config.conf_dir, self.app.app_spec)
         except ConfigError as exc:
-            logging.getLogger("gunicorn.error").error(
-                "reload refused, still serving with the previous configuration: %s", str(exc).replace("\n", "; ")
-            )
+            self.log.error("reload refused, still serving with the previous configuration and workers: %s",
+                           str(exc).replace("\n", "; "))
             return
-        super().reload()
-
-    def load(self) -> Any:
-        from trackline.app import create_app  # imported in the worker, after gevent has patched it
-
-        return create_app(self.config.app)
+        self.app.config = config
+        super().reload()  # gunicorn's: re-applies the settings and logging, replaces the workers
 
 
-def serve(conf_dir: Path) -> None:
-    """Run gunicorn in the foreground until it is stopped (``trackline serve``)."""
-    config = load_server_config(conf_dir)
-    application = TracklineApplication(config)
+def serve(conf_dir: Path, app_spec: str | None = None) -> None:
+    """Run gunicorn in the foreground until it is stopped (``trackline serve [--app SPEC]``)."""
+    config = load_server_config(conf_dir, app_spec)
+    application = TracklineApplication(config, app_spec)
     _check_listen(application.cfg.address)
     print(f"trackline: serving on {', '.join(application.cfg.bind)}, logging to {', '.join(config.log_files)}",
           file=sys.stderr, flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -17,6 +18,8 @@ from trackline.logs.setup import check_logging_config, handler_files
 from trackline.policy import DEFAULTS, TrackingPolicy
 from trackline.server.boot_signals import hold_signals_while_booting
 from trackline.server.gunicorn_answers import track_gunicorn_answers
+from trackline.server.access import is_gevent_worker
+from trackline.server.loading import ERROR_ENVELOPE, AppSource, import_problem
 
 GUNICORN_FILE = "gunicorn.yaml"
 APP_FILE = "app.yaml"
@@ -26,7 +29,6 @@ LOGGER_CLASS = "trackline.server.access.JsonLogger"
 
 #: Gunicorn settings that trackline owns, with where to make that change instead.
 OWNED_SETTINGS = {
-    "wsgi_app": "trackline serves its own app",
     "config": "trackline reads gunicorn.yaml itself",
     "logger_class": f"trackline uses {LOGGER_CLASS}",
     "logconfig": "logging is configured in logging.yaml",
@@ -51,8 +53,11 @@ GENERATOR_SAMPLES = 20
 #: What a generated tracking ID must look like to be sent as a header value: visible ASCII, no spaces.
 _HEADER_SAFE = re.compile(r"[!-~]+")
 
-#: Flask config keys app.yaml may set: the tracking-ID policy, the request size limit, the demo's downstream.
-APP_KEYS = frozenset(DEFAULTS) | {"MAX_CONTENT_LENGTH", "DOWNSTREAM_URL", "JOBS_BROKER_URL", "JOBS_PUBLISH_TIMEOUT"}
+#: The prefix of the tracking-ID policy's app.yaml keys: one that is not in ``DEFAULTS`` is a misspelling.
+POLICY_PREFIX = "TRACKING_ID_"
+
+#: app.yaml keys whose values check-config shows; other keys (``SECRET_KEY``, a database URL) only by name.
+SHOWN_APP_KEYS = frozenset(DEFAULTS) | {ERROR_ENVELOPE, "MAX_CONTENT_LENGTH", "DOWNSTREAM_URL"}
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class ServerConfig:
     settings: dict[str, Any]
     logging: dict[str, Any]
     app: dict[str, Any]
+    source: AppSource
 
     def apply(self, cfg: Config) -> None:
         """Put these settings, the logging dictConfig and trackline's logger class into gunicorn's ``cfg``."""
@@ -84,29 +90,33 @@ class ServerConfig:
         self.apply(cfg)
         lines = [
             f"config OK: {self.conf_dir}",
+            f"  app:          {self.source.describe()}",
             f"  bind:         {', '.join(cfg.bind)}",
             f"  workers:      {cfg.workers} x {cfg.worker_class_str} ({cfg.worker_connections} connections each)",
             f"  log files:    {', '.join(self.log_files) or '(none)'}",
         ]
         if self.app:
-            lines.append(f"  app settings: {', '.join(f'{k}={v!r}' for k, v in sorted(self.app.items()))}")
+            shown = (f"{k}={v!r}" if k in SHOWN_APP_KEYS else k for k, v in sorted(self.app.items()))
+            lines.append(f"  app settings: {', '.join(shown)}")
         return "\n".join(lines)
 
 
-def load_server_config(conf_dir: Path) -> ServerConfig:
+def load_server_config(conf_dir: Path, app_spec: str | None = None) -> ServerConfig:
     """Read and check ``gunicorn.yaml``, ``logging.yaml`` and (optional) ``app.yaml``, creating missing log and
-    runtime directories; raise with every problem found.
+    runtime directories; raise with every problem found. ``app_spec`` overrides ``wsgi_app``.
     """
-    checked = check_server_config(conf_dir, create_dirs=True)
+    checked = check_server_config(conf_dir, create_dirs=True, app_spec=app_spec)
     if isinstance(checked, list):
         raise ConfigError("\n".join(checked))
     return checked
 
 
-def check_server_config(conf_dir: Path, create_dirs: bool = False) -> ServerConfig | list[str]:
-    """The checked config, or one line per problem found across all three files.
+def check_server_config(conf_dir: Path, create_dirs: bool = False,
+                        app_spec: str | None = None) -> ServerConfig | list[str]:
+    """The checked config, or one line per problem found across all three files and in loading the app.
 
     Without ``create_dirs`` nothing is written: missing directories are only checked to be creatable.
+    ``app_spec`` overrides ``wsgi_app``; an app other than the demo is imported in a child process.
     """
     problems: list[str] = []
     settings = _collect(problems, lambda: _load_settings(conf_dir / GUNICORN_FILE, create_dirs))
@@ -114,7 +124,15 @@ def check_server_config(conf_dir: Path, create_dirs: bool = False) -> ServerConf
     app = _collect(problems, lambda: _load_app(conf_dir / APP_FILE))
     if problems:
         return problems
-    return ServerConfig(conf_dir, settings, logging_config, app)
+    source = AppSource.from_settings(settings, app_spec)
+    if source.spec is not None:
+        cfg = Config()
+        for name, value in settings.items():
+            cfg.set(name, value)
+        problem = import_problem(source, app, gevent=is_gevent_worker(cfg), timeout=max(cfg.timeout, 1))
+        if problem:
+            return [problem]
+    return ServerConfig(conf_dir, settings, logging_config, app, source)
 
 
 def _collect(problems: list[str], load: Callable[[], Any]) -> Any:
@@ -176,20 +194,36 @@ def _resolve(cfg: Config, names: Iterable[str]) -> list[str]:
 
 
 def _load_app(path: Path) -> dict[str, Any]:
+    """app.yaml: Flask config keys for the served app. The ``TRACKING_ID_*`` keys must be the policy's own."""
     if not path.exists():
         return {}
     raw = read_yaml(path)
-    unknown = sorted(set(raw) - APP_KEYS)
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(APP_KEYS))})")
+    problems = [f"{path}: {problem}" for problem in _key_problems(raw)]
+    if problems:
+        raise ConfigError("\n".join(problems))
     problems = [f"{path}: {problem}" for problem in _app_problems({**DEFAULTS, **raw})]
     if problems:
         raise ConfigError("\n".join(problems))
     return raw
 
 
+def _key_problems(raw: dict[str, Any]) -> list[str]:
+    """Keys Flask would ignore (not upper-case strings) and misspelt policy keys."""
+    problems = []
+    for key in raw:
+        if not isinstance(key, str) or key != key.upper():
+            problems.append(f"{key!r}: Flask config keys are upper case (e.g. {str(key).upper()})")
+        elif key.startswith(POLICY_PREFIX) and key not in DEFAULTS:
+            close = difflib.get_close_matches(key, DEFAULTS, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(DEFAULTS)}"
+            problems.append(f"unknown tracking-ID key {key} ({hint})")
+    return problems
+
+
 def _app_problems(config: dict[str, Any]) -> list[str]:
     problems = []
+    if not isinstance(config.get(ERROR_ENVELOPE, False), bool):
+        problems.append(f"{ERROR_ENVELOPE}: must be true or false, not {config[ERROR_ENVELOPE]!r}")
     limit = config.get("MAX_CONTENT_LENGTH")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
         problems.append(f"MAX_CONTENT_LENGTH: must be a number of bytes (or null), not {limit!r}")

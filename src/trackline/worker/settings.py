@@ -138,8 +138,10 @@ def check_celery_config(conf_dir: Path) -> tuple[list[str], list[str]]:
     ``JOBS_BROKER_URL`` without Celery installed. Notes (not errors): what the worker would run, a broker that
     is not reachable yet, a worker.yaml not checked for want of Celery.
     """
-    jobs_broker = _jobs_broker(conf_dir / APP_FILE)
+    jobs_broker, timeout_problems = _jobs_settings(conf_dir / APP_FILE)
     has_worker = (conf_dir / WORKER_FILE).exists()
+    if timeout_problems:
+        return timeout_problems, []
     try:
         import celery  # noqa: F401
     except ImportError:
@@ -166,13 +168,18 @@ def check_celery_config(conf_dir: Path) -> tuple[list[str], list[str]]:
     return [], notes
 
 
-def _jobs_broker(path: Path) -> str | None:
-    """app.yaml's ``JOBS_BROKER_URL`` (app.yaml itself is checked with the server's config)."""
+def _jobs_settings(path: Path) -> tuple[str | None, list[str]]:
+    """app.yaml's ``JOBS_BROKER_URL``, and a problem with ``JOBS_PUBLISH_TIMEOUT`` (app.yaml itself is checked
+    with the server's config)."""
     try:
-        url = read_yaml(path).get("JOBS_BROKER_URL") if path.exists() else None
+        app = read_yaml(path) if path.exists() else {}
     except ConfigError:
-        return None  # reported by the server's check
-    return str(url) if url else None
+        return None, []  # reported by the server's check
+    timeout = app.get("JOBS_PUBLISH_TIMEOUT", 1.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        return None, [f"{path}: JOBS_PUBLISH_TIMEOUT: must be a number of seconds above 0, not {timeout!r}"]
+    url = app.get("JOBS_BROKER_URL")
+    return (str(url) if url else None), []
 
 
 def _without_password(url: str) -> str:

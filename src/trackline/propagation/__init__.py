@@ -1,0 +1,137 @@
+"""Carry the current tracking ID (and trace) into threads, pools, greenlets and outgoing HTTP calls.
+
+A request's ID lives in ContextVars; new threads and greenlets start with an empty context, so work handed
+off during a request would log ``tracking_id: null``. These helpers run it in a copy of the caller's context.
+Outgoing calls get the tracking header and a child span of the request's trace (``traceparent`` with a new
+parent-id per call, and the ``tracestate``): ``outgoing_headers()``, ``urlopen()``, and ``instrument(client)``
+(``trackline.propagation.http``) for ``requests`` and ``httpx`` clients. docs/tracing.md has the details.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import urllib.request
+from collections.abc import Callable, Mapping, MutableMapping
+from concurrent.futures import Executor, Future
+from contextvars import ContextVar, copy_context
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from trackline.context import get_tracking_id
+from trackline.policy import DEFAULTS, TrackingPolicy
+from trackline.tracecontext import TraceContext, get_trace
+
+__all__ = ["bind_context", "start_thread", "submit", "spawn", "outgoing_headers", "outgoing_call", "urlopen",
+           "instrument", "use_policy"]
+
+T = TypeVar("T")
+
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+log = logging.getLogger("trackline.propagation")
+
+_DEFAULT_POLICY = TrackingPolicy.from_config(DEFAULTS)
+_policy: ContextVar[TrackingPolicy] = ContextVar("trackline_policy", default=_DEFAULT_POLICY)
+
+
+def bind_context(fn: Callable[..., T]) -> Callable[..., T]:
+    """``fn`` bound to a snapshot of the current context; each call runs in its own copy of it."""
+    snapshot = copy_context()
+
+    def bound(*args: Any, **kwargs: Any) -> T:
+        return snapshot.copy().run(fn, *args, **kwargs)
+
+    return bound
+
+
+def start_thread(fn: Callable[..., Any], *args: Any, daemon: bool = True, **kwargs: Any) -> threading.Thread:
+    """Start ``fn(*args, **kwargs)`` in a new thread (a greenlet under gevent) carrying the tracking ID."""
+    thread = threading.Thread(target=bind_context(fn), args=args, kwargs=kwargs, daemon=daemon)
+    thread.start()
+    return thread
+
+
+def submit(executor: Executor, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+    """``executor.submit`` whose task carries the tracking ID."""
+    return executor.submit(bind_context(fn), *args, **kwargs)
+
+
+def spawn(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``gevent.spawn`` whose greenlet carries the tracking ID."""
+    import gevent  # only callers that use greenlets need gevent imported
+
+    return gevent.spawn(bind_context(fn), *args, **kwargs)
+
+
+def use_policy(policy: TrackingPolicy) -> None:
+    """Make ``policy``'s header name and ``TRACKING_ID_PROPAGATE_TO`` those of outgoing calls in this context
+    (the tracking middleware does it for each request; without it: ``X-Tracking-ID``, every host)."""
+    _policy.set(policy)
+
+
+def _child_call(url: str | None, header: str | None) -> tuple[dict[str, str], TraceContext | None]:
+    """The headers of one outgoing call to ``url`` and its new child span: nothing outside a request or to a host
+    the policy leaves out."""
+    tracking_id = get_tracking_id()
+    policy = _policy.get()
+    if tracking_id is None or (url is not None and not policy.propagates_to(urlsplit(url).hostname)):
+        return {}, None
+    headers = {header or policy.header: tracking_id}
+    trace = get_trace()
+    if trace is None:  # a context that set only a tracking ID
+        return headers, None
+    child = trace.child()
+    headers.update(child.headers())
+    return headers, child
+
+
+def outgoing_headers(headers: Mapping[str, str] | None = None, header: str | None = None, *,
+                     url: str | None = None) -> dict[str, str]:
+    """``headers`` plus the current tracking ID, a new child ``traceparent`` (its own span-id, each call) and the
+    ``tracestate``; just ``headers`` outside a request, or when ``url``'s host is not in TRACKING_ID_PROPAGATE_TO.
+
+    ``header`` defaults to the app's TRACKING_ID_HEADER. The child's span-id is the third field of the
+    ``traceparent``: log it with the call (``outgoing_call`` does) to tie the callee's lines to it.
+    """
+    result = dict(headers or {})
+    result.update(_child_call(url, header)[0])
+    return result
+
+
+def outgoing_call(headers: MutableMapping[str, str], method: str, url: str, header: str | None = None) -> None:
+    """Set the tracking header and a new child span's ``traceparent``/``tracestate`` in the ``headers`` of one
+    outgoing call and log it (INFO ``trackline.propagation``: ``METHOD URL``, with the child's ``span_id``);
+    for a host that TRACKING_ID_PROPAGATE_TO leaves out, remove them instead (say, copied by a redirect)."""
+    added, child = _child_call(url, header)
+    if not added:
+        policy = _policy.get()
+        if not policy.propagates_to(urlsplit(url).hostname):
+            for name in (header or policy.header, *TRACE_HEADERS):
+                headers.pop(name, None)
+        return
+    headers.update(added)
+    where = urlsplit(url)
+    shown = where._replace(query="", fragment="").geturl()  # a query string may hold secrets
+    fields = child.log_fields() if child is not None else {}
+    log.info("%s %s", method, shown, extra={**fields, "request_method": method, "url": shown})
+
+
+def urlopen(request: str | urllib.request.Request, *args: Any, header: str | None = None, **kwargs: Any) -> Any:
+    """``urllib.request.urlopen`` that sends the current tracking ID and a child ``traceparent`` along (to the URL
+    given: urllib copies no such header to a redirect's target)."""
+    if isinstance(request, str):
+        request = urllib.request.Request(request)
+    headers: dict[str, str] = {}
+    outgoing_call(headers, request.get_method(), request.full_url, header)
+    for name, value in headers.items():
+        request.add_unredirected_header(name, value)
+    return urllib.request.urlopen(request, *args, **kwargs)
+
+
+def instrument(client: T) -> T:
+    """``client`` (a ``requests.Session``, ``httpx.Client`` or ``httpx.AsyncClient``) sending the tracking ID and
+    a child span with each request: see ``trackline.propagation.http.instrument``."""
+    from trackline.propagation.http import instrument as instrument_client
+
+    return instrument_client(client)

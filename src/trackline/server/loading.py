@@ -1,0 +1,121 @@
+"""Which app trackline serves, and loading it the way a worker does: gunicorn's ``wsgi_app`` syntax, its
+``chdir`` and ``pythonpath``, then trackline's tracking layer around whatever the spec names.
+
+The master never imports the app: each worker does (after gevent's patching), so a HUP's new workers run the
+code installed now. Before the master starts or accepts a HUP, ``import_problem`` imports the app the same
+way in a child process, so a broken app is one line of error, not a loop of workers failing to boot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+#: app.yaml key: give a served Flask app the demo API's JSON envelope error handlers (not put in its config).
+ERROR_ENVELOPE = "TRACKLINE_ERROR_ENVELOPE"
+
+#: Exit status of the import check's child when the app cannot be loaded (its one line is on stdout).
+_CANNOT_LOAD = 3
+
+
+@dataclass(frozen=True)
+class AppSource:
+    """Where the served app comes from: a gunicorn ``wsgi_app`` spec (``None``: the demo API) and the
+    ``chdir``/``pythonpath`` settings that say where its code lives."""
+
+    spec: str | None = None
+    chdir: str | None = None
+    pythonpath: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], override: str | None = None) -> AppSource:
+        """From ``gunicorn.yaml``'s settings; ``override`` is ``trackline serve --app SPEC``."""
+        spec = override or settings.get("wsgi_app")
+        return cls(str(spec) if spec else None, settings.get("chdir"), settings.get("pythonpath"))
+
+    def describe(self) -> str:
+        if self.spec is None:
+            return "trackline's demo API"
+        where = [f"{name} {value}" for name, value in (("chdir", self.chdir), ("pythonpath", self.pythonpath))
+                 if value]
+        return f"{self.spec}" + (f" ({', '.join(where)})" if where else "")
+
+    def enter(self) -> None:
+        """Make the app's code importable as gunicorn's own Application does: ``chdir``, then ``pythonpath``."""
+        if self.chdir:
+            os.chdir(self.chdir)
+            if self.chdir not in sys.path:
+                sys.path.insert(0, self.chdir)
+        for path in (self.pythonpath or "").split(","):
+            if path.strip() and (absolute := os.path.abspath(path.strip())) not in sys.path:
+                sys.path.insert(0, absolute)
+
+
+def load_app(source: AppSource, app_config: Mapping[str, Any]) -> Any:
+    """The WSGI app a worker serves: the demo API built with ``app_config``, or ``source.spec`` imported with
+    gunicorn's ``import_app`` and given the tracking layer (``trackline.tracking.track_app``) and, for a Flask
+    app with ``TRACKLINE_ERROR_ENVELOPE: true``, the JSON envelope error handlers."""
+    source.enter()
+    config = {key: value for key, value in app_config.items() if key != ERROR_ENVELOPE}
+    if source.spec is None:
+        from trackline.app import create_app
+
+        return create_app(config)
+    from flask import Flask
+    from gunicorn.util import import_app
+
+    from trackline.responses import register_error_handlers
+    from trackline.tracking import track_app
+
+    app = track_app(import_app(source.spec), config)
+    if app_config.get(ERROR_ENVELOPE) and isinstance(app, Flask):
+        register_error_handlers(app)
+    return app
+
+
+def import_problem(source: AppSource, app_config: Mapping[str, Any], gevent: bool, timeout: float) -> str | None:
+    """Load the app as a worker would, in a child process (gevent-patched when the workers are); ``None`` if it
+    loads, else one line naming the spec and the reason."""
+    request = json.dumps({"source": asdict(source), "app_config": dict(app_config), "gevent": gevent}, default=str)
+    try:
+        child = subprocess.run([sys.executable, "-m", __name__], input=request, capture_output=True, text=True,
+                               timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return (f"wsgi_app {source.spec!r}: loading took more than {timeout:g} s (gunicorn's timeout, the time a "
+                "worker has to boot)")
+    if child.returncode == 0:
+        return None
+    reason = (child.stdout.strip() or child.stderr.strip() or f"exit status {child.returncode}").splitlines()[-1]
+    return f"wsgi_app {source.spec!r}: cannot load it: {reason}"
+
+
+def _check_in_child() -> int:
+    """The child of ``import_problem``: read the request from stdin, load the app, say why if it fails."""
+    request = json.load(sys.stdin)
+    if request["gevent"]:
+        from gevent import monkey
+
+        monkey.patch_all()
+    try:
+        load_app(AppSource(**request["source"]), request["app_config"])
+    except BaseException as exc:  # an app's import may raise anything, SystemExit included
+        print(_reason(exc))
+        return _CANNOT_LOAD
+    return 0
+
+
+def _reason(exc: BaseException) -> str:
+    """``TypeName: message`` on one line; gunicorn's ``AppImportError`` speaks for itself."""
+    text = " ".join(str(exc).split())
+    if type(exc).__name__ == "AppImportError":
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(_check_in_child())
