@@ -175,8 +175,8 @@ def _jobs_settings(path: Path) -> tuple[str | None, list[str]]:
         app = read_yaml(path) if path.exists() else {}
     except ConfigError:
         return None, []  # reported by the server's check
-    timeout = app.get("JOBS_PUBLISH_TIMEOUT", 1.0)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+    timeout = app.get("JOBS_PUBLISH_TIMEOUT")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         return None, [f"{path}: JOBS_PUBLISH_TIMEOUT: must be a number of seconds above 0, not {timeout!r}"]
     url = app.get("JOBS_BROKER_URL")
     return (str(url) if url else None), []
