@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from conftest import run_python
+from conftest import CONF, run_python
 from trackline.policy import DEFAULTS, TrackingPolicy
 
 celery_module = pytest.importorskip("trackline.celery", reason="the celery extra is not installed")
@@ -80,7 +80,7 @@ client = create_app().test_client()
 response = client.post("/api/jobs")
 assert response.status_code == 202, response.data
 assert client.get("/api/jobs/x").status_code == 404
-problems, notes = check_celery_config(pathlib.Path("conf"))
+problems, notes = check_celery_config(pathlib.Path(sys.argv[2]))
 assert problems == [] and "Celery is not installed" in notes[0], notes
 conf = pathlib.Path(sys.argv[1])
 (conf / "app.yaml").write_text("JOBS_BROKER_URL: redis://127.0.0.1:6379/0\\n")
@@ -89,5 +89,5 @@ assert problems == [f"{conf}/app.yaml: JOBS_BROKER_URL needs Celery: pip install
                     " (scripts/install --role worker installs it)"], problems
 print("ok")
 """
-    done = run_python(script, str(tmp_path))
+    done = run_python(script, str(tmp_path), str(CONF))
     assert done.stdout.strip() == "ok", done.stderr
