@@ -309,6 +309,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-requests", metavar="N,N,...", type=lambda text: [int(n) for n in text.split(",")],
                         help="instead: trackline servers differing only in max_requests (jitter N/10), side by side")
     trace_bench.add_arguments(parser)
+    parser.add_argument("--celery-publish", action="store_true",
+                        help="instead: what queueing a Celery task costs a request, with and without trackline's"
+                             " instrumentation (benchmarks/celery_publish.py)")
     args = parser.parse_args(argv)
     if args.cycles < 3:
         parser.error("--cycles must be at least 3")
@@ -323,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.trace:
         return trace_bench.main(args)
+    if args.celery_publish:
+        from celery_publish import run as celery_publish
+
+        print(celery_publish(publishes=500 if args.quick else 5000, cycles=args.cycles))
+        return 0
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (scripts/bench installs it with apt-get)")
     with tempfile.TemporaryDirectory(prefix="trackline-bench-") as tmp_name:

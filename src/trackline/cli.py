@@ -1,4 +1,4 @@
-"""trackline serve | check-config | trace: the commands an operator and systemd run.
+"""trackline serve | check-config | trace | worker: the commands an operator and systemd run.
 
 Modules behind a command are imported when it runs: ``trace`` starts without gunicorn or Flask.
 """
@@ -27,14 +27,24 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     from trackline.server.settings import check_server_config
+    from trackline.worker.settings import check_celery_config
 
-    checked = check_server_config(conf_dir(args.conf_dir), app_spec=args.app)
-    if isinstance(checked, list):
-        for problem in checked:
+    directory = conf_dir(args.conf_dir)
+    checked = check_server_config(directory, app_spec=args.app)
+    celery_problems, celery_notes = check_celery_config(directory)  # here, not in serve: it imports the app
+    if isinstance(checked, list) or celery_problems:
+        # dict.fromkeys: a logging.yaml problem that both checks find is said once
+        for problem in dict.fromkeys([*(checked if isinstance(checked, list) else []), *celery_problems]):
             print(f"trackline: {problem}", file=sys.stderr)
         return 1
-    print(checked.describe())
+    print("\n".join([checked.describe(), *(f"  {note}" for note in celery_notes)]))
     return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from trackline.worker.runtime import run
+
+    return run(conf_dir(args.conf_dir))
 
 
 def _fallback_log_dir() -> Path | None:
@@ -146,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--conf-dir", help=conf_help)
     serve.add_argument("--app", metavar="SPEC", help=app_help)
     serve.set_defaults(run=_serve)
-    check = command("check-config", "validate gunicorn.yaml, logging.yaml and app.yaml, and load the app as a"
-                                    " worker would")
+    check = command("check-config", "validate gunicorn.yaml, logging.yaml and app.yaml (and worker.yaml), and"
+                                    " load the app as a worker would")
     check.add_argument("--conf-dir", help=conf_help)
     check.add_argument("--app", metavar="SPEC", help=app_help)
     check.set_defaults(run=_check_config)
@@ -161,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--since", help="only lines from this time on: ISO 8601 or a span such as 15m, 2h, 1d")
     trace.add_argument("--pretty", action="store_true", help="a compact human view instead of JSON lines")
     trace.set_defaults(run=_trace)
+    worker = command("worker", "run the Celery worker of worker.yaml in the foreground")
+    worker.add_argument("--conf-dir", help=conf_help)
+    worker.set_defaults(run=_worker)
     return parser
 
 

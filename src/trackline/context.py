@@ -11,6 +11,9 @@ ENVIRON_KEY = "trackline.tracking_id"
 
 _tracking_id: ContextVar[str | None] = ContextVar("trackline_tracking_id", default=None)
 
+#: Fields of the Celery task running in this context (``task_id``, ``task_name``, ``parent_task_id``).
+_task: ContextVar[dict[str, str | None] | None] = ContextVar("trackline_task", default=None)
+
 
 def get_tracking_id() -> str | None:
     """The effective tracking ID of the current request, or ``None`` outside one."""
@@ -20,6 +23,15 @@ def get_tracking_id() -> str | None:
 def set_tracking_id(tracking_id: str | None) -> None:
     """Make ``tracking_id`` current in this context (thread, greenlet or task)."""
     _tracking_id.set(tracking_id)
+
+
+def get_task() -> dict[str, str | None] | None:
+    """The log fields of the Celery task running in this context, or ``None`` outside a task."""
+    return _task.get()
+
+
+def set_task(fields: dict[str, str | None] | None) -> None:
+    _task.set(fields)
 
 
 def leave_request() -> None:

@@ -77,8 +77,10 @@ def snapshot(root: Path) -> dict[str, tuple[object, ...]]:
     return tree
 
 
-def build_wheelhouse(dest: Path, scratch: Path) -> Path:
-    """Wheels of trackline and its dependencies for Debian's python3, for ``scripts/install --wheelhouse``.
+def build_wheelhouse(dest: Path, scratch: Path, extras: str = "[requests]") -> Path:
+    """Wheels of trackline (with ``extras``: the service venv's ``[requests]``, ``[requests,celery]`` for a worker)
+    and its dependencies for Debian's python3, for
+    ``scripts/install --wheelhouse``.
 
     Built from a copy of the package source, with a throwaway venv of /usr/bin/python3, so that the wheels
     match the interpreter the service venv uses and the checkout stays untouched.
@@ -92,7 +94,7 @@ def build_wheelhouse(dest: Path, scratch: Path) -> Path:
     subprocess.run([DEBIAN_PYTHON, "-m", "venv", builder], check=True, timeout=120)
     done = subprocess.run(
         [builder / "bin" / "python", "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-         "--wheel-dir", dest, f"{source}[requests]"], capture_output=True, text=True, timeout=600,
+         "--wheel-dir", dest, f"{source}{extras}"], capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, f"pip wheel failed:\n{done.stdout}{done.stderr}"
     return dest

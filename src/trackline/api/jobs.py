@@ -32,11 +32,27 @@ def _run_job(job_id: str) -> None:
 
 @blueprint.post("/jobs")
 def start_job() -> JsonResponse:
-    """Start a background job and answer 202 at once; its log lines carry this request's tracking ID, and a
-    worker that stops waits for it (or logs it as abandoned)."""
+    """Start a background job and answer 202 at once; its log lines carry this request's tracking ID. On Celery
+    when app.yaml sets JOBS_BROKER_URL; else in this worker, which waits for it when it stops (or logs it as
+    abandoned)."""
+    if current_app.config.get("JOBS_BROKER_URL"):
+        from trackline.api import celery_jobs  # Celery only where app.yaml asks for it
+
+        return celery_jobs.queue_job(JOB_SECONDS)
     job_id = uuid.uuid4().hex
     background.start_job(job_id, _run_job, job_id)
     return JsonResponse(data={"job_id": job_id}, code=HTTPStatus.ACCEPTED, msg="job accepted")
+
+
+@blueprint.get("/jobs/<job_id>")
+def job_state(job_id: str) -> JsonResponse:
+    """The state of a job queued on Celery."""
+    if not current_app.config.get("JOBS_BROKER_URL"):
+        return Fail(msg="job states are kept only for jobs queued on Celery (JOBS_BROKER_URL)",
+                    code=HTTPStatus.NOT_FOUND)
+    from trackline.api import celery_jobs
+
+    return celery_jobs.job_state(job_id)
 
 
 _session: Any = None

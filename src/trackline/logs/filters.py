@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from trackline.context import get_tracking_id
+from trackline.context import get_task, get_tracking_id
 from trackline.tracecontext import get_trace
 
 
 class TrackingIdFilter(logging.Filter):
     """Sets ``record.tracking_id`` and, in a request (every request is in a trace), ``trace_id`` and ``span_id``
-    (plus ``parent_span_id`` when the caller sent a ``traceparent``).
+    (plus ``parent_span_id`` when the caller sent a ``traceparent``), and in a Celery task ``task_id``,
+    ``task_name`` and ``parent_task_id``.
 
     Values the caller passed with ``extra=`` are kept: a record with its own ``span_id`` (the line of an
     outgoing call, in the call's child span) keeps its trace fields.
@@ -25,4 +26,7 @@ class TrackingIdFilter(logging.Filter):
             record.span_id = trace.span_id
             if trace.parent_id is not None:
                 record.parent_span_id = trace.parent_id
+        task = get_task()
+        if task is not None and not hasattr(record, "task_id"):
+            record.__dict__.update(task)
         return True

@@ -1,0 +1,95 @@
+"""Real systemd, both roles on one host: trackline and trackline-worker started, one job queued through them
+on a redis-server in the sandbox, the worker reloaded and stopped (tests/system/sandbox.py: never the real /)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import assert_contract, read_json_lines
+from sandbox import CARRIED, Sandbox, SandboxError, prerequisites
+from staging import REPO, build_wheelhouse, require_commands, unavailable
+
+LOG_DIR = "/var/log/trackline"
+COMMAND = "/usr/local/bin/trackline"
+URL = "http://127.0.0.1:8000"
+BROKER = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    require_commands({"unshare": "util-linux", "nsenter": "util-linux", "curl": "curl", "systemctl": "systemd",
+                      "redis-server": "redis-server"})
+    missing = prerequisites()
+    if missing:
+        unavailable(f"real systemd needs {', '.join(missing)}")
+    carry = tmp_path / "carry"
+    shutil.copytree(REPO, carry / "repo", ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "logs", "run", "__pycache__", ".pytest_cache", "*.egg-info"))
+    build_wheelhouse(carry / "wheelhouse", tmp_path / "wheel-build", extras="[requests,celery]")
+    try:
+        box = Sandbox(tmp_path, carry)
+        box.boot()
+    except SandboxError as exc:
+        unavailable(f"cannot boot systemd in a sandbox here: {exc}")
+    try:
+        yield box
+    finally:
+        box.teardown()
+
+
+def worker_lines(box: Sandbox) -> list[dict[str, object]]:
+    return read_json_lines(Path(f"/proc/{box.pid1}/root{LOG_DIR}/worker.log"))
+
+
+def main_pid(box: Sandbox, unit: str) -> str:
+    return box.run(["systemctl", "show", unit, "-p", "MainPID", "--value"]).stdout.strip()
+
+
+def wait_for(condition, what: str, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.2)
+    return result
+
+
+def test_a_job_queued_through_both_units_carries_the_requests_id(sandbox: Sandbox) -> None:
+    box = sandbox
+    for role in ("web", "worker"):
+        box.run([str(CARRIED / "repo/scripts/install"), "--role", role, "--wheelhouse", str(CARRIED / "wheelhouse")],
+                timeout=300)
+    # The broker: Debian's redis-server on the sandbox's own loopback (its network namespace), no data on disk.
+    box.run(["redis-server", "--port", "6379", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", "/tmp", "--daemonize", "yes"])
+    box.run(["sh", "-c", f"echo 'JOBS_BROKER_URL: {BROKER}' >> /etc/trackline/app.yaml"])
+
+    box.run(["systemctl", "start", "trackline"], timeout=90)
+    box.run(["systemctl", "start", "trackline-worker"], timeout=90)  # Type=notify: returns once it consumes
+    worker_pid = main_pid(box, "trackline-worker")
+    assert box.run(["ps", "-o", "user=", "-p", worker_pid]).stdout.strip() == "trackline"
+    assert any(str(r["message"]).endswith(" ready.") for r in worker_lines(box))
+
+    answer = box.run(["curl", "-sS", "--max-time", "10", "-X", "POST", "-H", "X-Tracking-ID: sandbox-job",
+                      f"{URL}/api/jobs"]).stdout
+    job = json.loads(answer)["data"]["job_id"]
+    wait_for(lambda: any(r.get("task_id") == job and r["message"] == "job done" for r in worker_lines(box)),
+             "the job done in worker.log")
+    assert {r["tracking_id"] for r in worker_lines(box) if r.get("task_id") == job} == {"sandbox-job"}
+    traced = [json.loads(line) for line in box.run([COMMAND, "trace", "sandbox-job"]).stdout.splitlines()]
+    assert {"gunicorn.access", "trackline.jobs"} <= {r["logger"] for r in traced}
+    assert any(r.get("task_id") == job for r in traced)
+
+    box.run(["systemctl", "reload", "trackline-worker"], timeout=60)
+    wait_for(lambda: any(r["message"] == "logging.yaml re-applied" for r in worker_lines(box)), "the reload")
+    assert main_pid(box, "trackline-worker") == worker_pid  # reloaded, not restarted
+
+    box.run(["systemctl", "stop", "trackline-worker", "trackline"], timeout=120)
+    shown = box.run(["systemctl", "show", "trackline-worker", "-p", "ActiveState,Result", "--value"]).stdout.split()
+    assert sorted(shown) == ["inactive", "success"], shown
+    for record in worker_lines(box):
+        assert_contract(record)
