@@ -9,10 +9,12 @@ scripts/install replaces them; the wrapper config stands in for Debian's /etc/rs
 from __future__ import annotations
 
 import glob
+import grp
 import gzip
 import http.client
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -24,12 +26,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import REPO, Server, wait_until
 
 SHIP = "trackline-ship.conf"
 LOGHOST = "trackline-loghost.conf"
+RELP_WINDOW = 128  # omrelp's windowSize in trackline-ship.conf
 
 
 def unavailable(reason: str) -> None:
@@ -79,10 +83,26 @@ class Rsyslogd:
     def output(self) -> Path:
         return self.root / "rsyslogd.out"
 
+    @property
+    def stats_file(self) -> Path:
+        """impstats' counters, every second: ``Tue Dec  1 19:51:14 2026: {"name": ..., "size": ...}``."""
+        return self.root / "stats"
+
+    def queue_empty(self, after: float) -> bool:
+        """Whether impstats said, at a time past ``after`` (epoch s), that the ship queue holds nothing."""
+        latest: dict[str, tuple[float, dict[str, Any]]] = {}
+        for line in self.stats_file.read_text().splitlines():
+            when, _, record = line.partition(": ")
+            stats = json.loads(record)
+            latest[stats["name"]] = (time.mktime(time.strptime(when)), stats)
+        queues = [latest.get(name) for name in ("trackline_ship queue", "trackline_ship queue[DA]")]
+        return all(q is not None and q[0] > after and q[1]["size"] == 0 for q in queues)
+
     def configure(self) -> Path:
         """Write the snippets and a main config that includes them (Debian's rsyslog.conf does the same)."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        main = [f'global(workDirectory="{self.work_dir}" localHostname="{self.hostname}")']
+        main = [f'global(workDirectory="{self.work_dir}" localHostname="{self.hostname}")',
+                f'module(load="impstats" interval="1" format="json" log.syslog="off" log.file="{self.stats_file}")']
         for name, text in self.snippets.items():
             (self.root / name).write_text(text)
             main.append(f'include(file="{self.root / name}")')
@@ -314,3 +334,131 @@ def test_every_line_of_two_hosts_reaches_the_log_host_once_and_unchanged(site: S
         central = with_rotations(site.central_dir / hostname)
         assert {name: lines for name, lines in central.items()} == {
             name: [as_central(hostname, line) for line in lines] for name, lines in written.items() if lines}
+
+
+def report(record_property: Callable[[str, object], None], hostname: str, result: Delivery) -> None:
+    """Put the duplicates RELP delivered into the test report (junit property and -s output)."""
+    record_property(f"{hostname}_duplicates", sum(result.duplicates.values()))
+    print(f"{hostname}: {sum(result.duplicates.values())} duplicate lines {result.duplicates}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
+def test_log_host_away_for_5s_under_load_loses_no_line(site: Site, how: signal.Signals,
+                                                       record_property: Callable[[str, object], None]) -> None:
+    loghost = site.start_loghost()
+    server = site.add_host("web-a")
+    with Load(server, "outage", rate=300) as load:
+        load.wait_sent(300)
+        loghost.stop(how)
+        during = load.sent
+        time.sleep(6)  # the outage itself: the load goes on meanwhile
+        assert load.sent > during + 500, "the load stalled while the log host was away"
+        loghost.start()
+        load.wait_sent(load.sent + 600)
+    assert server.stop() == 0
+    result = wait_delivered(site, "web-a", timeout=180)
+    assert not result.foreign, result
+    report(record_property, "web-a", result)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loghost_up", [True, False], ids=["log-host-up", "log-host-down"])
+def test_sender_restarted_under_load_loses_no_line(site: Site, loghost_up: bool,
+                                                   record_property: Callable[[str, object], None]) -> None:
+    loghost = site.start_loghost()
+    server = site.add_host("web-a")
+    sender = site.senders["web-a"]
+    with Load(server, "restart", rate=300) as load:
+        load.wait_sent(300)
+        if not loghost_up:
+            loghost.stop()
+            load.wait_sent(load.sent + 300)  # queued in the sender, which then stops with them
+        sender.stop()
+        load.wait_sent(load.sent + 300)  # written while no rsyslogd follows the files
+        sender.start()
+        load.wait_sent(load.sent + 300)
+        if not loghost_up:
+            loghost.start()
+        load.wait_sent(load.sent + 300)
+    assert server.stop() == 0
+    if loghost_up:
+        result = wait_delivered(site, "web-a", timeout=180)
+    else:
+        # rsyslog's known limit (docs/log-host.md): the lines omrelp had sent and the log host had not yet
+        # answered when the session broke are lost if rsyslogd stops before the session is back.
+        now = time.time() + 1  # impstats' times are whole seconds
+        wait_until(lambda: sender.queue_empty(now), "the sender's queue to drain", timeout=180)
+        result = delivery(site, "web-a")
+        assert sum(result.lost.values()) <= RELP_WINDOW, result
+        print(f"web-a: {sum(result.lost.values())} lines lost (at most the RELP window, {RELP_WINDOW})")
+    assert not result.foreign, result
+    report(record_property, "web-a", result)
+
+
+def logrotate_rules(name: str, dest: Path, replace: dict[str, str]) -> Path:
+    """The shipped ``logrotate/name`` with ``replace``'s texts (paths, user, the reload command) swapped."""
+    rules = (REPO / "logrotate" / name).read_text()
+    for old, new in replace.items():
+        assert old in rules, f"logrotate/{name} has no {old!r}"
+        rules = rules.replace(old, new)
+    dest.write_text(rules)
+    return dest
+
+
+def logrotate(rules: Path) -> None:
+    done = subprocess.run(["logrotate", "--force", "--state", str(rules.with_suffix(".state")), str(rules)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and not done.stderr, done.stderr
+
+
+@pytest.fixture
+def _needs_logrotate() -> None:
+    if not shutil.which("logrotate"):
+        unavailable("needs Debian's logrotate (scripts/test installs it)")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("_needs_logrotate")
+def test_forced_logrotate_of_the_app_logs_under_load_loses_no_line(site: Site, tmp_path: Path) -> None:
+    site.start_loghost()
+    server = site.add_host("web-a")
+    user = f"{pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name}"
+    rules = logrotate_rules("trackline", tmp_path / "app-logrotate.conf",
+                            {"/var/log/trackline/": f"{server.log_dir}/", "su trackline trackline": f"su {user}"})
+    with Load(server, "rotate", rate=300) as load:
+        rotated = 0.0
+        for _ in range(3):
+            load.wait_sent(load.sent + 300)
+            wait_until(lambda: time.monotonic() > rotated + 1.1, "the next second (rotated names carry it)")
+            logrotate(rules)
+            rotated = time.monotonic()
+        load.wait_sent(load.sent + 300)
+    assert server.stop() == 0
+    assert len(list(server.log_dir.glob("access.log-*"))) == 3
+    result = wait_delivered(site, "web-a")
+    assert not result.duplicates and not result.foreign, result
+
+
+@pytest.mark.usefixtures("_needs_logrotate")
+def test_central_tree_rotates_and_the_log_host_reopens_its_files(site: Site, tmp_path: Path) -> None:
+    loghost = site.start_loghost()
+    server = site.add_host("web-a")
+    assert loghost.process is not None
+    rules = logrotate_rules("trackline-central", tmp_path / "central-logrotate.conf",
+                            {"/var/log/trackline-central/": f"{site.central_dir}/",
+                             "/usr/lib/rsyslog/rsyslog-rotate": f"kill -HUP {loghost.process.pid}"})
+    with Load(server, "before", rate=500, limit=200) as load:
+        load.wait_sent(200)
+    wait_delivered(site, "web-a")
+    logrotate(rules)
+    with Load(server, "after", rate=500, limit=200) as load:
+        load.wait_sent(200)
+    assert server.stop() == 0
+    result = wait_delivered(site, "web-a")
+    assert not result.duplicates and not result.foreign, result
+    host_dir = site.central_dir / "web-a"
+    (rotated,) = host_dir.glob("access.log-*")
+    ids = {line["tracking_id"] for line in map(json.loads, (host_dir / "access.log").read_bytes().splitlines())}
+    assert {f"after-{n:05d}" for n in range(200)} <= ids and not any(i.startswith("before-") for i in ids if i)
+    assert b'"before-00199"' in rotated.read_bytes()
