@@ -176,7 +176,8 @@ class Site:
         assert self.loghost is not None
         server = self.make_server(name=hostname)
         server.log_dir.mkdir(parents=True)
-        words = {"SHIP_TO_HOST": "127.0.0.1", "SHIP_TO_PORT": str(self.loghost.port), "LOG_DIR": str(server.log_dir)}
+        words = {"SHIP_TO_HOST": "127.0.0.1", "SHIP_TO_PORT": str(self.loghost.port), "LOG_DIR": str(server.log_dir),
+                 "NGINX_ACCESS_LOG": str(self.root / hostname / "nginx" / "trackline-access.log")}
         sender = Rsyslogd(self.root / f"{hostname}-rsyslog", hostname, {SHIP: render(SHIP, **words)})
         self.daemons.append(sender)
         self.senders[hostname] = sender.start()
@@ -211,9 +212,13 @@ def with_rotations(directory: Path) -> dict[str, list[bytes]]:
 
 
 def as_central(hostname: str, line: bytes) -> bytes:
-    """``line`` as the log host writes it: ``"hostname"`` spliced in right after the opening brace."""
-    assert line.startswith(b"{") and line.endswith(b"}\n"), line[:200]
-    return b'{"hostname":"' + hostname.encode() + b'",' + line[1:]
+    """``line`` as the log host writes it: ``"hostname"`` spliced in right after the opening brace (a line
+    that is not a JSON object becomes the ``message`` of one; the tests' such lines need no escape but ``"``)."""
+    head = b'{"hostname":"' + hostname.encode() + b'",'
+    if line.startswith(b"{"):
+        return head + line[1:]
+    assert b"\\" not in line and b"/" not in line, line
+    return head + b'"message":"' + line.rstrip(b"\n").replace(b'"', b'\\"') + b'"}\n'
 
 
 @dataclass
@@ -324,6 +329,7 @@ def test_every_line_of_two_hosts_reaches_the_log_host_once_and_unchanged(site: S
         # UTF-8, a DEL and an HTML end tag, in a file another program writes.
         with (server.log_dir / "other.log").open("w", encoding="utf-8") as other:
             other.write(json.dumps({"message": "caf\u00e9 \x7f </a>"}, ensure_ascii=False) + "\n")
+            other.write('not JSON, "quoted"\n')
     for hostname, server in site.servers.items():
         assert server.stop() == 0
         result = wait_delivered(site, hostname)
@@ -430,7 +436,7 @@ def test_forced_logrotate_of_the_app_logs_under_load_loses_no_line(site: Site, t
         rotated = 0.0
         for _ in range(3):
             load.wait_sent(load.sent + 300)
-            wait_until(lambda: time.monotonic() > rotated + 1.1, "the next second (rotated names carry it)")
+            wait_until(lambda last=rotated: time.monotonic() > last + 1.1, "the next second (rotated names carry it)")
             logrotate(rules)
             rotated = time.monotonic()
         load.wait_sent(load.sent + 300)
