@@ -1,0 +1,75 @@
+"""scripts/install --ship-to and --role loghost: rsyslog snippets staged with --root, checked, idempotent."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from staging import INSTALL, REPO, require_commands, require_venv_support, run_script, snapshot
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A web host staged with ``--ship-to``."""
+    require_venv_support()
+    require_commands({"rsyslogd": "rsyslog"})
+    root = tmp_path_factory.mktemp("web")
+    run_script(INSTALL, "--root", str(root), "--ship-to", "logs.example:10514")
+    return root
+
+
+@pytest.fixture(scope="module")
+def loghost(web: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A log host staged with ``--role loghost --listen``; its venv is copied from ``web`` to save a pip run."""
+    root = tmp_path_factory.mktemp("loghost")
+    subprocess.run(["cp", "-a", web / "opt", root / "opt"], check=True)
+    run_script(INSTALL, "--root", str(root), "--role", "loghost", "--listen", "[::1]:10514")
+    return root
+
+
+def test_ship_to_stages_the_ship_snippet_with_the_log_host_and_the_log_dirs(web: Path) -> None:
+    snippet = (web / "etc/rsyslog.d/trackline-ship.conf").read_text()
+    shipped = (REPO / "rsyslog/trackline-ship.conf").read_text()
+    assert snippet == (shipped.replace("@SHIP_TO_HOST@", "logs.example").replace("@SHIP_TO_PORT@", "10514")
+                       .replace("@LOG_DIR@", "/var/log/trackline")
+                       .replace("@NGINX_ACCESS_LOG@", "/var/log/nginx/trackline-access.log"))
+    assert (web / "etc/systemd/system/trackline.service").exists()  # still a web host
+
+
+def test_loghost_stages_the_receiver_and_the_central_rotation_but_no_service(loghost: Path) -> None:
+    snippet = (loghost / "etc/rsyslog.d/trackline-loghost.conf").read_text()
+    assert 'address="::1" port="10514"' in snippet
+    assert 'constant(value="/var/log/trackline-central/")' in snippet
+    assert (loghost / "etc/logrotate.d/trackline-central").read_bytes() == (
+        REPO / "logrotate/trackline-central").read_bytes()
+    assert (loghost / "usr/local/bin/trackline").exists()  # for trackline trace on the central tree
+    assert not (loghost / "etc/systemd/system/trackline.service").exists()
+    assert not (loghost / "etc/rsyslog.d/trackline-ship.conf").exists()
+
+
+@pytest.mark.parametrize("role", ["web", "loghost"])
+def test_second_install_changes_nothing(role: str, web: Path, loghost: Path, tmp_path: Path) -> None:
+    staged, args = {"web": (web, ["--ship-to", "logs.example:10514"]),
+                    "loghost": (loghost, ["--role", "loghost", "--listen", "[::1]:10514"])}[role]
+    root = tmp_path / "root"
+    subprocess.run(["cp", "-a", staged, root], check=True)
+    before = snapshot(root)
+    again = run_script(INSTALL, "--root", str(root), *args)
+    assert snapshot(root) == before
+    assert "installed" not in again.stdout
+
+
+def test_a_snippet_rsyslogd_rejects_fails_the_install_with_its_message(web: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    subprocess.run(["cp", "-a", web, root], check=True)
+    checkout = tmp_path / "checkout"  # a checkout whose snippet has a typo, installed from
+    shutil.copytree(REPO, checkout, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.egg-info"))
+    snippet = checkout / "rsyslog/trackline-ship.conf"
+    snippet.write_text(snippet.read_text().replace('windowSize="128"', 'windowSize="128" windowsize2="1"'))
+    done = subprocess.run([checkout / "scripts/install", "--root", root, "--ship-to", "logs.example:10514"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "rsyslogd -N1 rejects /etc/rsyslog.d/trackline-ship.conf" in done.stderr
+    assert "windowsize2" in done.stderr
