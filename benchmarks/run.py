@@ -1,8 +1,10 @@
-"""What trackline's tracking and JSON logging cost: (a) raw WSGI, (b) bare Flask, (c) trackline, side by side.
+"""What trackline's tracking and JSON logging cost: (a) raw WSGI, (b) bare Flask, (c) trackline, and (d) what
+most users run instead, bare Flask with gunicorn's stock text access log, side by side.
 
-All three run under gunicorn with the same settings (gunicorn_conf.SHARED) on 127.0.0.1; wrk loads them in
-interleaved cycles a, b, c, a, b, c ... with the same client settings. Prints markdown tables: requests/s,
-p50/p99 latency, the c/b ratio per cycle and its median, RSS per worker, and the JSON formatters' lines/s.
+All four run under gunicorn with the same settings (gunicorn_conf.SHARED) on 127.0.0.1; wrk loads them in
+interleaved cycles a, b, c, d, a, b, c, d ... with the same client settings. Prints markdown tables:
+requests/s, p50/p99 latency, the c/b and c/d ratios per cycle and their medians, worker CPU per request, RSS
+per worker, and the JSON formatters' lines/s. ``--trace`` times ``trackline trace`` instead (trace_bench.py).
 Run it through ``scripts/bench``, which installs wrk and the venv first.
 """
 
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import yaml
 
+import trace_bench
 from gunicorn_conf import SHARED
 from trackline.context import set_tracking_id
 from trackline.logs import JsonFormatter, TrackingIdFilter
@@ -52,7 +55,7 @@ class Load:
 
 @dataclass
 class Server:
-    """One gunicorn master (our child) serving one of the three apps, with its files under ``root``."""
+    """One gunicorn master (our child) serving one of the apps, with its files under ``root``."""
 
     label: str
     root: Path
@@ -139,7 +142,8 @@ def free_port() -> int:
 
 
 def make_servers(tmp: Path) -> list[Server]:
-    """(a) raw WSGI, (b) bare Flask, (c) trackline with ./conf's logging.yaml and app.yaml, files in ``tmp``."""
+    """(a) raw WSGI, (b) bare Flask, (c) trackline with ./conf's logging.yaml and app.yaml, (d) stock: bare Flask
+    with gunicorn's text access log; files in ``tmp``."""
     gunicorn = [str(BIN / "gunicorn"), "-c", str(HERE / "gunicorn_conf.py"), "--chdir", str(HERE)]
     servers = []
     baselines = (("a", "(a) raw WSGI", "apps:raw_app"), ("b", "(b) bare Flask", "apps:create_flask_app()"))
@@ -154,6 +158,10 @@ def make_servers(tmp: Path) -> list[Server]:
     env = {"TRACKLINE_LOG_DIR": str(root / "logs"), "TRACKLINE_RUN_DIR": str(root / "run")}
     servers.append(Server("(c) trackline", root, [str(BIN / "trackline"), "serve", "--conf-dir", str(root / "conf")],
                           env, port))
+    port, root = free_port(), tmp / "d"
+    stock = [*gunicorn, "--access-logfile", str(root / "access.log"), "apps:create_flask_app()"]
+    servers.append(Server("(d) stock: bare Flask + --access-logfile", root, stock,
+                          {"BENCH_BIND": f"127.0.0.1:{port}"}, port))
     return servers
 
 
@@ -234,22 +242,24 @@ def count_lines(path: Path) -> int:
 
 def report(args: argparse.Namespace, servers: list[Server], formatters: list[tuple[str, float, float]]) -> str:
     """The markdown tables: per cycle, per server (medians over cycles), per JSON formatter."""
-    a, b, c = servers
-    ratios = [lc.rps / lb.rps for lb, lc in zip(b.loads, c.loads)]
-    median_ratio = statistics.median(ratios)
+    a, b, c, d = servers
+    ratios = [lc.rps / lb.rps for lb, lc in zip(b.loads, c.loads, strict=True)]
+    stock_ratios = [lc.rps / ld.rps for ld, lc in zip(d.loads, c.loads, strict=True)]
+    median_ratio, median_stock = statistics.median(ratios), statistics.median(stock_ratios)
     lines = [
         f"## GET {args.path}: wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s --latency, "
-        f"{args.cycles} cycles a, b, c interleaved; gunicorn gevent, {SHARED['workers']} workers, "
+        f"{args.cycles} cycles a, b, c, d interleaved; gunicorn gevent, {SHARED['workers']} workers, "
         f"{SHARED['worker_connections']} worker_connections, {os.cpu_count()} CPUs shared with wrk",
         "",
-        "| cycle | (a) raw WSGI req/s | (b) bare Flask req/s | (c) trackline req/s | c/b |",
-        "|---|---:|---:|---:|---:|",
+        "| cycle | (a) raw WSGI req/s | (b) bare Flask req/s | (c) trackline req/s | (d) stock req/s | c/b | c/d |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for cycle, (la, lb, lc, ratio) in enumerate(zip(a.loads, b.loads, c.loads, ratios), 1):
-        lines.append(f"| {cycle} | {la.rps:.0f} | {lb.rps:.0f} | {lc.rps:.0f} | {ratio:.2f} |")
+    for cycle, (la, lb, lc, ld) in enumerate(zip(a.loads, b.loads, c.loads, d.loads, strict=True), 1):
+        lines.append(f"| {cycle} | {la.rps:.0f} | {lb.rps:.0f} | {lc.rps:.0f} | {ld.rps:.0f} | "
+                     f"{ratios[cycle - 1]:.2f} | {stock_ratios[cycle - 1]:.2f} |")
     lines += [
         f"| median | {median(a, 'rps'):.0f} | {median(b, 'rps'):.0f} | {median(c, 'rps'):.0f} | "
-        f"**{median_ratio:.2f}** |",
+        f"{median(d, 'rps'):.0f} | **{median_ratio:.2f}** | **{median_stock:.2f}** |",
         "",
         "| server (medians over cycles) | req/s | p50 ms | p99 ms | worker CPU us/request | errors "
         "| RSS per worker MiB |",
@@ -263,9 +273,12 @@ def report(args: argparse.Namespace, servers: list[Server], formatters: list[tup
     logs = c.root / "logs"
     lines += [
         "",
-        f"median c/b ratio: **{median_ratio:.2f}** (target >= 0.90). trackline wrote "
+        f"median c/b ratio: **{median_ratio:.2f}** (target >= 0.90); median c/d (trackline / stock) ratio: "
+        f"**{median_stock:.2f}** (goal > 1.00); worker CPU per request c/d: "
+        f"{median(c, 'cpu_us') / median(d, 'cpu_us'):.2f}. trackline wrote "
         f"{count_lines(logs / 'access.log')} access lines and {count_lines(logs / 'app.log')} app lines for "
-        f"{sum(load.requests for load in c.loads) + c.warmup_requests} requests counted by wrk.",
+        f"{sum(load.requests for load in c.loads) + c.warmup_requests} requests counted by wrk; stock gunicorn "
+        f"wrote {count_lines(d.root / 'access.log')} text access lines.",
         "",
         "| JSON formatter (+ TrackingIdFilter, WatchedFileHandler) | app lines/s | us/app line | access lines/s "
         "| us/access line |",
@@ -285,11 +298,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short loads (2 s, 3 cycles): about 30 s in all")
     parser.add_argument("--duration", type=float, help="seconds of load per server per cycle (default 10)")
-    parser.add_argument("--cycles", type=int, default=3, help="interleaved a, b, c cycles (default 3, minimum 3)")
+    parser.add_argument("--cycles", type=int, default=3, help="interleaved a, b, c, d cycles (default 3, minimum 3)")
     parser.add_argument("--path", default="/api/health", choices=("/api/health", "/api/names"),
                         help="route to load (default /api/health: trackline logs an app line and an access line)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    trace_bench.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.cycles < 3:
         parser.error("--cycles must be at least 3")
@@ -302,6 +316,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.trace:
+        return trace_bench.main(args)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (scripts/bench installs it with apt-get)")
     with tempfile.TemporaryDirectory(prefix="trackline-bench-") as tmp_name:

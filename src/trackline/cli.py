@@ -1,14 +1,21 @@
-"""``trackline serve | check-config | trace``: the commands an operator and systemd run."""
+"""trackline serve | check-config | trace: the commands an operator and systemd run.
+
+Modules behind a command are imported when it runs: ``trace`` starts without gunicorn or Flask.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from trackline.config import ConfigError, conf_dir
-from trackline.server.settings import LOGGING_FILE, check_server_config
+
+LOGGING_FILE = "logging.yaml"  # trackline.server.settings.LOGGING_FILE, without importing gunicorn
+#: The exit status of a command whose output was cut short by a closed pipe, as if SIGPIPE had ended it.
+EXIT_BROKEN_PIPE = 128 + 13
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -19,6 +26,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from trackline.server.settings import check_server_config
+
     checked = check_server_config(conf_dir(args.conf_dir))
     if isinstance(checked, list):
         for problem in checked:
@@ -28,14 +37,30 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _log_files(args: argparse.Namespace) -> list[Path]:
-    """What ``trace`` reads: app/access/error.log in each ``--log-dir``, else the files logging.yaml writes."""
-    from trackline.logs.reader import LOG_NAMES
+def _fallback_log_dir() -> Path | None:
+    """The log directory the shipped logging.yaml would choose: $TRACKLINE_LOG_DIR, $LOGS_DIRECTORY, ./logs."""
+    for candidate in (os.environ.get("TRACKLINE_LOG_DIR"), os.environ.get("LOGS_DIRECTORY"), "logs"):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+def _log_bases(args: argparse.Namespace) -> list[Path]:
+    """What ``trace`` reads: each ``--log-dir`` (and its host folders), else the files logging.yaml writes, else
+    (logging.yaml unreadable or broken) the directory the shipped logging.yaml would use, with a warning."""
+    from trackline.logs.reader import directory_bases
     from trackline.logs.setup import logged_files
 
     if args.log_dir:
-        return [Path(directory) / name for directory in args.log_dir for name in LOG_NAMES]
-    return logged_files(conf_dir(args.conf_dir) / LOGGING_FILE)
+        return [base for directory in args.log_dir for base in directory_bases(Path(directory))]
+    try:
+        return logged_files(conf_dir(args.conf_dir) / LOGGING_FILE)
+    except ConfigError as exc:
+        fallback = _fallback_log_dir()
+        if fallback is None:
+            raise ConfigError(f"cannot tell where the logs are (give --log-dir DIR): {exc}") from None
+        print(f"trackline: warning: {exc}; reading {fallback} instead", file=sys.stderr)
+        return directory_bases(fallback)
 
 
 def _trace(args: argparse.Namespace) -> int:
@@ -47,18 +72,18 @@ def _trace(args: argparse.Namespace) -> int:
         print(f"trackline: {exc}", file=sys.stderr)
         return 2
     try:
-        files = _log_files(args)
+        bases = _log_bases(args)
     except ConfigError as exc:
-        print(f"trackline: cannot tell where the logs are (give --log-dir DIR): {exc}", file=sys.stderr)
+        print(f"trackline: {exc}", file=sys.stderr)
         return 2
-    directories = list(dict.fromkeys(str(file.parent) for file in files))
+    directories = list(dict.fromkeys(args.log_dir or [str(base.parent) for base in bases]))
     missing = [directory for directory in directories if not Path(directory).is_dir()]
     if missing:
         print(f"trackline: no such log directory: {', '.join(missing)}", file=sys.stderr)
         return 2
-    search = find(args.tracking_id, files, since)
-    for match in search.matches:
-        print(pretty(match) if args.pretty else match.line)
+    search = find(args.id, bases, since)
+    rows = pretty(search.matches) if args.pretty else [match.line for match in search.matches]
+    sys.stdout.write("".join(f"{row}\n" for row in rows))
     for problem in search.unreadable:
         print(f"trackline: skipped unreadable file {problem}", file=sys.stderr)
     if search.malformed:
@@ -66,26 +91,61 @@ def _trace(args: argparse.Namespace) -> int:
     if search.unfinished:
         print(f"trackline: skipped {search.unfinished} unfinished last line(s): a write in progress"
               " (run again to see it) or a file cut short", file=sys.stderr)
+    if search.duplicates:
+        print(f"trackline: skipped {search.duplicates} duplicate line(s) delivered twice to the log host",
+              file=sys.stderr)
     if not search.matches:
-        print(f"trackline: no lines for {args.tracking_id} in {', '.join(directories)}", file=sys.stderr)
+        print(f"trackline: no lines for {args.id} in {', '.join(directories)}", file=sys.stderr)
         return 1
     return 0
 
 
+def _request_id(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
+class _Version(argparse.Action):
+    """``--version``: looks the installed version up only when asked (importlib.metadata is slow to import)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print trackline's version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            installed = version("trackline")
+        except PackageNotFoundError:  # a source tree that was never installed
+            installed = "unknown"
+        print(f"trackline {installed}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trackline", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="trackline", description="Run and inspect a trackline service.",
+                                     allow_abbrev=False)
+    parser.add_argument("--version", action=_Version)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     conf_help = "config directory (default: $TRACKLINE_CONF_DIR, $CONFIGURATION_DIRECTORY, then ./conf)"
-    serve = commands.add_parser("serve", help="run the service under gunicorn in the foreground")
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=summary, description=summary, allow_abbrev=False)
+        sub.set_defaults(parser=sub)
+        return sub
+
+    serve = command("serve", "run the service under gunicorn in the foreground")
     serve.add_argument("--conf-dir", help=conf_help)
     serve.set_defaults(run=_serve)
-    check = commands.add_parser("check-config", help="validate gunicorn.yaml, logging.yaml and app.yaml")
+    check = command("check-config", "validate gunicorn.yaml, logging.yaml and app.yaml")
     check.add_argument("--conf-dir", help=conf_help)
     check.set_defaults(run=_check_config)
-    trace = commands.add_parser("trace", help="print every log line of one tracking ID, in time order")
-    trace.add_argument("tracking_id", metavar="ID")
+    trace = command("trace", "print every log line of one request (tracking ID or W3C trace-id), in time order")
+    trace.add_argument("id", metavar="ID", type=_request_id, help="a tracking ID or a trace_id")
     trace.add_argument("--log-dir", action="append",
-                       help="read app.log, access.log, error.log here, repeatable"
+                       help="read app.log, access.log, error.log, worker.log, trackline-access.log and their"
+                            " rotations here and in each host folder below it (a log host's tree); repeatable"
                             " (default: the files that the config directory's logging.yaml writes)")
     trace.add_argument("--conf-dir", help=conf_help)
     trace.add_argument("--since", help="only lines from this time on: ISO 8601 or a span such as 15m, 2h, 1d")
@@ -94,14 +154,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; an unknown option is reported with its subcommand's usage, not the top-level one."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    args = _parse(argv)
     try:
         return args.run(args)
     except ConfigError as exc:
         for problem in str(exc).splitlines():
             print(f"trackline: {problem}", file=sys.stderr)
         return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()  # here, not at exit: also after --help and --version, which exit by SystemExit
+    except BrokenPipeError:  # ``trackline trace ID | head -1``: the reader has gone, so stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

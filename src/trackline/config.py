@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,17 @@ def writable_directory(directory: Path, where: str, create: bool) -> None:
         raise ConfigError(f"{where}: {existing} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{where}: directory {existing} is not writable")
+    if not create and existing != directory:
+        _try_mkdir(existing, directory, where)
+
+
+def _try_mkdir(parent: Path, directory: Path, where: str) -> None:
+    """Create and remove a directory in ``parent`` as ``mkdir`` would for ``directory``: the filesystem may
+    refuse what the permission bits allow (``/proc``, a read-only mount)."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".trackline-check-", dir=parent))
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot create directory {directory}: {exc.strerror or exc}") from None
 
 
 def expand_env(value: str, env: Mapping[str, str], where: str) -> str:
@@ -77,6 +89,27 @@ def _expand_tree(node: Any, env: Mapping[str, str], where: str) -> Any:
     return node
 
 
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
+    """Where the parser stopped and why, leading with the line to fix: for an unclosed bracket or quote that
+    is the line where it was opened (the parser notices only later), quoted from ``text``."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if "'\\t'" in problem:
+        problem += " (indent with spaces, not tabs)"
+    mark, context = getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)
+    if mark is None:
+        return f": {problem}"
+    lines = text.splitlines()
+
+    def quoted(line: int) -> str:
+        return f" `{lines[line].strip()}`" if line < len(lines) and lines[line].strip() else ""
+
+    if context is not None and context.line != mark.line:
+        started = f"{getattr(exc, 'context', None) or 'parsing'} that starts at line {context.line + 1}"
+        return (f" at line {context.line + 1}{quoted(context.line)}: {problem} at line {mark.line + 1}, column"
+                f" {mark.column + 1} ({started})")
+    return f" at line {mark.line + 1}, column {mark.column + 1}{quoted(mark.line)}: {problem}"
+
+
 def read_yaml(path: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Parse a YAML mapping from ``path`` with environment expansion in every string."""
     try:
@@ -86,10 +119,7 @@ def read_yaml(path: Path, env: Mapping[str, str] | None = None) -> dict[str, Any
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: invalid YAML{at}: {problem}") from None
+        raise ConfigError(f"{path}: invalid YAML{_yaml_problem(exc, text)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

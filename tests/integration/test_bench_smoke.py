@@ -1,4 +1,5 @@
-"""``scripts/bench --quick`` runs end to end: three real gunicorn servers under wrk, and prints its tables.
+"""``scripts/bench --quick`` runs end to end: four real gunicorn servers under wrk, and prints its tables;
+``scripts/bench --trace`` generates a small log tree and times trace against grep + zgrep on it.
 
 Slow (about 30 s of load). No timed assertions: the numbers are reported, never judged here.
 """
@@ -23,7 +24,7 @@ def _wrk_available() -> bool:
     return os.geteuid() == 0 and bool(shutil.which("apt-get")) and bool(shutil.which("dpkg-query"))
 
 
-def test_quick_bench_prints_three_servers_and_the_ratio():
+def test_quick_bench_prints_four_servers_and_the_ratios():
     if not _wrk_available():
         reason = "wrk is missing and cannot be installed here (needs root, dpkg and apt-get)"
         if os.environ.get("CI") == "true":
@@ -33,16 +34,32 @@ def test_quick_bench_prints_three_servers_and_the_ratio():
                             text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    for label in ("(a) raw WSGI", "(b) bare Flask", "(c) trackline"):
+    for label in ("(a) raw WSGI", "(b) bare Flask", "(c) trackline", "(d) stock: bare Flask + --access-logfile"):
         row = re.search(rf"^\| {re.escape(label)} \| (\d+) \|", out, re.M)
         assert row and int(row.group(1)) > 0, f"no {label} row with requests/s in:\n{out}"
-    cycles = re.findall(r"^\| \d \| \d+ \| \d+ \| \d+ \| (\d+\.\d\d) \|$", out, re.M)
-    assert len(cycles) == 3, f"expected 3 interleaved cycles with a c/b ratio:\n{out}"
-    assert re.search(r"^median c/b ratio: \*\*\d+\.\d\d\*\*", out, re.M), out
+    cycles = re.findall(r"^\| \d \| \d+ \| \d+ \| \d+ \| \d+ \| (\d+\.\d\d) \| (\d+\.\d\d) \|$", out, re.M)
+    assert len(cycles) == 3, f"expected 3 interleaved cycles with c/b and c/d ratios:\n{out}"
+    assert re.search(r"^median c/b ratio: \*\*\d+\.\d\d\*\*.* median c/d \(trackline / stock\) ratio: "
+                     r"\*\*\d+\.\d\d\*\*", out, re.M), out
     # trackline really logged: one access line and one app line per request it answered.
     logged = re.search(r"wrote (\d+) access lines and (\d+) app lines for (\d+) requests", out)
     assert logged, out
     access, app, requests = map(int, logged.groups())
     assert access == app >= requests > 0
+    stock = re.search(r"stock gunicorn wrote (\d+) text access lines", out)
+    assert stock and int(stock.group(1)) > 0, out
     for formatter in ("python-json-logger JsonFormatter", "trackline JsonFormatter"):
         assert re.search(rf"^\| {formatter} \| \d+ \| [\d.]+ \| \d+ \| [\d.]+ \|$", out, re.M), out
+
+
+def test_trace_bench_finds_the_same_lines_as_grep_and_prints_the_ratio(tmp_path):
+    result = subprocess.run([str(REPO / "scripts" / "bench"), "--trace", "--trace-mb", "5", "--rounds", "1",
+                             "--trace-dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    rows = re.findall(r"^\| `([^`]+)` \| [\d.]+ \| [\d., ]+ \| [\d.]+ \| (\d+) \| [\d.]+ \|$", out, re.M)
+    labels = [label for label, _ in rows]
+    assert labels[:2] == ["trackline trace ID --log-dir TREE", "grep -rF ID TREE (plain) + zgrep -F ID *.gz"], out
+    assert len({found for _, found in rows}) == 1 and int(rows[0][1]) > 0, out  # every tool found the same lines
+    assert re.search(r"^trackline / \(grep \+ zgrep\): \*\*\d+\.\d\d\*\*", out, re.M), out
+    assert list(tmp_path.iterdir()) == []  # the tree is removed

@@ -85,8 +85,10 @@ def _two_files(setup: Setup) -> None:
 BAD: dict[str, tuple[Callable[[Setup], None], list[tuple[str, str]]]] = {
     "unknown-setting": (lambda s: s.append("gunicorn.yaml", "wrokers: 3\n"),
                         [("gunicorn.yaml", "unknown gunicorn setting 'wrokers'")]),
-    "wrong-type": (lambda s: s.replace("gunicorn.yaml", "\ntimeout: 30", "\ntimeout: soon"),
-                   [("gunicorn.yaml", "timeout")]),
+    "wrong-type": (lambda s: s.replace("gunicorn.yaml", "\ntimeout: 30", "\ntimeout: thirty"),
+                   [("gunicorn.yaml", "timeout: expected an integer, not 'thirty'")]),
+    "wrong-type-bool": (lambda s: s.append("gunicorn.yaml", "preload_app: maybe\n"),
+                        [("gunicorn.yaml", "preload_app: expected true or false, not 'maybe'")]),
     "owned-logconfig_dict": (lambda s: s.append("gunicorn.yaml", "logconfig_dict: {}\n"),
                              [("gunicorn.yaml", "'logconfig_dict' cannot be set here")]),
     "owned-accesslog": (lambda s: s.append("gunicorn.yaml", "accesslog: /tmp/access.log\n"),
@@ -98,6 +100,9 @@ BAD: dict[str, tuple[Callable[[Setup], None], list[tuple[str, str]]]] = {
                           [("logging.yaml", "formatter 'json'")]),
     "unwritable-log-dir": (_unwritable_log_dir, [("logging.yaml", "not writable")]),
     "log-dir-below-a-file": (_log_dir_below_a_file, [("logging.yaml", "is not a directory")]),
+    # root may write to /proc by its mode bits, but mkdir there fails: checked by trying, as serve creates it
+    "uncreatable-log-dir": (lambda s: s.env.update(TRACKLINE_LOG_DIR="/proc/nope"),
+                            [("logging.yaml", "cannot create directory /proc/nope: No such file or directory")]),
     "missing-gunicorn-yaml": (lambda s: (s.conf_dir / "gunicorn.yaml").unlink(),
                               [("gunicorn.yaml", "cannot read: No such file")]),
     "two-problems-in-two-files": (_two_files, [("gunicorn.yaml", "unknown gunicorn setting 'wrokers'"),
@@ -126,3 +131,15 @@ def test_serve_with_a_bad_config_exits_with_one_clear_line(setup: Setup) -> None
     assert "Traceback" not in result.stderr + result.stdout
     assert result.stderr.splitlines() == [
         f"trackline: {setup.conf_dir / 'gunicorn.yaml'}: unknown gunicorn setting 'wrokers'"]
+
+
+def test_serve_and_check_config_agree_on_an_uncreatable_log_dir(setup: Setup) -> None:
+    setup.env["TRACKLINE_LOG_DIR"] = "/proc/nope"
+    checked, served = setup.run(), setup.run("serve", timeout=30)
+    assert checked.returncode == served.returncode == 1
+    assert checked.stderr == served.stderr and "cannot create directory /proc/nope" in checked.stderr
+
+
+def test_check_config_leaves_no_trace_of_its_directory_check(setup: Setup) -> None:
+    assert setup.run().returncode == 0
+    assert sorted(p.name for p in setup.root.iterdir()) == ["conf"]  # logs/ and run/ only checked, not made

@@ -119,9 +119,12 @@ def test_hup_with_broken_yaml_keeps_serving_on_the_old_config(server: Server, br
     path = server.conf_dir / broken
     path.write_text(edit)
     master = server.process.pid
-    hup_and_wait(server)  # gunicorn still restarts the workers, on the old config
-    refused = [r for r in server.logs("error.log") if "reload refused" in r["message"]]
+    workers = server.wait_for_workers()
+    server.signal(signal.SIGHUP)
+    refused = wait_until(lambda: [r for r in server.logs("error.log") if "reload refused" in r["message"]],
+                         "the reload to be refused")
     assert len(refused) == 1 and refused[0]["level"] == "ERROR"
+    assert server.wait_for_workers() == workers  # the refused HUP replaced no worker
     assert str(path) in refused[0]["message"] and reason in refused[0]["message"]
     assert server.get("/api/names").status == 200
     still_logging = health_check(server)  # the old logging config still writes INFO to app.log

@@ -95,11 +95,17 @@ def test_bad_logging_yaml_is_one_clear_line(
 @pytest.mark.parametrize(
     ("text", "fragments"),
     [
-        ("version: 1\nroot:\n\tlevel: INFO\n", ["invalid YAML at line 3, column 1", "'\\t'"]),
-        ("version: 1\nroot: {level: INFO\nloggers: {}\n", ["invalid YAML at line 3, column 8"]),
+        ("version: 1\nroot:\n\tlevel: INFO\n", ["invalid YAML at line 3, column 1 `level: INFO`", "'\\t'",
+                                                "indent with spaces, not tabs"]),
+        # the parser notices the missing '}' on line 3; the line to fix is where the brace was opened
+        ("version: 1\nroot: {level: INFO\nloggers: {}\n", ["invalid YAML at line 2 `root: {level: INFO`: ",
+                                                          "at line 3, column 8",
+                                                          "flow mapping that starts at line 2"]),
+        ("version: 1\nroot:\n  level: INFO\n   handlers: []\n", ["invalid YAML at line 4, column 12 "
+                                                                "`handlers: []`: mapping values are not allowed"]),
         ("- version: 1\n- root: {}\n", ["expected a mapping at the top level, found list"]),
     ],
-    ids=["tab-indent", "unclosed-brace", "top-level-list"],
+    ids=["tab-indent", "unclosed-brace", "bad-indent", "top-level-list"],
 )
 def test_broken_yaml_names_the_place(text: str, fragments: list[str], conf_dir: Path) -> None:
     path = conf_dir / "logging.yaml"
@@ -197,8 +203,8 @@ def test_broken_yaml_fails_at_start_with_one_line(command: str, conf_dir: Path) 
     (conf_dir / "logging.yaml").write_text("version: 1\nroot:\n\tlevel: INFO\n")
     done = run_trackline(command, "--conf-dir", str(conf_dir))
     assert done.returncode == 1
-    assert done.stderr == f"trackline: {conf_dir / 'logging.yaml'}: invalid YAML at line 3, column 1: " \
-                          "found character '\\t' that cannot start any token\n"
+    assert done.stderr == f"trackline: {conf_dir / 'logging.yaml'}: invalid YAML at line 3, column 1 `level: INFO`: " \
+                          "found character '\\t' that cannot start any token (indent with spaces, not tabs)\n"
 
 
 @pytest.fixture

@@ -36,9 +36,11 @@ def write(path: Path, rows: list[str]) -> None:
     path.write_bytes(gzip.compress(text) if path.suffix == ".gz" else text)
 
 
-def trace(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def trace(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``trackline trace ARGS`` with the environment's log directories unset unless ``env`` sets them."""
+    base = {k: v for k, v in os.environ.items() if k not in ("TRACKLINE_LOG_DIR", "LOGS_DIRECTORY")}
     return subprocess.run([str(TRACKLINE), "trace", *args], capture_output=True, text=True, timeout=30,
-                          env={**os.environ, **(env or {})})
+                          env={**base, **(env or {})}, cwd=cwd)
 
 
 #: ``ID``'s lines as (file, line), in the order the output must have.
@@ -142,7 +144,7 @@ def test_no_log_files_known_exits_2_naming_the_problem_and_log_dir(tmp_path, log
     if logging_yaml is not None:
         conf.mkdir()
         (conf / "logging.yaml").write_text(logging_yaml)
-    result = trace(ID, "--conf-dir", str(conf))
+    result = trace(ID, "--conf-dir", str(conf), cwd=tmp_path)  # no ./logs to fall back on
     assert (result.returncode, result.stdout) == (2, "")
     [message] = result.stderr.splitlines()
     assert message.startswith("trackline: cannot tell where the logs are (give --log-dir DIR): "
@@ -244,3 +246,93 @@ def test_complete_last_line_without_newline_is_a_match(log_dir):
     result = trace(ID, "--log-dir", str(log_dir))
     assert result.stdout.splitlines()[-1] == line(at(6), ID, "GET /api/names 200")
     assert result.stderr.splitlines() == ["trackline: skipped 1 malformed line(s)"]
+
+
+@pytest.mark.parametrize("where", ["TRACKLINE_LOG_DIR", "LOGS_DIRECTORY", "./logs"])
+def test_broken_logging_yaml_falls_back_to_the_default_log_dir_with_a_warning(log_dir, tmp_path, where):
+    """When logging.yaml is broken the operator needs trace most: read where the shipped logging.yaml would."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "logging.yaml").write_text("version: 1\nhandlers: {app: {filename: x\n")
+    env = {} if where == "./logs" else {where: str(log_dir)}
+    result = trace(ID, "--conf-dir", str(conf), env=env, cwd=tmp_path)  # tmp_path/logs is log_dir
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [row for _, row in EXPECTED]
+    warning, *rest = result.stderr.splitlines()
+    shown = "logs" if where == "./logs" else str(log_dir)
+    assert warning.startswith(f"trackline: warning: {conf / 'logging.yaml'}: invalid YAML at line 2")
+    assert warning.endswith(f"; reading {shown} instead")
+    assert rest == ["trackline: skipped 1 malformed line(s)"]
+
+
+def test_finds_a_request_by_its_trace_id(tmp_path):
+    """Across services the tracking ID may differ (or be missing) where the W3C trace-id is the same."""
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    rows = [line(at(0), "edge-1", "at the edge", trace_id=trace_id, span_id="00f067aa0ba902b7"),
+            line(at(1), "svc-b-7", "downstream", trace_id=trace_id, span_id="b7ad6b7169203331"),
+            line(at(2), "other", "another trace", trace_id="0af7651916cd43dd8448eb211c80319c"),
+            line(at(3), trace_id, "a tracking ID that happens to be the trace-id")]
+    build(tmp_path / "logs", [("app.log", row) for row in rows])
+    result = trace(trace_id, "--log-dir", str(tmp_path / "logs"))
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines() == [rows[0], rows[1], rows[3]]
+
+
+def central(tracking_id: str, seconds: float, hostname: str, message: str, **fields: Any) -> str:
+    """A line as the log host stores it: the app's line with ``hostname`` spliced in."""
+    return line(at(seconds), tracking_id, message, hostname=hostname, **fields)
+
+
+def test_log_host_tree_is_one_story_with_duplicates_printed_once(tmp_path):
+    """``--log-dir /var/log/trackline-central``: every host's files, merged in time order, each line once."""
+    edge = central(ID, 0, "edge-1", "GET /api/relay 200", logger="nginx.access", request_method="GET",
+                   request_path="/api/relay", status_code=200, request_time=0.02, upstream_status="200")
+    relay = central(ID, 1, "web-a", "calling downstream")
+    served = central(ID, 2, "web-b", "Health check")
+    task = central(ID, 3, "worker-1", "task done", logger="trackline.worker", task_id="t-1")
+    access_a = central(ID, 4, "web-a", "GET /api/relay 200", logger="gunicorn.access", status_code=200)
+    root = tmp_path / "central"
+    root.mkdir()
+    build(root / "edge-1", [("trackline-access.log", edge), ("trackline-access.log", edge)])  # resent at once
+    build(root / "web-a", [("app.log.1", relay), ("app.log", relay),  # resent after the rotation
+                           ("access.log-20260117.gz", access_a)])
+    build(root / "web-b", [("app.log", relay), ("app.log", served)])  # the same bytes in another host's files
+    build(root / "worker-1", [("worker.log", task), ("worker.log", central("req-2", 3, "worker-1", "other"))])
+    result = trace(ID, "--log-dir", str(root))
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [edge, relay, relay, served, task, access_a]
+    assert result.stderr.splitlines() == ["trackline: skipped 2 duplicate line(s) delivered twice to the log host"]
+
+
+def test_pretty_shows_hostname_logger_and_extra_fields_in_columns(tmp_path):
+    root = tmp_path / "central"
+    root.mkdir()
+    rows = [central(ID, 0, "edge-1", "GET / 200", logger="nginx.access", request_method="GET", request_path="/",
+                    status_code=200, request_time=0.003, upstream_addr="127.0.0.1:8000"),
+            central(ID, 1, "web-a.example.internal", "tracking ID replaced", logger="trackline.tracking",
+                    rejected_tracking_id="bad id", trace_id="4bf92f3577b34da6a3ce929d0e0e4736"),
+            central(ID, 2, "web-b", "Health check", referer=None)]
+    build(root / "edge-1", [("trackline-access.log-20260117-1768652077.gz", rows[0])])
+    build(root / "web-a.example.internal", [("app.log", rows[1])])
+    build(root / "web-b", [("app.log.1", rows[2])])
+    result = trace(ID, "--log-dir", str(root), "--pretty", env={"TZ": "CST-8"})
+    assert (result.returncode, result.stderr) == (0, "")
+    shown = result.stdout.splitlines()
+    assert len(shown) == 3
+    columns = [row.split()[:5] for row in shown]
+    assert [c[1] for c in columns] == ["edge-1", "web-a.example.internal", "web-b"]
+    assert [c[4] for c in columns] == ["nginx.access", "trackline.tracking", "trackline.api"]
+    assert [c[2] for c in columns] == ["trackline-access.log-20260117-1768652077.gz", "app.log", "app.log.1"]
+    # the columns line up whatever the length of a host or file name
+    assert len({row.index(" INFO ") for row in shown}) == 1
+    messages = ["GET / ->", "tracking ID", "Health check"]
+    assert len({row.index(text) for row, text in zip(shown, messages, strict=True)}) == 1
+    assert "GET / -> 200 (0.003s)" in shown[0] and "upstream_addr=127.0.0.1:8000" in shown[0]
+    assert "rejected_tracking_id=bad id" in shown[1] and "trace_id=4bf92f3577b34da6a3ce929d0e0e4736" in shown[1]
+    assert "referer" not in shown[2]  # empty fields are left out
+
+
+def test_single_host_pretty_has_no_hostname_column(log_dir):
+    result = trace(ID, "--log-dir", str(log_dir), "--pretty", env={"TZ": "CST-8"})
+    first = result.stdout.splitlines()[0].split()
+    assert first[:4] == ["16:44:00.000", "app.log-20260101-1.gz", "INFO", "trackline.api"]

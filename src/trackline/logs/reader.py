@@ -1,30 +1,40 @@
-"""Find every log line of one tracking ID across log files, rotated and gzipped ones included."""
+"""Find every log line of one request across log files: rotated and gzipped ones, one host or a log host's tree.
+
+Files are read in large binary blocks and searched for the ID's bytes; only the lines that contain them are
+decoded and parsed, so a search runs at about the speed of ``grep -F`` with a flat memory use.
+"""
 
 from __future__ import annotations
 
 import glob
-import gzip
 import json
+import os
 import re
 import zlib
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
-LOG_NAMES = ("app.log", "access.log", "error.log")
+#: The files of one host: trackline's three, the Celery worker's and the edge's nginx JSON access log.
+LOG_NAMES = ("app.log", "access.log", "error.log", "worker.log", "trackline-access.log")
+#: How much is read (or decompressed) at a time.
+BLOCK = 1 << 20
+#: How many files are read at once.
+READERS = min(4, os.cpu_count() or 1)
 _RELATIVE = re.compile(r"(\d+)\s*([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 @dataclass(frozen=True, order=True)
 class Match:
-    """One matching line, ordered by its timestamp (then where it was found)."""
+    """One matching line, ordered by its timestamp (then where it was found: file, then byte offset)."""
 
     timestamp: datetime
     source: str
-    number: int
+    offset: int
     line: str = field(compare=False)
     record: dict[str, Any] = field(compare=False)
 
@@ -36,6 +46,7 @@ class Search:
     matches: list[Match] = field(default_factory=list)
     malformed: int = 0
     unfinished: int = 0  # a file's last line, not yet JSON and with no newline: still being written
+    duplicates: int = 0  # shipped lines that reached the log host more than once (RELP is at-least-once)
     unreadable: list[str] = field(default_factory=list)
 
 
@@ -52,73 +63,179 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
     return moment if moment.tzinfo else moment.astimezone()
 
 
-def log_files(bases: Iterable[Path]) -> list[Path]:
-    """Each base file and its rotations (``app.log``, ``app.log.1``, ``app.log-20260101.gz``, ...) in order."""
-    files: list[Path] = []
+def directory_bases(directory: Path) -> list[Path]:
+    """The base files to read for ``directory``: its own ``LOG_NAMES``, then those of each subdirectory (a log
+    host's ``<hostname>/`` folders), in name order."""
+    hosts = sorted(child for child in directory.iterdir() if child.is_dir()) if directory.is_dir() else []
+    return [folder / name for folder in (directory, *hosts) for name in LOG_NAMES]
+
+
+def log_files(bases: Iterable[Path]) -> list[tuple[Path, Path]]:
+    """``(base, file)`` for each base file and its rotations (``app.log``, ``app.log.1``, ``app.log-20260101.gz``,
+    ...) in order: a base and its rotations are one file set."""
+    files: dict[Path, Path] = {}
     for base in bases:
         name = glob.escape(base.name)
         rotations = (*base.parent.glob(f"{name}.*"), *base.parent.glob(f"{name}-*"))  # not app.logger
         if base.is_file():
-            files.append(base)
-        files.extend(sorted(p for p in rotations if p.is_file()))
-    return list(dict.fromkeys(files))
+            files.setdefault(base, base)
+        for path in sorted(p for p in rotations if p.is_file()):
+            files.setdefault(path, base)
+    return [(base, path) for path, base in files.items()]
 
 
-def _open(path: Path) -> IO[str]:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
-    return path.open(encoding="utf-8", errors="replace")
+def _blocks(stream: IO[bytes], gzipped: bool) -> Iterator[bytes]:
+    """The (decompressed) content of ``stream``, ``BLOCK`` bytes at a time; concatenated gzip members too."""
+    if not gzipped:
+        while block := stream.read(BLOCK):
+            yield block
+        return
+    inflater, fed, pending = zlib.decompressobj(wbits=31), False, b""
+    while True:
+        if inflater.eof:  # a next gzip member (``cat a.gz b.gz``), or the end
+            pending = inflater.unused_data + pending or stream.read(BLOCK)
+            if not pending.strip(b"\0"):  # nothing more, or the zero padding that gzip tolerates
+                return
+            inflater, fed = zlib.decompressobj(wbits=31), False
+        if not pending:
+            pending = stream.read(BLOCK)
+            if not pending:
+                break
+        block = inflater.decompress(pending, BLOCK)
+        fed, pending = True, inflater.unconsumed_tail
+        if block:
+            yield block
+    if fed and not inflater.eof:
+        raise EOFError("compressed file ended before the end-of-stream marker was reached")
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    with _open(path) as stream:
-        yield from enumerate(stream, 1)
+def _lines_containing(needle: bytes, blocks: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
+    """``(offset, line)`` of each line that contains ``needle``, newline kept; a last line without one too."""
+    carry = b""
+    start = 0  # stream offset of ``carry + block``
+    for block in blocks:
+        data = carry + block if carry else block
+        end = data.rfind(b"\n") + 1  # search only whole lines; the rest waits for the next block
+        position = data.find(needle, 0, end)
+        while position >= 0:
+            first = data.rfind(b"\n", 0, position) + 1
+            last = data.find(b"\n", position) + 1
+            yield start + first, data[first:last]
+            position = data.find(needle, last, end)
+        carry = data[end:]
+        start += end
+    if needle in carry:
+        yield start, carry
 
 
-def find(tracking_id: str, bases: Iterable[Path], since: datetime | None = None) -> Search:
-    """Stream ``bases`` and their rotations (``log_files``), keeping only lines whose ``tracking_id`` is
-    ``tracking_id`` (and not before ``since``).
+def _moment(record: Any) -> datetime:
+    moment = datetime.fromisoformat(record["@timestamp"])
+    return moment if moment.tzinfo else moment.astimezone()
 
-    Lines are read one at a time; only lines containing the ID text are parsed, so a malformed line is
-    counted when it could have been a match. A file's last line that is not JSON yet and has no newline is
-    counted apart as unfinished: a reader can see part of a worker's write to a live file.
+
+def find(request_id: str, bases: Iterable[Path], since: datetime | None = None) -> Search:
+    """Lines of ``bases`` and their rotations (``log_files``) whose ``tracking_id`` or ``trace_id`` is
+    ``request_id`` (and not before ``since``), in time order.
+
+    Only lines containing the ID text are parsed, so a malformed line is counted when it could have been a
+    match. A file's last line that is not JSON yet and has no newline is counted apart as unfinished: a
+    reader can see part of a worker's write to a live file. A line that carries ``hostname`` (shipped to a
+    log host) is kept once per file set: byte-identical copies in the same ``<host>/<file>`` and its rotations
+    are the at-least-once delivery's duplicates.
+
+    Files are read by a few threads at once (reading and decompressing release the GIL), each keeping only its
+    matches, so memory stays flat whatever the size of the tree.
     """
+    files = log_files(bases)
     search = Search()
-    for path in log_files(bases):
-        try:
-            for number, line in _lines(path):
-                if tracking_id not in line:
-                    continue
-                try:
-                    record = json.loads(line)
-                    moment = datetime.fromisoformat(record["@timestamp"])
-                    if moment.tzinfo is None:
-                        moment = moment.astimezone()
-                except (ValueError, KeyError, TypeError):  # not JSON, not an object, or no usable timestamp
-                    if line.endswith("\n"):
-                        search.malformed += 1
-                    else:
-                        search.unfinished += 1
-                    continue
-                if record.get("tracking_id") != tracking_id or (since and moment < since):
-                    continue
-                search.matches.append(Match(moment, str(path), number, line.rstrip("\n"), record))
-        except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a damaged / half-written .gz
-            search.unreadable.append(f"{path}: {exc}")
+    shipped: set[tuple[Path, bytes]] = set()
+    with ThreadPoolExecutor(max_workers=min(READERS, len(files) or 1)) as pool:
+        scans = pool.map(lambda file: _scan(request_id, file[1], since), files)
+        for (base, _), scan in zip(files, scans, strict=True):  # in file order: the first copy of a duplicate stays
+            search.malformed += scan.malformed
+            search.unfinished += scan.unfinished
+            search.unreadable.extend(scan.unreadable)
+            for match, raw in scan.found:
+                if "hostname" in match.record:
+                    key = (base, raw)
+                    if key in shipped:
+                        search.duplicates += 1
+                        continue
+                    shipped.add(key)
+                search.matches.append(match)
     search.matches.sort()
     return search
 
 
-def pretty(match: Match) -> str:
-    """A compact human view of one line."""
-    record = match.record
-    source = Path(match.source).name
-    when = match.timestamp.astimezone().strftime("%H:%M:%S.%f")[:-3]  # one zone for the merged view
-    text = record.get("message", "")
+@dataclass
+class _Scan:
+    """One file's matches, each with its line's bytes (what makes a duplicate), and what it had to skip."""
+
+    found: list[tuple[Match, bytes]] = field(default_factory=list)
+    malformed: int = 0
+    unfinished: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+
+def _scan(request_id: str, path: Path, since: datetime | None) -> _Scan:
+    """One file's matches (not yet sorted or rid of duplicates) and what it had to skip."""
+    scan = _Scan()
+    try:
+        with path.open("rb") as stream:
+            for offset, raw in _lines_containing(request_id.encode(), _blocks(stream, path.suffix == ".gz")):
+                line = raw.decode("utf-8", errors="replace")
+                try:
+                    record = json.loads(line)
+                    moment = _moment(record)
+                except (ValueError, KeyError, TypeError):  # not JSON, not an object, or no usable timestamp
+                    if raw.endswith(b"\n"):
+                        scan.malformed += 1
+                    else:
+                        scan.unfinished += 1
+                    continue
+                if request_id in (record.get("tracking_id"), record.get("trace_id")) and not (since and moment < since):
+                    scan.found.append((Match(moment, str(path), offset, line.rstrip("\n"), record), raw.rstrip(b"\n")))
+    except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a damaged / half-written .gz
+        scan.unreadable.append(f"{path}: {exc}")
+    return scan
+
+
+#: Fields the pretty view shows in its columns or its summary, not again as ``key=value``.
+_SHOWN = frozenset({"@timestamp", "level", "logger", "tracking_id", "message", "pid", "loc", "func", "exc_info",
+                    "hostname", "request_method", "request_path", "query_string", "status_code", "request_time"})
+
+
+def pretty(matches: list[Match]) -> list[str]:
+    """A compact human view: time, [hostname,] file, level, logger, then the message and the other fields.
+
+    Each column is as wide as its longest value among ``matches``, so long rotated file names keep it aligned.
+    """
+    if not matches:
+        return []
+    hosted = any("hostname" in match.record for match in matches)
+    files = [Path(match.source).name for match in matches]
+    widths = [max(len(str(match.record.get(key, "-"))) for match in matches) for key in ("hostname", "level", "logger")]
+    file_width = max(map(len, files))
+    rows = []
+    for match, file in zip(matches, files, strict=True):
+        record = match.record
+        when = match.timestamp.astimezone().strftime("%H:%M:%S.%f")[:-3]  # one zone for the merged view
+        columns = [when, *([f"{record.get('hostname', '-'):<{widths[0]}}"] if hosted else []),
+                   f"{file:<{file_width}}", f"{record.get('level', '-'):<{widths[1]}}",
+                   f"{record.get('logger', '-'):<{widths[2]}}", _summary(record)]
+        rows.append(" ".join(columns).rstrip())
+        if record.get("exc_info"):
+            rows.extend("    " + row for row in str(record["exc_info"]).splitlines())
+    return rows
+
+
+def _summary(record: dict[str, Any]) -> str:
+    """The message (for an access line: method, path, status and time), then the fields no column shows."""
+    text = str(record.get("message", ""))
     if "status_code" in record:
-        text = f"{record.get('request_method')} {record.get('request_path')} -> {record.get('status_code')}" \
+        query = f"?{record['query_string']}" if record.get("query_string") else ""
+        text = f"{record.get('request_method')} {record.get('request_path')}{query} -> {record.get('status_code')}" \
                f" ({record.get('request_time')}s)"
-    lines = [f"{when} {source:<22} {record.get('level', '-'):<7} {record.get('logger', '-'):<20} {text}"]
-    if record.get("exc_info"):
-        lines.extend("    " + row for row in str(record["exc_info"]).splitlines())
-    return "\n".join(lines)
+    extras = [f"{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in record.items()
+              if key not in _SHOWN and value not in (None, "")]
+    return "  ".join([text, " ".join(extras)]) if extras else text

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 
 from trackline.config import ConfigError
 from trackline.server.settings import ServerConfig, load_server_config
@@ -18,8 +19,8 @@ from trackline.server.settings import ServerConfig, load_server_config
 class TracklineApplication(BaseApplication):
     """Gunicorn reads its settings from ``gunicorn.yaml`` and its logging from ``logging.yaml``.
 
-    On HUP the master re-reads both; if either is broken it logs why and keeps serving with the old ones
-    (gunicorn's own reload would exit the master on a config error).
+    On HUP the master re-reads both; if either is broken it logs why and keeps serving with the old ones and
+    the old workers (gunicorn's own reload would exit the master on a config error).
     """
 
     def __init__(self, config: ServerConfig) -> None:
@@ -29,20 +30,39 @@ class TracklineApplication(BaseApplication):
     def load_config(self) -> None:
         self.config.apply(self.cfg)
 
-    def reload(self) -> None:
+    def refresh(self) -> bool:
+        """Re-read the config directory for a HUP; False (and logged) if it is broken."""
         try:
             self.config = load_server_config(self.config.conf_dir)
         except ConfigError as exc:
             logging.getLogger("gunicorn.error").error(
                 "reload refused, still serving with the previous configuration: %s", str(exc).replace("\n", "; ")
             )
-            return
-        super().reload()
+            return False
+        return True
+
+    def run(self) -> None:
+        try:
+            _RefusableReloadArbiter(self).run()
+        except RuntimeError as exc:  # as BaseApplication.run
+            print(f"\nError: {exc}\n", file=sys.stderr, flush=True)
+            sys.exit(1)
 
     def load(self) -> Any:
         from trackline.app import create_app  # imported in the worker, after gevent has patched it
 
         return create_app(self.config.app)
+
+
+class _RefusableReloadArbiter(Arbiter):
+    """gunicorn's master, except that a HUP whose config is refused changes nothing: gunicorn's ``reload()``
+    would go on to start new workers (on the old config) and stop every old one."""
+
+    app: TracklineApplication
+
+    def reload(self) -> None:
+        if self.app.refresh():
+            super().reload()
 
 
 def serve(conf_dir: Path) -> None:

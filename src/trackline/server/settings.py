@@ -138,7 +138,7 @@ def _load_settings(path: Path, create_dirs: bool) -> dict[str, Any]:
             try:
                 trial.set(name, value)
             except (TypeError, ValueError) as exc:
-                problems.append(f"{path}: {name}: {exc}")
+                problems.append(f"{path}: {name}: {_wrong_value(trial, name, value, exc)}")
     problems.extend(f"{path}: {problem}" for problem in _resolve(trial, raw.keys()))
     for name in RUNTIME_FILES & raw.keys():
         try:
@@ -148,6 +148,26 @@ def _load_settings(path: Path, create_dirs: bool) -> dict[str, Any]:
     if problems:
         raise ConfigError("\n".join(problems))
     return raw
+
+
+#: What a setting checked by this gunicorn validator takes, and the YAML types that are that.
+_EXPECTED: dict[str, tuple[str, tuple[type, ...]]] = {
+    "validate_pos_int": ("an integer", (int,)),
+    "validate_bool": ("true or false", (bool,)),
+    "validate_string": ("a string", (str,)),
+    "validate_list_string": ("a list of strings", (list, str)),
+    "validate_dict": ("a mapping", (dict,)),
+}
+
+
+def _wrong_value(cfg: Config, name: str, value: Any, exc: Exception) -> str:
+    """Why gunicorn refused ``value`` for ``name``: what was expected when it has the wrong type (gunicorn says
+    ``invalid literal for int() with base 0: 'thirty'``), else gunicorn's own reason."""
+    validator = getattr(cfg.settings[name].validator, "__name__", "")
+    expected, types = _EXPECTED.get(validator, ("", ()))
+    if expected and (not isinstance(value, types) or isinstance(value, bool) and bool not in types):
+        return f"expected {expected}, not {value!r}"
+    return str(exc)
 
 
 def _resolve(cfg: Config, names: Iterable[str]) -> list[str]:
