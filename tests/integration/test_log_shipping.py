@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, Server, wait_until
+from conftest import REPO, TRACKLINE, Server, wait_until
+from test_two_services import relay, with_downstream
 
 SHIP = "trackline-ship.conf"
 LOGHOST = "trackline-loghost.conf"
@@ -171,10 +172,13 @@ class Site:
         self.daemons.append(self.loghost)
         return self.loghost.start()
 
-    def add_host(self, hostname: str) -> Server:
-        """A started trackline whose log directory a started sender with ``hostname`` ships to the log host."""
+    def add_host(self, hostname: str, downstream: str | None = None) -> Server:
+        """A started trackline (whose /api/relay calls ``downstream``) with a started sender named ``hostname``
+        that ships its log directory to the log host."""
         assert self.loghost is not None
         server = self.make_server(name=hostname)
+        if downstream:
+            with_downstream(server, downstream)
         server.log_dir.mkdir(parents=True)
         words = {"SHIP_TO_HOST": "127.0.0.1", "SHIP_TO_PORT": str(self.loghost.port), "LOG_DIR": str(server.log_dir),
                  "NGINX_ACCESS_LOG": str(self.root / hostname / "nginx" / "trackline-access.log")}
@@ -343,10 +347,27 @@ def test_every_line_of_two_hosts_reaches_the_log_host_once_and_unchanged(site: S
         (server.log_dir / "other.log").unlink()  # not trackline's: make_server checks its files are JSON lines
 
 
-def report(record_property: Callable[[str, object], None], hostname: str, result: Delivery) -> None:
-    """Put the duplicates RELP delivered into the test report (junit property and -s output)."""
+def trace(site: Site, tracking_id: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``trackline trace ID --log-dir CENTRAL``, as an operator runs it on the log host."""
+    return subprocess.run([str(TRACKLINE), "trace", tracking_id, "--log-dir", str(site.central_dir), *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def report(record_property: Callable[[str, object], None], site: Site, hostname: str, result: Delivery) -> None:
+    """Put the duplicates RELP delivered into the test report (junit property and -s output), and check that
+    ``trackline trace`` prints each duplicated line once."""
     record_property(f"{hostname}_duplicates", sum(result.duplicates.values()))
     print(f"{hostname}: {sum(result.duplicates.values())} duplicate lines {result.duplicates}")
+    written = with_rotations(site.servers[hostname].log_dir)
+    central = with_rotations(site.central_dir / hostname)
+    doubled = [line for lines in central.values() for line, n in Counter(lines).items() if n > 1]
+    for line in doubled[:5]:
+        tracking_id = json.loads(line)["tracking_id"]
+        assert tracking_id, line  # a line outside a request: nothing to trace
+        printed = trace(site, tracking_id).stdout.splitlines(keepends=True)
+        wrote = [as_central(hostname, raw) for lines in written.values() for raw in lines
+                 if json.loads(raw)["tracking_id"] == tracking_id]
+        assert sorted(line.encode() for line in printed) == sorted(wrote), f"trace {tracking_id}"
 
 
 @pytest.mark.slow
@@ -366,7 +387,7 @@ def test_log_host_away_for_5s_under_load_loses_no_line(site: Site, how: signal.S
     assert server.stop() == 0
     result = wait_delivered(site, "web-a", timeout=180)
     assert not result.foreign, result
-    report(record_property, "web-a", result)
+    report(record_property, site, "web-a", result)
 
 
 @pytest.mark.slow
@@ -400,7 +421,7 @@ def test_sender_restarted_under_load_loses_no_line(site: Site, loghost_up: bool,
         assert sum(result.lost.values()) <= RELP_WINDOW, result
         print(f"web-a: {sum(result.lost.values())} lines lost (at most the RELP window, {RELP_WINDOW})")
     assert not result.foreign, result
-    report(record_property, "web-a", result)
+    report(record_property, site, "web-a", result)
 
 
 def logrotate_rules(name: str, dest: Path, replace: dict[str, str]) -> Path:
@@ -469,3 +490,23 @@ def test_central_tree_rotates_and_the_log_host_reopens_its_files(site: Site, tmp
     ids = {line["tracking_id"] for line in map(json.loads, (host_dir / "access.log").read_bytes().splitlines())}
     assert {f"after-{n:05d}" for n in range(200)} <= ids and not any(i.startswith("before-") for i in ids if i)
     assert b'"before-00199"' in rotated.read_bytes()
+
+
+def test_trace_on_the_log_host_follows_one_id_across_hosts_in_time_order(site: Site) -> None:
+    site.start_loghost()
+    b = site.add_host("web-b")
+    a = site.add_host("web-a", downstream=b.url)
+    assert relay(a, {"X-Tracking-ID": "across-hosts-1"}) == "across-hosts-1"
+    for hostname, server in site.servers.items():
+        assert server.stop() == 0
+        wait_delivered(site, hostname)
+    result = trace(site, "across-hosts-1")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    printed = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["@timestamp"] for r in printed] == sorted(r["@timestamp"] for r in printed)  # one zone: text order
+    # A's relay line, B's health check and access line, A's access line: each from its own host's files.
+    assert sorted((r["hostname"], r["logger"], r.get("request_path", r["message"])) for r in printed) == [
+        ("web-a", "gunicorn.access", "/api/relay"), ("web-a", "trackline.jobs", "downstream answered"),
+        ("web-b", "gunicorn.access", "/api/health"), ("web-b", "trackline.api", "Health check")]
+    pretty = trace(site, "across-hosts-1", "--pretty").stdout.splitlines()
+    assert len(pretty) == 4 and all(("web-a" in row) != ("web-b" in row) for row in pretty), pretty
