@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from staging import INSTALL, REPO, require_commands, require_venv_support, run_script, snapshot
+from staging import INSTALL, REPO, UNINSTALL, require_commands, require_venv_support, run_script, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +73,12 @@ def test_a_snippet_rsyslogd_rejects_fails_the_install_with_its_message(web: Path
     assert done.returncode == 1
     assert "rsyslogd -N1 rejects /etc/rsyslog.d/trackline-ship.conf" in done.stderr
     assert "windowsize2" in done.stderr
+
+
+@pytest.mark.parametrize("role", ["web", "loghost"])
+def test_uninstall_removes_the_snippets_and_rules(role: str, web: Path, loghost: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    subprocess.run(["cp", "-a", {"web": web, "loghost": loghost}[role], root], check=True)
+    run_script(UNINSTALL, "--root", str(root))
+    assert not list((root / "etc/rsyslog.d").iterdir())
+    assert not (root / "etc/logrotate.d/trackline-central").exists()
