@@ -34,7 +34,7 @@ from test_two_services import relay, with_downstream
 
 SHIP = "trackline-ship.conf"
 LOGHOST = "trackline-loghost.conf"
-RELP_WINDOW = 128  # omrelp's windowSize in trackline-ship.conf
+RELP_WINDOW = 1024  # omrelp's windowSize in trackline-ship.conf
 
 
 def unavailable(reason: str) -> None:

@@ -67,7 +67,7 @@ def test_a_snippet_rsyslogd_rejects_fails_the_install_with_its_message(web: Path
     checkout = tmp_path / "checkout"  # a checkout whose snippet has a typo, installed from
     shutil.copytree(REPO, checkout, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.egg-info"))
     snippet = checkout / "rsyslog/trackline-ship.conf"
-    snippet.write_text(snippet.read_text().replace('windowSize="128"', 'windowSize="128" windowsize2="1"'))
+    snippet.write_text(snippet.read_text().replace('windowSize="1024"', 'windowSize="1024" windowsize2="1"'))
     done = subprocess.run([checkout / "scripts/install", "--root", root, "--ship-to", "logs.example:10514"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
