@@ -32,6 +32,7 @@ import pytest
 from conftest import REPO, TRACKLINE, Server, wait_until
 from test_two_services import relay, with_downstream
 
+LIMITS = "trackline-limits.conf"
 SHIP = "trackline-ship.conf"
 LOGHOST = "trackline-loghost.conf"
 RELP_WINDOW = 1024  # omrelp's windowSize in trackline-ship.conf
@@ -168,7 +169,8 @@ class Site:
     def start_loghost(self) -> Rsyslogd:
         port = free_port()
         words = {"LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(port), "CENTRAL_DIR": str(self.central_dir)}
-        self.loghost = Rsyslogd(self.root / "loghost", "loghost", {LOGHOST: render(LOGHOST, **words)}, port)
+        snippets = {LIMITS: render(LIMITS), LOGHOST: render(LOGHOST, **words)}
+        self.loghost = Rsyslogd(self.root / "loghost", "loghost", snippets, port)
         self.daemons.append(self.loghost)
         return self.loghost.start()
 
@@ -182,7 +184,8 @@ class Site:
         server.log_dir.mkdir(parents=True)
         words = {"SHIP_TO_HOST": "127.0.0.1", "SHIP_TO_PORT": str(self.loghost.port), "LOG_DIR": str(server.log_dir),
                  "NGINX_ACCESS_LOG": str(self.root / hostname / "nginx" / "trackline-access.log")}
-        sender = Rsyslogd(self.root / f"{hostname}-rsyslog", hostname, {SHIP: render(SHIP, **words)})
+        snippets = {LIMITS: render(LIMITS), SHIP: render(SHIP, **words)}
+        sender = Rsyslogd(self.root / f"{hostname}-rsyslog", hostname, snippets)
         self.daemons.append(sender)
         self.senders[hostname] = sender.start()
         self.servers[hostname] = server.start()

@@ -68,11 +68,34 @@ def test_a_snippet_rsyslogd_rejects_fails_the_install_with_its_message(web: Path
     shutil.copytree(REPO, checkout, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.egg-info"))
     snippet = checkout / "rsyslog/trackline-ship.conf"
     snippet.write_text(snippet.read_text().replace('windowSize="1024"', 'windowSize="1024" windowsize2="1"'))
+    before = snapshot(root)
     done = subprocess.run([checkout / "scripts/install", "--root", root, "--ship-to", "logs.example:10514"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
-    assert "rsyslogd -N1 rejects /etc/rsyslog.d/trackline-ship.conf" in done.stderr
+    assert "rsyslogd -N1 rejects trackline-ship.conf in /etc/rsyslog.d (left as before)" in done.stderr
     assert "windowsize2" in done.stderr
+    assert snapshot(root) == before
+
+
+def test_all_snippets_pass_rsyslogd_check_under_debians_own_main_config(web: Path, loghost: Path,
+                                                                          tmp_path: Path) -> None:
+    """A host holding both (a log host that ships too) under /etc/rsyslog.conf as Debian ships it."""
+    main = Path("/etc/rsyslog.conf")
+    if not main.exists():
+        pytest.skip("no /etc/rsyslog.conf (Debian's rsyslog installs it)")
+    snippets = tmp_path / "rsyslog.d"
+    snippets.mkdir()
+    for staged in (web, loghost):
+        for snippet in (staged / "etc/rsyslog.d").iterdir():
+            shutil.copy(snippet, snippets)
+    assert sorted(p.name for p in snippets.iterdir()) == [
+        "trackline-limits.conf", "trackline-loghost.conf", "trackline-ship.conf"]
+    text = main.read_text()
+    assert "$IncludeConfig /etc/rsyslog.d/*.conf" in text
+    conf = tmp_path / "rsyslog.conf"
+    conf.write_text(text.replace("/etc/rsyslog.d/", f"{snippets}/").replace("/var/spool/rsyslog", str(tmp_path)))
+    check = subprocess.run(["rsyslogd", "-N1", "-f", str(conf)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
 
 
 @pytest.mark.parametrize("role", ["web", "loghost"])
