@@ -8,6 +8,7 @@ scripts/install replaces them; the wrapper config stands in for Debian's /etc/rs
 
 from __future__ import annotations
 
+import functools
 import glob
 import grp
 import gzip
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import REPO, TRACKLINE, Server, wait_until
 from test_two_services import relay, with_downstream
 
@@ -458,12 +460,12 @@ def test_forced_logrotate_of_the_app_logs_under_load_loses_no_line(site: Site, t
     rules = logrotate_rules("trackline", tmp_path / "app-logrotate.conf",
                             {"/var/log/trackline/": f"{server.log_dir}/", "su trackline trackline": f"su {user}"})
     with Load(server, "rotate", rate=300) as load:
-        rotated = 0.0
+        next_rotation = 0.0  # rotated names carry the epoch second: one rotation a second at most
         for _ in range(3):
             load.wait_sent(load.sent + 300)
-            wait_until(lambda last=rotated: time.monotonic() > last + 1.1, "the next second (rotated names carry it)")
+            wait_until(functools.partial(lambda at: time.monotonic() > at, next_rotation), "the next second")
             logrotate(rules)
-            rotated = time.monotonic()
+            next_rotation = time.monotonic() + 1.1
         load.wait_sent(load.sent + 300)
     assert server.stop() == 0
     assert len(list(server.log_dir.glob("access.log-*"))) == 3
