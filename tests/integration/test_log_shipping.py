@@ -1,0 +1,517 @@
+"""Log shipping with Debian's rsyslog over RELP: real rsyslogd senders and a log host on loopback ports.
+
+Each "host" is a ``trackline serve`` plus an ``rsyslogd`` running the shipped rsyslog/trackline-ship.conf with
+its own ``localHostname`` and work directory; the log host is an ``rsyslogd`` running
+rsyslog/trackline-loghost.conf. The snippets are the shipped files with their @WORDS@ replaced, as
+scripts/install replaces them; the wrapper config stands in for Debian's /etc/rsyslog.conf.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import grp
+import gzip
+import http.client
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import REPO, TRACKLINE, Server, wait_until
+from test_two_services import relay, with_downstream
+
+LIMITS = "trackline-limits.conf"
+SHIP = "trackline-ship.conf"
+LOGHOST = "trackline-loghost.conf"
+RELP_WINDOW = 1024  # omrelp's windowSize in trackline-ship.conf
+
+
+def unavailable(reason: str) -> None:
+    """Skip for ``reason``; in CI (CI=true) the machine must have it, so fail instead."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI must be able to run this test: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _needs_rsyslog() -> None:
+    if not shutil.which("rsyslogd") or not glob.glob("/usr/lib/*/rsyslog/imrelp.so"):
+        unavailable("needs Debian's rsyslog and rsyslog-relp (scripts/test installs them)")
+
+
+def render(snippet: str, **words: str) -> str:
+    """The shipped ``rsyslog/snippet`` with each ``@WORD@`` replaced, as scripts/install does."""
+    text = (REPO / "rsyslog" / snippet).read_text()
+    for word, value in words.items():
+        assert f"@{word}@" in text, f"{snippet} has no @{word}@"
+        text = text.replace(f"@{word}@", value)
+    assert not re.search(r"@[A-Z_]+@", text), f"{snippet} has words left: {re.findall(r'@[A-Z_]+@', text)}"
+    return text
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Rsyslogd:
+    """One ``rsyslogd -n`` with its config, pid file and work directory (queues, imfile state) under ``root``."""
+
+    root: Path
+    hostname: str
+    snippets: dict[str, str]  # file name -> rendered text
+    port: int = 0  # the log host's RELP port, to wait for
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def work_dir(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def output(self) -> Path:
+        return self.root / "rsyslogd.out"
+
+    @property
+    def stats_file(self) -> Path:
+        """impstats' counters, every second: ``Tue Dec  1 19:51:14 2026: {"name": ..., "size": ...}``."""
+        return self.root / "stats"
+
+    def queue_empty(self, after: float) -> bool:
+        """Whether impstats said, at a time past ``after`` (epoch s), that the ship queue holds nothing."""
+        latest: dict[str, tuple[float, dict[str, Any]]] = {}
+        for line in self.stats_file.read_text().splitlines():
+            when, _, record = line.partition(": ")
+            stats = json.loads(record)
+            latest[stats["name"]] = (time.mktime(time.strptime(when)), stats)
+        queues = [latest.get(name) for name in ("trackline_ship queue", "trackline_ship queue[DA]")]
+        return all(q is not None and q[0] > after and q[1]["size"] == 0 for q in queues)
+
+    def configure(self) -> Path:
+        """Write the snippets and a main config that includes them (Debian's rsyslog.conf does the same)."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        main = [f'global(workDirectory="{self.work_dir}" localHostname="{self.hostname}")',
+                f'module(load="impstats" interval="1" format="json" log.syslog="off" log.file="{self.stats_file}")']
+        for name, text in self.snippets.items():
+            (self.root / name).write_text(text)
+            main.append(f'include(file="{self.root / name}")')
+        conf = self.root / "rsyslog.conf"
+        conf.write_text("\n".join(main) + "\n")
+        check = subprocess.run(["rsyslogd", "-N1", "-f", str(conf)], capture_output=True, text=True, timeout=60)
+        assert check.returncode == 0, f"rsyslogd -N1 rejects {conf}:\n{check.stdout}{check.stderr}"
+        return conf
+
+    def start(self) -> Rsyslogd:
+        conf = self.configure()
+        pid_file = self.root / "rsyslogd.pid"
+        pid_file.unlink(missing_ok=True)
+        with self.output.open("ab") as output:
+            self.process = subprocess.Popen(["rsyslogd", "-n", "-f", str(conf), "-i", str(pid_file)],
+                                            stdout=output, stderr=subprocess.STDOUT)
+
+        def ready() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                pytest.fail(f"rsyslogd exited with {self.process.returncode}: {self.output.read_text()}")
+            if not pid_file.exists():
+                return False
+            if not self.port:
+                return True
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        wait_until(ready, f"rsyslogd {self.hostname} to start", timeout=30)
+        return self
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop it (our own child, by PID) and wait; kill it if it hangs."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass
+class Site:
+    """A log host and the sending hosts of one test, all on 127.0.0.1."""
+
+    root: Path
+    make_server: Callable[..., Server]
+    daemons: list[Rsyslogd] = field(default_factory=list)
+    loghost: Rsyslogd | None = None
+    senders: dict[str, Rsyslogd] = field(default_factory=dict)
+    servers: dict[str, Server] = field(default_factory=dict)
+
+    @property
+    def central_dir(self) -> Path:
+        return self.root / "central"
+
+    def start_loghost(self) -> Rsyslogd:
+        port = free_port()
+        words = {"LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(port), "CENTRAL_DIR": str(self.central_dir)}
+        snippets = {LIMITS: render(LIMITS), LOGHOST: render(LOGHOST, **words)}
+        self.loghost = Rsyslogd(self.root / "loghost", "loghost", snippets, port)
+        self.daemons.append(self.loghost)
+        return self.loghost.start()
+
+    def add_host(self, hostname: str, downstream: str | None = None) -> Server:
+        """A started trackline (whose /api/relay calls ``downstream``) with a started sender named ``hostname``
+        that ships its log directory to the log host."""
+        assert self.loghost is not None
+        server = self.make_server(name=hostname)
+        if downstream:
+            with_downstream(server, downstream)
+        server.log_dir.mkdir(parents=True)
+        words = {"SHIP_TO_HOST": "127.0.0.1", "SHIP_TO_PORT": str(self.loghost.port), "LOG_DIR": str(server.log_dir),
+                 "NGINX_ACCESS_LOG": str(self.root / hostname / "nginx" / "trackline-access.log")}
+        snippets = {LIMITS: render(LIMITS), SHIP: render(SHIP, **words)}
+        sender = Rsyslogd(self.root / f"{hostname}-rsyslog", hostname, snippets)
+        self.daemons.append(sender)
+        self.senders[hostname] = sender.start()
+        self.servers[hostname] = server.start()
+        return server
+
+    def stop_all(self) -> None:
+        for daemon in self.daemons:
+            daemon.stop()
+
+
+@pytest.fixture
+def site(tmp_path: Path, make_server: Callable[..., Server]) -> Iterator[Site]:
+    site = Site(tmp_path, make_server)
+    yield site
+    site.stop_all()
+
+
+def file_lines(paths: list[Path]) -> list[bytes]:
+    """The lines of ``paths`` in order (gzip-compressed ones too), each with its newline."""
+    lines: list[bytes] = []
+    for path in paths:
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        lines.extend(data.splitlines(keepends=True))
+    return lines
+
+
+def with_rotations(directory: Path) -> dict[str, list[bytes]]:
+    """Each ``*.log`` in ``directory`` -> its lines, the rotated files' (oldest first) then its own."""
+    return {path.name: file_lines([*sorted(directory.glob(f"{path.name}-*")), path])
+            for path in sorted(directory.glob("*.log"))}
+
+
+def as_central(hostname: str, line: bytes) -> bytes:
+    """``line`` as the log host writes it: ``"hostname"`` spliced in right after the opening brace (a line
+    that is not a JSON object becomes the ``message`` of one; the tests' such lines need no escape but ``"``)."""
+    head = b'{"hostname":"' + hostname.encode() + b'",'
+    if line.startswith(b"{"):
+        return head + line[1:]
+    assert b"\\" not in line and b"/" not in line, line
+    return head + b'"message":"' + line.rstrip(b"\n").replace(b'"', b'\\"') + b'"}\n'
+
+
+@dataclass
+class Delivery:
+    """What reached the central tree of one host, against what its trackline wrote."""
+
+    lost: dict[str, int]
+    duplicates: dict[str, int]
+    foreign: dict[str, list[bytes]]  # central lines that the host never wrote (changed bytes, cut lines)
+
+    def __str__(self) -> str:
+        return f"lost {self.lost}, duplicates {self.duplicates}, foreign {[v[:3] for v in self.foreign.values()]}"
+
+
+def delivery(site: Site, hostname: str) -> Delivery:
+    written = with_rotations(site.servers[hostname].log_dir)
+    central = with_rotations(site.central_dir / hostname)
+    lost, duplicates, foreign = {}, {}, {}
+    for name in sorted(written.keys() | central.keys()):
+        want = Counter(as_central(hostname, line) for line in written.get(name, []))
+        got = Counter(central.get(name, []))
+        lost[name] = sum((want - got).values())
+        duplicates[name] = sum((got - want).values()) - len(set(got) - set(want))
+        foreign[name] = [line for line in got if line not in want]
+    return Delivery({k: v for k, v in lost.items() if v}, {k: v for k, v in duplicates.items() if v},
+                    {k: v for k, v in foreign.items() if v})
+
+
+def wait_delivered(site: Site, hostname: str, timeout: float = 120) -> Delivery:
+    """Wait until every line the host wrote is in the central tree (its sender drains its queue)."""
+    result: list[Delivery] = []
+
+    def arrived() -> bool:
+        result[:] = [delivery(site, hostname)]
+        return not result[0].lost
+
+    try:
+        wait_until(arrived, f"{hostname}'s lines to reach the log host", timeout=timeout)
+    except pytest.fail.Exception:
+        pytest.fail(f"{hostname}: {result[0]}")
+    return result[0]
+
+
+class Load:
+    """``clients`` threads sending GET /api/names, each request with its own tracking ID, at most ``rate``/s,
+    until ``stop()`` or ``limit`` requests."""
+
+    def __init__(self, server: Server, prefix: str, rate: float = 300, clients: int = 4, limit: int = 20000):
+        self.server, self.rate, self.limit = server, rate, limit
+        self.ids = (f"{prefix}-{n:05d}" for n in range(limit))
+        self.sent = 0
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
+
+    def __enter__(self) -> Load:
+        self.started = time.monotonic()
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait_sent(self, count: int) -> None:
+        wait_until(lambda: self.sent >= count or self.errors, f"{count} requests sent", timeout=120)
+        assert not self.errors, self.errors[:5]
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)
+        assert not any(thread.is_alive() for thread in self._threads), "load clients did not stop"
+        assert not self.errors, self.errors[:5]
+
+    def _client(self) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=30)
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    tracking_id = next(self.ids, None)
+                    index = self.sent
+                    self.sent += tracking_id is not None
+                if tracking_id is None:
+                    return
+                time.sleep(max(0.0, self.started + index / self.rate - time.monotonic()))
+                connection.request("GET", "/api/names", headers={"X-Tracking-ID": tracking_id})
+                response = connection.getresponse()
+                response.read()
+                if response.status != 200:
+                    self.errors.append(f"{tracking_id}: {response.status}")
+        except Exception as exc:  # reported by the test, which must not pass with a failed client
+            self.errors.append(f"client failed: {exc!r}")
+        finally:
+            connection.close()
+
+
+def test_every_line_of_two_hosts_reaches_the_log_host_once_and_unchanged(site: Site) -> None:
+    site.start_loghost()
+    for hostname in ("web-a", "web-b"):
+        site.add_host(hostname)
+    for hostname, server in site.servers.items():
+        with Load(server, hostname, rate=1000, limit=1500) as load:
+            load.wait_sent(1500)
+        # An access line longer than rsyslog's default 8 KiB message limit, with slashes JSON may escape.
+        assert server.get("/api/names", {"User-Agent": "x/" * 4000}).status == 200
+        # UTF-8, a DEL and an HTML end tag, in a file another program writes.
+        with (server.log_dir / "other.log").open("w", encoding="utf-8") as other:
+            other.write(json.dumps({"message": "caf\u00e9 \x7f </a>"}, ensure_ascii=False) + "\n")
+            other.write('not JSON, "quoted"\n')
+    for hostname, server in site.servers.items():
+        assert server.stop() == 0
+        result = wait_delivered(site, hostname)
+        assert not result.duplicates and not result.foreign, result
+        # Exactly once and in order: each central file is its source file, line for line, plus the hostname.
+        written = with_rotations(server.log_dir)
+        assert {"access.log", "error.log", "other.log"} <= set(written), written.keys()
+        central = with_rotations(site.central_dir / hostname)
+        assert {name: lines for name, lines in central.items()} == {
+            name: [as_central(hostname, line) for line in lines] for name, lines in written.items() if lines}
+        (server.log_dir / "other.log").unlink()  # not trackline's: make_server checks its files are JSON lines
+
+
+def trace(site: Site, tracking_id: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``trackline trace ID --log-dir CENTRAL``, as an operator runs it on the log host."""
+    return subprocess.run([str(TRACKLINE), "trace", tracking_id, "--log-dir", str(site.central_dir), *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def report(record_property: Callable[[str, object], None], site: Site, hostname: str, result: Delivery) -> None:
+    """Put the duplicates RELP delivered into the test report (junit property and -s output), and check that
+    ``trackline trace`` prints each duplicated line once."""
+    record_property(f"{hostname}_duplicates", sum(result.duplicates.values()))
+    print(f"{hostname}: {sum(result.duplicates.values())} duplicate lines {result.duplicates}")
+    written = with_rotations(site.servers[hostname].log_dir)
+    central = with_rotations(site.central_dir / hostname)
+    doubled = [line for lines in central.values() for line, n in Counter(lines).items() if n > 1]
+    for line in doubled[:5]:
+        tracking_id = json.loads(line)["tracking_id"]
+        assert tracking_id, line  # a line outside a request: nothing to trace
+        printed = trace(site, tracking_id).stdout.splitlines(keepends=True)
+        wrote = [as_central(hostname, raw) for lines in written.values() for raw in lines
+                 if json.loads(raw)["tracking_id"] == tracking_id]
+        assert sorted(line.encode() for line in printed) == sorted(wrote), f"trace {tracking_id}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
+def test_log_host_away_for_5s_under_load_loses_no_line(site: Site, how: signal.Signals,
+                                                       record_property: Callable[[str, object], None]) -> None:
+    loghost = site.start_loghost()
+    server = site.add_host("web-a")
+    with Load(server, "outage", rate=300) as load:
+        load.wait_sent(300)
+        loghost.stop(how)
+        during = load.sent
+        time.sleep(6)  # the outage itself: the load goes on meanwhile
+        assert load.sent > during + 500, "the load stalled while the log host was away"
+        loghost.start()
+        load.wait_sent(load.sent + 600)
+    assert server.stop() == 0
+    result = wait_delivered(site, "web-a", timeout=180)
+    assert not result.foreign, result
+    report(record_property, site, "web-a", result)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loghost_up", [True, False], ids=["log-host-up", "log-host-down"])
+def test_sender_restarted_under_load_loses_no_line(site: Site, loghost_up: bool,
+                                                   record_property: Callable[[str, object], None]) -> None:
+    loghost = site.start_loghost()
+    server = site.add_host("web-a")
+    sender = site.senders["web-a"]
+    with Load(server, "restart", rate=300) as load:
+        load.wait_sent(300)
+        if not loghost_up:
+            loghost.stop()
+            load.wait_sent(load.sent + 300)  # queued in the sender, which then stops with them
+        sender.stop()
+        load.wait_sent(load.sent + 300)  # written while no rsyslogd follows the files
+        sender.start()
+        load.wait_sent(load.sent + 300)
+        if not loghost_up:
+            loghost.start()
+        load.wait_sent(load.sent + 300)
+    assert server.stop() == 0
+    if loghost_up:
+        result = wait_delivered(site, "web-a", timeout=180)
+    else:
+        # rsyslog's known limit (docs/log-host.md): the lines omrelp had sent and the log host had not yet
+        # answered when the session broke are lost if rsyslogd stops before the session is back.
+        now = time.time() + 1  # impstats' times are whole seconds
+        wait_until(lambda: sender.queue_empty(now), "the sender's queue to drain", timeout=180)
+        result = delivery(site, "web-a")
+        assert sum(result.lost.values()) <= RELP_WINDOW, result
+        print(f"web-a: {sum(result.lost.values())} lines lost (at most the RELP window, {RELP_WINDOW})")
+    assert not result.foreign, result
+    report(record_property, site, "web-a", result)
+
+
+def logrotate_rules(name: str, dest: Path, replace: dict[str, str]) -> Path:
+    """The shipped ``logrotate/name`` with ``replace``'s texts (paths, user, the reload command) swapped."""
+    rules = (REPO / "logrotate" / name).read_text()
+    for old, new in replace.items():
+        assert old in rules, f"logrotate/{name} has no {old!r}"
+        rules = rules.replace(old, new)
+    dest.write_text(rules)
+    return dest
+
+
+def logrotate(rules: Path) -> None:
+    done = subprocess.run(["logrotate", "--force", "--state", str(rules.with_suffix(".state")), str(rules)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and not done.stderr, done.stderr
+
+
+@pytest.fixture
+def _needs_logrotate() -> None:
+    if not shutil.which("logrotate"):
+        unavailable("needs Debian's logrotate (scripts/test installs it)")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("_needs_logrotate")
+def test_forced_logrotate_of_the_app_logs_under_load_loses_no_line(site: Site, tmp_path: Path) -> None:
+    site.start_loghost()
+    server = site.add_host("web-a")
+    user = f"{pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name}"
+    rules = logrotate_rules("trackline", tmp_path / "app-logrotate.conf",
+                            {"/var/log/trackline/": f"{server.log_dir}/", "su trackline trackline": f"su {user}"})
+    with Load(server, "rotate", rate=300) as load:
+        next_rotation = 0.0  # rotated names carry the epoch second: one rotation a second at most
+        for _ in range(3):
+            load.wait_sent(load.sent + 300)
+            wait_until(functools.partial(lambda at: time.monotonic() > at, next_rotation), "the next second")
+            logrotate(rules)
+            next_rotation = time.monotonic() + 1.1
+        load.wait_sent(load.sent + 300)
+    assert server.stop() == 0
+    assert len(list(server.log_dir.glob("access.log-*"))) == 3
+    result = wait_delivered(site, "web-a")
+    assert not result.duplicates and not result.foreign, result
+
+
+@pytest.mark.usefixtures("_needs_logrotate")
+def test_central_tree_rotates_and_the_log_host_reopens_its_files(site: Site, tmp_path: Path) -> None:
+    loghost = site.start_loghost()
+    server = site.add_host("web-a")
+    assert loghost.process is not None
+    rules = logrotate_rules("trackline-central", tmp_path / "central-logrotate.conf",
+                            {"/var/log/trackline-central/": f"{site.central_dir}/",
+                             "/usr/lib/rsyslog/rsyslog-rotate": f"kill -HUP {loghost.process.pid}"})
+    with Load(server, "before", rate=500, limit=200) as load:
+        load.wait_sent(200)
+    wait_delivered(site, "web-a")
+    logrotate(rules)
+    with Load(server, "after", rate=500, limit=200) as load:
+        load.wait_sent(200)
+    assert server.stop() == 0
+    result = wait_delivered(site, "web-a")
+    assert not result.duplicates and not result.foreign, result
+    host_dir = site.central_dir / "web-a"
+    (rotated,) = host_dir.glob("access.log-*")
+    ids = {line["tracking_id"] for line in map(json.loads, (host_dir / "access.log").read_bytes().splitlines())}
+    assert {f"after-{n:05d}" for n in range(200)} <= ids and not any(i.startswith("before-") for i in ids if i)
+    assert b'"before-00199"' in rotated.read_bytes()
+
+
+def test_trace_on_the_log_host_follows_one_id_across_hosts_in_time_order(site: Site) -> None:
+    site.start_loghost()
+    b = site.add_host("web-b")
+    a = site.add_host("web-a", downstream=b.url)
+    assert relay(a, {"X-Tracking-ID": "across-hosts-1"}) == "across-hosts-1"
+    for hostname, server in site.servers.items():
+        assert server.stop() == 0
+        wait_delivered(site, hostname)
+    result = trace(site, "across-hosts-1")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    printed = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["@timestamp"] for r in printed] == sorted(r["@timestamp"] for r in printed)  # one zone: text order
+    # A's relay line, B's health check and access line, A's access line: each from its own host's files.
+    assert sorted((r["hostname"], r["logger"], r.get("request_path", r["message"])) for r in printed) == [
+        ("web-a", "gunicorn.access", "/api/relay"), ("web-a", "trackline.jobs", "downstream answered"),
+        ("web-b", "gunicorn.access", "/api/health"), ("web-b", "trackline.api", "Health check")]
+    pretty = trace(site, "across-hosts-1", "--pretty").stdout.splitlines()
+    assert len(pretty) == 4 and all(("web-a" in row) != ("web-b" in row) for row in pretty), pretty
