@@ -9,7 +9,7 @@ from typing import Any
 
 from trackline.context import get_tracking_id
 
-__all__ = ["TrackingId", "create_app", "get_tracking_id"]
+__all__ = ["TrackingId", "app_settings", "create_app", "get_tracking_id"]
 
 
 def __getattr__(name: str) -> Any:
@@ -17,6 +17,10 @@ def __getattr__(name: str) -> Any:
         from trackline.tracking import TrackingId
 
         return TrackingId
+    if name == "app_settings":
+        from trackline.server.loading import app_settings
+
+        return app_settings
     if name == "create_app":
         from trackline.app import create_app
 

@@ -9,6 +9,8 @@ import time
 from datetime import datetime
 
 DATETIME_HEADER = "X-DateTime"
+#: Names the response headers a browser's script may read (CORS): the tracking header among them.
+EXPOSE_HEADERS = "Access-Control-Expose-Headers"
 
 _now_cache: tuple[int, str] = (-1, "")
 

@@ -15,7 +15,7 @@ from flask import Flask, g
 from trackline import propagation
 from trackline.body_limit import BodyLimit
 from trackline.context import ENVIRON_KEY, get_tracking_id, response_done, set_tracking_id
-from trackline.headers import DATETIME_HEADER, echo_headers
+from trackline.headers import DATETIME_HEADER, EXPOSE_HEADERS, echo_headers
 from trackline.policy import DEFAULTS, TrackingPolicy, environ_key, safe_excerpt
 from trackline.tracecontext import parse_traceparent, set_trace
 
@@ -24,7 +24,6 @@ log = logging.getLogger("trackline.tracking")
 #: ``app.extensions`` key of a Flask app's ``TrackingMiddleware``.
 EXTENSION = "trackline.tracking"
 
-EXPOSE_HEADERS = "Access-Control-Expose-Headers"
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -46,6 +45,8 @@ class TrackingMiddleware:
             self.drop.add(EXPOSE_HEADERS.lower())
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if ENVIRON_KEY in environ:  # an outer TrackingMiddleware has the request (an app wrapped around a tracked
+            return self.app(environ, start_response)  # Flask app): one ID, one set of headers
         incoming_trace = environ.get("HTTP_TRACEPARENT")
         trace = parse_traceparent(incoming_trace, environ.get("HTTP_TRACESTATE"))
         tracking_id, rejected = self.policy.resolve(environ, trace)

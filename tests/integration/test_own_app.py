@@ -194,6 +194,9 @@ def server_env(server: Server) -> dict[str, str]:
 
 BROKEN = {
     "no such module": ("nope_module:app", "ModuleNotFoundError: No module named 'nope_module'"),
+    "a factory without its call": ("failing:create", "TypeError: failing:create is not a WSGI app (it cannot be "
+                                   "called with environ and start_response); a factory needs its call: "
+                                   "module:factory()"),
     "no such attribute": ("plain:nothing", "Failed to find attribute 'nothing' in 'plain'."),
     "factory raises": ("failing:create()", "ValueError: no database at postgres://db"),
     "not a call or name": ("plain:app[", "Failed to parse 'app[' as an attribute name or function call."),
@@ -266,3 +269,51 @@ def test_example_quote_reaches_a_second_service_with_the_same_id(make_server: An
     assert [r["request_path"] for r in by_id(pricing, "access.log", "two-hosts-7")] == ["/prices/7"]
     assert [r["message"] for r in by_id(pricing, "app.log", "two-hosts-7")] == ["priced"]
     assert json.loads(quoted.body)["price"] == 16.99
+
+
+SELF_MINDED = '''
+import logging.config
+import threading
+import time
+
+from flask import Flask
+
+import trackline
+
+threading.Thread(target=time.sleep, args=(3600,)).start()  # a scheduler started at import, not a daemon
+
+
+def create_app():
+    settings = trackline.app_settings()  # app.yaml, while the factory builds the app
+    logging.config.dictConfig({"version": 1, "root": {"level": "DEBUG", "handlers": ["plain"]},
+                               "handlers": {"plain": {"class": "logging.StreamHandler"}}})
+    app = Flask("self_minded")
+
+    @app.get("/")
+    def index():
+        logging.getLogger("self_minded").info("index")
+        return {"database": settings["DATABASE_URL"]}
+
+    return app
+'''
+
+
+def test_an_app_imported_from_the_cwd_that_configures_logging_and_starts_a_thread(tmp_path: Path) -> None:
+    """No pythonpath: the app is found in the directory trackline runs in, as plain gunicorn finds it; its own
+    dictConfig does not take the log files away; its import-time thread does not hold the check."""
+    write_module(tmp_path, "self_minded", SELF_MINDED)
+    shutil.copytree(CONF, tmp_path / "conf")
+    (tmp_path / "conf" / "app.yaml").write_text("DATABASE_URL: postgresql://db/acme\n")
+    server = Server(tmp_path, args=["--app", "self_minded:create_app()"], probe="/", warm_up="/")
+    checked = subprocess.run([str(TRACKLINE), "check-config", "--conf-dir", str(server.conf_dir), *server.args],
+                             capture_output=True, text=True, timeout=60, env=server_env(server), cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    server.start()
+    try:
+        answer = server.get("/", headers={"X-Tracking-ID": "self-1"})
+        assert answer.json() == {"database": "postgresql://db/acme"}
+        wait_until(lambda: by_id(server, "access.log", "self-1"), "the access line")
+        assert [r["message"] for r in by_id(server, "app.log", "self-1")] == ["index"]
+        assert any("logging.yaml is applied again" in r["message"] for r in server.logs("error.log"))
+    finally:
+        assert server.stop() == 0

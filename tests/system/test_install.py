@@ -92,7 +92,8 @@ def test_a_trackline_command_that_is_not_ours_is_left_alone(staged: Path, tmp_pa
 
 
 
-def test_install_with_a_team_app_serves_it_idempotently_and_picks_up_a_new_version(tmp_path: Path) -> None:
+def test_install_with_a_team_app_serves_it_idempotently_and_picks_up_a_new_version(staged: Path,
+                                                                                  tmp_path: Path) -> None:
     require_venv_support()
     package = copy_tree(REPO / "examples/acme-orders", tmp_path / "acme-orders")
     root = tmp_path / "root"
@@ -110,6 +111,10 @@ def test_install_with_a_team_app_serves_it_idempotently_and_picks_up_a_new_versi
                             root / "etc/trackline"], env=env, capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stderr
     assert "app:          acme_orders:create_app()" in check.stdout  # imported by the staged venv's python
+
+    plain = copy_tree(staged, tmp_path / "plain")  # installed before without --app: its unedited file names it
+    run_script(INSTALL, "--root", str(plain), "--app", "acme_orders:create_app()")
+    assert (plain / "etc/trackline/gunicorn.yaml").read_bytes() == (root / "etc/trackline/gunicorn.yaml").read_bytes()
 
     pricing = package / "acme_orders/pricing.py"
     pricing.write_text(pricing.read_text().replace("9.99", "19.99"))

@@ -55,3 +55,21 @@ def test_the_error_envelope_is_opt_in_for_a_served_flask_app(tmp_path: Any, monk
     assert Client(plain).get("/nowhere").headers["Content-Type"].startswith("text/html")
     assert Client(enveloped).get("/nowhere").json["code"] == 404
     assert "TRACKLINE_ERROR_ENVELOPE" not in enveloped.config
+
+
+def test_a_wrapper_around_a_tracked_flask_app_gets_one_id_and_one_header() -> None:
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    inner = Flask("inner")
+    TrackingId(inner)
+    inner.get("/")(lambda: {"seen": trackline_id()})
+    served = track_app(DispatcherMiddleware(inner), {"TRACKING_ID_HEADER": "X-Req"})
+    response = Client(served).get("/", headers={"X-Req": "outer-1"})
+    assert response.headers.getlist("X-Req") == ["outer-1"] and "X-Tracking-ID" not in response.headers
+    assert response.json == {"seen": "outer-1"}
+
+
+def trackline_id() -> str | None:
+    from trackline import get_tracking_id
+
+    return get_tracking_id()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import logging.config
 import os
 import socket
 import sys
@@ -33,7 +35,16 @@ class TracklineApplication(BaseApplication):
         self.config.apply(self.cfg)
 
     def load(self) -> Any:
-        return load_app(self.config.source, self.config.app)  # in the worker, after gevent has patched it
+        """The app, loaded in the worker after gevent has patched it. An app that configures logging itself
+        while it loads (``dictConfig``, ``basicConfig(force=True)``) would take trackline's files and fields
+        away: logging.yaml is applied again, with a warning."""
+        before = _logging_state()
+        app = load_app(self.config.source, self.config.app)
+        if _logging_state() != before:
+            logging.config.dictConfig(self.config.logging)
+            logging.getLogger("gunicorn.error").warning(
+                "the app changed the logging configuration while it loaded; logging.yaml is applied again")
+        return app
 
     def run(self) -> None:
         try:
@@ -41,6 +52,12 @@ class TracklineApplication(BaseApplication):
         except RuntimeError as exc:  # as BaseApplication.run reports gunicorn's start-up errors
             print(f"\nError: {exc}\n", file=sys.stderr, flush=True)
             sys.exit(1)
+
+
+def _logging_state() -> list[tuple[Any, ...]]:
+    """What an app's own logging setup would change: the root's and gunicorn's loggers' handlers and switches."""
+    loggers = [logging.getLogger(name) for name in ("", "gunicorn.error", "gunicorn.access")]
+    return [(tuple(logger.handlers), logger.level, logger.disabled, logger.propagate) for logger in loggers]
 
 
 class _Arbiter(Arbiter):
@@ -51,9 +68,10 @@ class _Arbiter(Arbiter):
     def reload(self) -> None:
         try:
             config = load_server_config(self.app.config.conf_dir, self.app.app_spec)
-        except ConfigError as exc:
+        except Exception as exc:  # a ConfigError, or anything else: a HUP must never take the master down
+            reason = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
             self.log.error("reload refused, still serving with the previous configuration and workers: %s",
-                           str(exc).replace("\n", "; "))
+                           reason.replace("\n", "; "))
             return
         self.app.config = config
         super().reload()  # gunicorn's: re-applies the settings and logging, replaces the workers

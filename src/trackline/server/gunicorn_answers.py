@@ -28,7 +28,7 @@ from gunicorn.config import Config
 from gunicorn.http.errors import InvalidHeader, InvalidHeaderName
 
 from trackline.context import get_tracking_id, leave_request, let_server_leave_requests, set_tracking_id
-from trackline.headers import echo_headers
+from trackline.headers import EXPOSE_HEADERS, echo_headers
 from trackline.policy import DEFAULTS, TrackingPolicy
 from trackline.tracecontext import TraceContext, get_trace, set_trace
 
@@ -88,9 +88,11 @@ def _answer_as_trackline(worker: Any, policy: TrackingPolicy) -> None:
     def write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
         msg = f"{reason.lower()}: {mesg}" if mesg else reason.lower()
         body = json.dumps({"code": status_int, "msg": msg, "data": None}).encode()
+        headers = echo_headers(policy.header, str(get_tracking_id()))
+        if policy.expose_header:
+            headers.append((EXPOSE_HEADERS, policy.header))
         head = [f"HTTP/1.1 {status_int} {reason}", "Connection: close", "Content-Type: application/json",
-                f"Content-Length: {len(body)}", *(f"{name}: {value}" for name, value in
-                                                  echo_headers(policy.header, str(get_tracking_id())))]
+                f"Content-Length: {len(body)}", *(f"{name}: {value}" for name, value in headers)]
         _error_page.set((f"{status_int} {reason}", len(body)))
         util.write_nonblock(sock, "\r\n".join([*head, "", ""]).encode("latin-1") + body)
 

@@ -8,16 +8,20 @@ way in a child process, so a broken app is one line of error, not a loop of work
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from types import MappingProxyType
 from typing import Any
 
 #: app.yaml key: give a served Flask app the demo API's JSON envelope error handlers (not put in its config).
 ERROR_ENVELOPE = "TRACKLINE_ERROR_ENVELOPE"
+
+_settings: Mapping[str, Any] = MappingProxyType({})
 
 #: Exit status of the import check's child when the app cannot be loaded (its one line is on stdout).
 _CANNOT_LOAD = 3
@@ -49,8 +53,8 @@ class AppSource:
         """Make the app's code importable as gunicorn's own Application does: ``chdir``, then ``pythonpath``."""
         if self.chdir:
             os.chdir(self.chdir)
-            if self.chdir not in sys.path:
-                sys.path.insert(0, self.chdir)
+        if (directory := self.chdir or os.getcwd()) not in sys.path:  # gunicorn's chdir defaults to the cwd
+            sys.path.insert(0, directory)
         for path in (self.pythonpath or "").split(","):
             if path.strip() and (absolute := os.path.abspath(path.strip())) not in sys.path:
                 sys.path.insert(0, absolute)
@@ -60,8 +64,10 @@ def load_app(source: AppSource, app_config: Mapping[str, Any]) -> Any:
     """The WSGI app a worker serves: the demo API built with ``app_config``, or ``source.spec`` imported with
     gunicorn's ``import_app`` and given the tracking layer (``trackline.tracking.track_app``) and, for a Flask
     app with ``TRACKLINE_ERROR_ENVELOPE: true``, the JSON envelope error handlers."""
+    global _settings
     source.enter()
     config = {key: value for key, value in app_config.items() if key != ERROR_ENVELOPE}
+    _settings = MappingProxyType(dict(config))
     if source.spec is None:
         from trackline.app import create_app
 
@@ -72,10 +78,31 @@ def load_app(source: AppSource, app_config: Mapping[str, Any]) -> Any:
     from trackline.responses import register_error_handlers
     from trackline.tracking import track_app
 
-    app = track_app(import_app(source.spec), config)
+    app = import_app(source.spec)
+    if not isinstance(app, Flask) and not _takes_environ_and_start_response(app):
+        raise TypeError(f"{source.spec} is not a WSGI app (it cannot be called with environ and start_response); "
+                        "a factory needs its call: module:factory()")
+    app = track_app(app, config)
     if app_config.get(ERROR_ENVELOPE) and isinstance(app, Flask):
         register_error_handlers(app)
     return app
+
+
+def app_settings() -> Mapping[str, Any]:
+    """The served app's ``app.yaml`` keys, for a factory that needs one while it builds the app (a database URL
+    for an extension's ``init_app``); trackline puts them into ``app.config`` after the factory returns anyway.
+    Empty outside ``trackline serve``."""
+    return _settings
+
+
+def _takes_environ_and_start_response(app: Any) -> bool:
+    try:
+        inspect.signature(app).bind(None, None)
+    except TypeError:
+        return False
+    except ValueError:  # no signature to inspect (some builtins): let the first request tell
+        return True
+    return True
 
 
 def import_problem(source: AppSource, app_config: Mapping[str, Any], gevent: bool, timeout: float) -> str | None:
@@ -83,7 +110,7 @@ def import_problem(source: AppSource, app_config: Mapping[str, Any], gevent: boo
     loads, else one line naming the spec and the reason."""
     request = json.dumps({"source": asdict(source), "app_config": dict(app_config), "gevent": gevent}, default=str)
     try:
-        child = subprocess.run([sys.executable, "-m", __name__], input=request, capture_output=True, text=True,
+        child = subprocess.run([sys.executable, "-P", "-m", __name__], input=request, capture_output=True, text=True,
                                timeout=timeout)
     except subprocess.TimeoutExpired:
         return (f"wsgi_app {source.spec!r}: loading took more than {timeout:g} s (gunicorn's timeout, the time a "
@@ -118,4 +145,6 @@ def _reason(exc: BaseException) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(_check_in_child())
+    status = _check_in_child()
+    sys.stdout.flush()
+    os._exit(status)  # not sys.exit: a thread the app started at import (a scheduler) must not hold the check

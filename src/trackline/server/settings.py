@@ -12,6 +12,7 @@ from typing import Any
 
 from gunicorn import util
 from gunicorn.config import Config
+from gunicorn.errors import ConfigError as GunicornConfigError
 
 from trackline.config import ConfigError, read_yaml, writable_directory
 from trackline.logs.setup import check_logging_config, handler_files
@@ -54,8 +55,8 @@ GENERATOR_SAMPLES = 20
 #: What a generated tracking ID must look like to be sent as a header value: visible ASCII, no spaces.
 _HEADER_SAFE = re.compile(r"[!-~]+")
 
-#: The prefix of the tracking-ID policy's app.yaml keys: one that is not in ``DEFAULTS`` is a misspelling.
-POLICY_PREFIX = "TRACKING_ID_"
+#: Prefixes of trackline's own app.yaml keys: a key with one that trackline does not know is a misspelling.
+OWN_PREFIXES = ("TRACKING_ID_", "TRACE_", "TRACKLINE_")
 
 #: app.yaml keys whose values check-config shows; other keys (``SECRET_KEY``, a database URL) only by name.
 SHOWN_APP_KEYS = frozenset(DEFAULTS) | {ERROR_ENVELOPE, "MAX_CONTENT_LENGTH", "DOWNSTREAM_URL"}
@@ -159,6 +160,11 @@ def _load_settings(path: Path, create_dirs: bool) -> dict[str, Any]:
                 trial.set(name, value)
             except (TypeError, ValueError) as exc:
                 problems.append(f"{path}: {name}: {_wrong_value(trial, name, value, exc)}")
+            except GunicornConfigError as exc:  # chdir, user, group: gunicorn's validators check the system
+                problems.append(f"{path}: {name}: {exc}")
+    if raw.get("preload_app") is True:
+        problems.append(f"{path}: preload_app: must be false: preloading imports the app in the master, before "
+                        "gevent patches the workers, and a HUP would not load new code")
     problems.extend(f"{path}: {problem}" for problem in _resolve(trial, raw.keys()))
     for name in RUNTIME_FILES & raw.keys():
         try:
@@ -230,15 +236,16 @@ def _load_app(path: Path) -> dict[str, Any]:
 
 
 def _key_problems(raw: dict[str, Any]) -> list[str]:
-    """Keys Flask would ignore (not upper-case strings) and misspelt policy keys."""
+    """Keys Flask would ignore (not upper-case strings) and misspelt trackline keys."""
     problems = []
+    own = [*DEFAULTS, ERROR_ENVELOPE]
     for key in raw:
         if not isinstance(key, str) or key != key.upper():
             problems.append(f"{key!r}: Flask config keys are upper case (e.g. {str(key).upper()})")
-        elif key.startswith(POLICY_PREFIX) and key not in DEFAULTS:
-            close = difflib.get_close_matches(key, DEFAULTS, n=1)
-            hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(DEFAULTS)}"
-            problems.append(f"unknown tracking-ID key {key} ({hint})")
+        elif key.startswith(OWN_PREFIXES) and key not in own:
+            close = difflib.get_close_matches(key, own, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(own)}"
+            problems.append(f"unknown trackline key {key} ({hint})")
     return problems
 
 
