@@ -88,7 +88,7 @@ def test_one_tracking_id_spans_both_services_and_trace_merges_them(pair):
     assert human.returncode == 0
     rows = human.stdout.splitlines()
     assert len(rows) == 5 and not any(row.startswith("{") for row in rows)
-    for text in ("GET /api/relay -> 200", "GET /api/health -> 200", "Health check", "downstream answered"):
+    for text in ("GET /api/relay?calls=1 -> 200", "GET /api/health -> 200", "Health check", "downstream answered"):
         assert sum(text in row for row in rows) == 1, (text, rows)
 
 
