@@ -43,7 +43,14 @@ class _Loader(yaml.SafeLoader):
     """``yaml.safe_load`` plus the ``!file`` tag."""
 
 
-_Loader.add_constructor("!file", lambda loader, node: FromFile(loader.construct_scalar(node)))
+def _file_tag(loader: yaml.SafeLoader, node: yaml.Node) -> FromFile:
+    if not isinstance(node, yaml.ScalarNode):
+        raise yaml.constructor.ConstructorError(None, None, "!file takes a path, not a list or mapping",
+                                                node.start_mark)
+    return FromFile(loader.construct_scalar(node))
+
+
+_Loader.add_constructor("!file", _file_tag)
 
 
 def conf_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -144,7 +151,7 @@ def read_yaml(path: Path, env: Mapping[str, str] | None = None) -> dict[str, Any
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML{_yaml_problem(exc, text)}") from None
     if data is None:

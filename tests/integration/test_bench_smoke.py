@@ -12,6 +12,7 @@ import shutil
 import subprocess
 
 import pytest
+
 from conftest import REPO
 
 pytestmark = pytest.mark.slow

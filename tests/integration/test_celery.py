@@ -32,9 +32,9 @@ if REDIS is None and os.environ.get("CI") != "true":
 
 pytest.importorskip("celery", reason="the celery extra is not installed (scripts/test installs it)")
 
+import celery_tasks  # noqa: E402
 from celery import chain, chord, group  # noqa: E402
 
-import celery_tasks  # noqa: E402
 from trackline.context import set_tracking_id  # noqa: E402
 from trackline.tracecontext import parse_traceparent, set_trace  # noqa: E402
 

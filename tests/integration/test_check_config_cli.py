@@ -119,7 +119,7 @@ def test_bad_config_exits_nonzero_with_one_line_per_problem(setup: Setup, case: 
     assert "Traceback" not in result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == len(expected), lines
-    for line, (name, text) in zip(lines, expected):
+    for line, (name, text) in zip(lines, expected, strict=False):
         assert line.startswith(f"trackline: {setup.conf_dir / name}"), line
         assert text in line, line
 

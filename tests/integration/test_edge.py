@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_hostile_input import ANSWERED, HOSTILE_IDS, REJECTED, Case
 
 from conftest import CONF, TIMESTAMP, Server, assert_contract, wait_until
 from nginx_edge import REQUEST_ID, VALID_ID, Edge, require_nginx
-from test_hostile_input import ANSWERED, HOSTILE_IDS, REJECTED, Case
 
 ONE_WORKER = {"TRACKLINE_WORKERS": "1"}
 REQUESTS = 2000

@@ -11,9 +11,9 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from test_access_and_error_logs import REPLACED
 
 from conftest import CONF, RawResponse, Server, assert_access_line, assert_contract, raw_request
-from test_access_and_error_logs import REPLACED
 
 LOG_NAMES = ("app.log", "access.log", "error.log")
 
@@ -94,7 +94,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         responses |= {name: raw_request(server.port, request) for name, (request, _) in UNPARSABLE.items()}
     finally:
         assert server.stop() == 0
-    yield Run(responses, {name: server.logs(name) for name in LOG_NAMES})
+    return Run(responses, {name: server.logs(name) for name in LOG_NAMES})
 
 
 def test_every_line_of_every_file_is_json_with_contract_fields(run: Run) -> None:

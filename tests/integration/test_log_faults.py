@@ -5,6 +5,7 @@ write it; a deleted log directory comes back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -31,10 +32,8 @@ def open_files(pids: set[int]) -> dict[int, set[str]]:
     for pid in pids:
         targets = set()
         for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
+            with contextlib.suppress(OSError):  # closed since listed
                 targets.add(os.readlink(fd))
-            except OSError:  # closed since listed
-                pass
         result[pid] = targets
     return result
 
@@ -170,7 +169,7 @@ def test_a_full_disk_tears_no_whole_line_and_says_so_once_per_episode(small_disk
     for name in LOG_NAMES:
         path = server.log_dir / name
         assert path.read_bytes().endswith(b"\n"), f"{path} ends mid-line"
-        records, fragments = lines_and_fragments(path)
+        _records, fragments = lines_and_fragments(path)
         for fragment in fragments:  # a torn line's start, never two lines run together
             assert fragment.count(b'{"@timestamp"') <= 1 and b"}" not in fragment[-1:], (name, fragment[:300])
         assert len(fragments) <= 3, (name, fragments)  # at most one per writing process

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_two_services import relay, with_downstream
 
 from conftest import REPO, TRACKLINE, Server, wait_until
-from test_two_services import relay, with_downstream
 
 LIMITS = "trackline-limits.conf"
 SHIP = "trackline-ship.conf"
@@ -347,7 +347,7 @@ def test_every_line_of_two_hosts_reaches_the_log_host_once_and_unchanged(site: S
         written = with_rotations(server.log_dir)
         assert {"access.log", "error.log", "other.log"} <= set(written), written.keys()
         central = with_rotations(site.central_dir / hostname)
-        assert {name: lines for name, lines in central.items()} == {
+        assert dict(central.items()) == {
             name: [as_central(hostname, line) for line in lines] for name, lines in written.items() if lines}
         (server.log_dir / "other.log").unlink()  # not trackline's: make_server checks its files are JSON lines
 

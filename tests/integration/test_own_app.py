@@ -13,8 +13,19 @@ from typing import Any
 
 import pytest
 
-from conftest import (CONF, REPO, TRACKLINE, Response, Server, assert_access_line, assert_contract,
-                      assert_lines_complete, edit_yaml, raw_request, wait_until)
+from conftest import (
+    CONF,
+    REPO,
+    TRACKLINE,
+    Response,
+    Server,
+    assert_access_line,
+    assert_contract,
+    assert_lines_complete,
+    edit_yaml,
+    raw_request,
+    wait_until,
+)
 
 EXAMPLE = REPO / "examples" / "acme-orders"
 ACME = "acme_orders:create_app()"

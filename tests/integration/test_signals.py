@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -185,10 +186,8 @@ def _open_files(pid: int) -> set[str]:
     """The paths of the files process ``pid`` has open."""
     paths = set()
     for descriptor in Path(f"/proc/{pid}/fd").iterdir():
-        try:
+        with contextlib.suppress(FileNotFoundError):  # closed since the listing
             paths.add(os.readlink(descriptor))
-        except FileNotFoundError:  # closed since the listing
-            pass
     return paths
 
 

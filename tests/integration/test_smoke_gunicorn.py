@@ -33,5 +33,5 @@ def test_a_requests_lines_reach_the_files_while_its_keep_alive_connection_stays_
         request = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Tracking-ID: keep-alive-1\r\n\r\n"
         assert raw_exchange(sock, request).status == 200
         for name in ("app.log", "access.log"):  # the connection is still open: the worker waits on it
-            wait_until(lambda: any(r["tracking_id"] == "keep-alive-1" for r in server.logs(name)),
+            wait_until(lambda name=name: any(r["tracking_id"] == "keep-alive-1" for r in server.logs(name)),
                        f"the request's line in {name}", timeout=5)

@@ -95,7 +95,7 @@ def test_one_tracking_id_spans_both_services_and_trace_merges_them(pair):
 def spans(a: Server, b: Server, tracking_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """A's "downstream answered" line (in A's request span), A's call lines, and B's "Health check" lines."""
     a_lines = lines_of(a, "app.log", tracking_id)
-    answered = [r for r in a_lines if r["message"] == "downstream answered"][0]
+    answered = next(r for r in a_lines if r["message"] == "downstream answered")
     calls = [r for r in a_lines if r["logger"] == "trackline.propagation"]
     health = [r for r in lines_of(b, "app.log", tracking_id) if r["message"] == "Health check"]
     return answered, calls, health

@@ -10,6 +10,7 @@ Files put on the host after the boot may not be visible inside: prepare them fir
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -157,10 +158,8 @@ class Sandbox:
     def teardown(self, timeout: float = 30.0) -> None:
         """Kill the sandbox's PID 1 (and with it every process in its namespace) and remove its cgroups."""
         if self.pid1:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid1, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if self.unshare is not None:
             if self.unshare.poll() is None:
                 self.unshare.kill()  # --kill-child takes PID 1 down with it if it is still there

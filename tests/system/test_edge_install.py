@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from nginx_edge import EDGE_CONF, INSTALL, Edge, install_edge, require_nginx
 from staging import REPO, snapshot
 
@@ -97,7 +98,8 @@ def test_edge_options_are_refused_for_the_web_role(tmp_path: Path) -> None:
     assert (done.returncode, done.stderr) == (1, "install: --prefix, --wheelhouse, --app and --with are options of "
                                                  "--role web\n")
     done = run_install("--role", "loadbalancer", "--root", str(tmp_path / "root"))
-    assert (done.returncode, done.stderr) == (1, "install: unknown --role 'loadbalancer' (web, worker, edge or loghost)\n")
+    assert (done.returncode, done.stderr) == (1, "install: unknown --role 'loadbalancer' (web, worker, edge or "
+                                                 "loghost)\n")
 
 
 def test_an_edited_edge_config_is_kept_and_the_new_default_goes_beside_it(staged: Path) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from conftest import wait_until
 from nginx_edge import Edge, require_nginx
 from staging import require_commands

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from conftest import wait_until
 from nginx_edge import require_nginx
 from sandbox import CARRIED, Sandbox, SandboxError, prerequisites

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from staging import INSTALL, REPO, UNINSTALL, require_venv_support, run_script, snapshot
 
 CONF_FILES = sorted(p.name for p in (REPO / "conf").glob("*.yaml"))

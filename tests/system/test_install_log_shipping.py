@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from staging import INSTALL, REPO, UNINSTALL, require_commands, require_venv_support, run_script, snapshot
 
 

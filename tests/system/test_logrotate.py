@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from conftest import Server, assert_contract
 from staging import REPO, require_commands
 

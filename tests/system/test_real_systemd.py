@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from conftest import assert_contract, read_json_lines
 from sandbox import CARRIED, Sandbox, SandboxError, prerequisites
 from staging import REPO, build_wheelhouse, require_commands, unavailable

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from staging import INSTALL, REPO, require_commands, require_venv_support, run_script
 
 UNIT = "trackline.service"

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from staging import INSTALL, REPO, require_commands, require_venv_support, run_script
 from test_systemd_unit import unit_settings
 

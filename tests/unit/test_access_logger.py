@@ -33,7 +33,7 @@ def gunicorn_config(logging_yaml: Path, worker_class: str = "gevent") -> Config:
 @pytest.fixture
 def gunicorn_logger(logging_yaml: Path, clean_logging: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[JsonLogger]:
     monkeypatch.setattr(logging, "logThreads", logging.logThreads)  # restored after the test
-    yield JsonLogger(gunicorn_config(logging_yaml))
+    return JsonLogger(gunicorn_config(logging_yaml))
 
 
 def report_request(log: JsonLogger, number: int) -> None:

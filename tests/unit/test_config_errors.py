@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CONF, TRACKLINE
-from conftest import edit_yaml
 
+from conftest import CONF, TRACKLINE, edit_yaml
 from trackline.config import ConfigError
 from trackline.logs import configure_logging
 from trackline.server.settings import check_server_config
@@ -80,7 +79,7 @@ LOGGING_CASES: dict[str, tuple[Edit | None, Callable[..., None] | None, list[str
 @pytest.mark.parametrize(("edit", "environ", "fragments"), LOGGING_CASES.values(), ids=LOGGING_CASES.keys())
 def test_bad_logging_yaml_is_one_clear_line(
     edit: Edit | None, environ: Callable[..., None] | None, fragments: list[str], conf_dir: Path,
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, clean_logging: None,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, clean_logging: None,
 ) -> None:
     path = conf_dir / "logging.yaml"
     if edit:
@@ -132,7 +131,8 @@ SERVER_CASES = {
     "misspelt trace key": ("app.yaml", "TRACE_SAMPLE: false\n",
                            ["unknown trackline key TRACE_SAMPLE (did you mean TRACE_SAMPLED?)"]),
     "misspelt envelope key": ("app.yaml", "TRACKLINE_ERROR_ENVELOP: true\n",
-                              ["unknown trackline key TRACKLINE_ERROR_ENVELOP (did you mean TRACKLINE_ERROR_ENVELOPE?)"]),
+                              ["unknown trackline key TRACKLINE_ERROR_ENVELOP (did you mean "
+                               "TRACKLINE_ERROR_ENVELOPE?)"]),
     "missing chdir": ("gunicorn.yaml", "chdir: /nonexistent/dir\n", ["chdir: can't chdir to '/nonexistent/dir'"]),
     "preload_app": ("gunicorn.yaml", "preload_app: true\n", ["preload_app: must be false"]),
     "lower-case app key": ("app.yaml", "secret_key: x\n", ["'secret_key': Flask config keys are upper case"]),

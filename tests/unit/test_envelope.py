@@ -9,9 +9,9 @@ from unittest.mock import patch
 import pytest
 from flask import Flask, request
 from flask.testing import FlaskClient
-from conftest import LogReader, client_for
 
 import trackline
+from conftest import LogReader, client_for
 from trackline import responses
 from trackline.responses import Success
 

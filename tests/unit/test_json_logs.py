@@ -7,15 +7,15 @@ import logging.config
 import re
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CONF, LogReader, assert_contract, client_for, edit_yaml, read_json_lines, run_python
 from flask import Flask
 from flask.testing import FlaskClient
 
+from conftest import CONF, LogReader, assert_contract, client_for, edit_yaml, read_json_lines, run_python
 from trackline.logs import configure_logging
 from trackline.responses import Success
 
@@ -48,7 +48,7 @@ def test_timestamp_has_milliseconds_and_the_local_offset(
     [record] = logged()
     assert record["@timestamp"].endswith(offset)
     stamp = datetime.fromisoformat(record["@timestamp"])
-    assert abs(stamp - datetime.now(timezone.utc)) < timedelta(minutes=5)
+    assert abs(stamp - datetime.now(UTC)) < timedelta(minutes=5)
 
 
 def test_health_logs_one_line_with_location_and_the_request_id(logged: LogReader, client: FlaskClient) -> None:
@@ -139,7 +139,7 @@ def _log_in_plain_thread(message: str) -> list[BaseException]:
     def work() -> None:
         try:
             logging.getLogger("trackline.worker").info(message)
-        except BaseException as exc:  # noqa: BLE001 - the test asserts nothing is raised
+        except BaseException as exc:
             raised.append(exc)
 
     thread = threading.Thread(target=work)

@@ -3,6 +3,7 @@ a rotated file is let go, and stderr hears of each failure once, not once per li
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -119,10 +120,8 @@ def open_paths() -> set[str]:
     fds = Path("/proc/self/fd")
     paths = set()
     for fd in fds.iterdir():
-        try:
+        with contextlib.suppress(OSError):  # closed since listed
             paths.add(os.readlink(fd))
-        except OSError:  # closed since listed
-            pass
     return paths
 
 

@@ -13,9 +13,9 @@ from types import SimpleNamespace
 
 import gevent
 import pytest
-from conftest import run_python
 from gunicorn.glogging import Logger as GunicornLogger
 
+from conftest import run_python
 from trackline.logs import JsonFormatter, WatchedAppendFileHandler
 from trackline.logs.handlers import MAX_PENDING_LINES
 

@@ -6,7 +6,7 @@ import gzip
 import json
 import os
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ EXPECTED = [
     ("app.log-20260101-1.gz", line(at(0), ID, "oldest, rotated and gzipped")),
     ("access.log.1", line(at(1), ID, "GET /api/relay 200", logger="gunicorn.access", request_method="GET",
                           request_path="/api/relay", status_code=200, request_time=0.012)),
-    ("app.log", line(at(2, timezone.utc), ID, "logged in UTC")),
+    ("app.log", line(at(2, UTC), ID, "logged in UTC")),
     ("error.log", line(at(3), ID, "worker error", level="ERROR", exc_info="Traceback (most recent call last)\n"
                                                                            "ValueError: boom")),
     ("app.log", line(at(5), ID, "newest")),
@@ -132,7 +132,7 @@ def test_without_log_dir_follows_the_handlers_filenames(tmp_path):
     assert result.stdout.splitlines() == [row for _, row in EXPECTED[:3]]  # not access.log, app.log, service.logger
 
 
-@pytest.mark.parametrize("logging_yaml, problem", [
+@pytest.mark.parametrize(("logging_yaml", "problem"), [
     (None, "config directory {conf} does not exist"),
     ("version: 1\nhandlers: {console: {class: logging.StreamHandler}}\n",
      "{conf}/logging.yaml: no handler writes a file ('filename')"),
@@ -157,7 +157,7 @@ def test_unknown_id_exits_1(log_dir):
 
 
 def test_since_iso_keeps_lines_from_that_instant_on(log_dir):
-    since = at(2.5, timezone.utc).isoformat()  # the same instant written in another zone
+    since = at(2.5, UTC).isoformat()  # the same instant written in another zone
     result = trace(ID, "--log-dir", str(log_dir), "--since", since)
     assert result.returncode == 0
     assert result.stdout.splitlines() == [row for _, row in EXPECTED[3:]]
@@ -168,7 +168,7 @@ def test_since_relative_counts_back_from_now(tmp_path, since, kept):
     now = datetime.now().astimezone()
     ages = [timedelta(hours=2), timedelta(minutes=30), timedelta(minutes=5), timedelta(seconds=10)]
     entries = [("app.log", line(now - age, ID, f"{age} ago")) for age in ages]
-    build(tmp_path / "logs", entries + [("app.log", line(now - timedelta(days=2), ID, "two days ago"))])
+    build(tmp_path / "logs", [*entries, ("app.log", line(now - timedelta(days=2), ID, "two days ago"))])
     result = trace(ID, "--log-dir", str(tmp_path / "logs"), "--since", since)
     assert result.returncode == 0
     assert result.stdout.splitlines() == [row for _, row in entries[-kept:]]

@@ -24,8 +24,10 @@ def reference_find(tracking_id: str, bases: list[Path]) -> tuple[list[tuple[str,
     """
     found, malformed, unfinished = [], 0, 0
     for _, path in reader.log_files(bases):
-        opened = gzip.open(path, "rt", encoding="utf-8", errors="replace") if path.suffix == ".gz" \
-            else path.open(encoding="utf-8", errors="replace")
+        if path.suffix == ".gz":
+            opened = gzip.open(path, "rt", encoding="utf-8", errors="replace")  # noqa: SIM115 - entered below
+        else:
+            opened = path.open(encoding="utf-8", errors="replace")
         with opened as stream:
             for number, line in enumerate(stream, 1):
                 if tracking_id not in line:

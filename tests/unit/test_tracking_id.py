@@ -8,9 +8,9 @@ import uuid
 import pytest
 from flask import Flask, g, request
 from flask.testing import FlaskClient
-from conftest import LogReader, client_for
 
 import trackline
+from conftest import LogReader, client_for
 from trackline import get_tracking_id
 from trackline.policy import random_uuid4
 from trackline.responses import Success

@@ -63,6 +63,7 @@ class WatchedAppendFileHandler(logging.FileHandler):
     """
 
     terminator = "\n"
+    stream: BinaryIO | None  # type: ignore[assignment]  # bytes, unbuffered: not FileHandler's text stream
 
     def __init__(self, filename: str | os.PathLike[str], encoding: str | None = "utf-8", delay: bool = False,
                  errors: str | None = None, coalesce: bool = True) -> None:
@@ -79,10 +80,10 @@ class WatchedAppendFileHandler(logging.FileHandler):
     def _open(self) -> BinaryIO:  # type: ignore[override]
         """Open the path for appending (creating it, and its removed directory); readable, to check its end."""
         try:
-            stream = open(self.baseFilename, "a+b", buffering=0)  # O_RDWR | O_APPEND | O_CREAT, 0o666 & ~umask
+            stream = open(self.baseFilename, "a+b", buffering=0)  # noqa: SIM115 - the handler keeps it; O_RDWR | O_APPEND | O_CREAT, 0o666 & ~umask
         except FileNotFoundError:
             self._make_directory()
-            stream = open(self.baseFilename, "a+b", buffering=0)
+            stream = open(self.baseFilename, "a+b", buffering=0)  # noqa: SIM115 - as above
         status = os.fstat(stream.fileno())
         self._identity = (status.st_dev, status.st_ino)
         return stream
@@ -142,6 +143,7 @@ class WatchedAppendFileHandler(logging.FileHandler):
         data, sent, torn = b"", 0, False
         try:
             size = self._reopen_if_moved()
+            assert self.stream is not None
             fd = self.stream.fileno()
             torn = self._failure is not None and size > 0 and os.pread(fd, 1, size - 1) != b"\n"
             data = b"".join([b"\n", *pending] if torn else pending)
@@ -183,7 +185,8 @@ class WatchedAppendFileHandler(logging.FileHandler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = (self.format(record) + self.terminator).encode(self.encoding, self.errors or "backslashreplace")
+            line = (self.format(record) + self.terminator).encode(self.encoding or "utf-8",
+                                                                 self.errors or "backslashreplace")
             self._pending.append(line)
             hub = running_hub() if self.coalesce else None
             if hub is None or len(self._pending) >= MAX_PENDING_LINES:

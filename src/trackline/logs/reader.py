@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -54,7 +54,7 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
     """``--since``: an ISO 8601 time (naive means local) or a span back from now like ``15m``, ``2h``, ``1d``."""
     relative = _RELATIVE.fullmatch(value.strip())
     if relative:
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         return now - timedelta(**{_UNITS[relative.group(2)]: int(relative.group(1))})
     try:
         moment = datetime.fromisoformat(value)

@@ -64,7 +64,7 @@ def validate_logging_config(config: dict[str, Any], path: Path) -> None:
             ("filters", configurator.configure_filter),
             ("handlers", configurator.configure_handler),
         ):
-            items = configurator.config.get(section, {})
+            items: dict[str, Any] = configurator.config.get(section, {})
             for name in list(items):
                 try:
                     items[name] = build(items[name])
@@ -74,8 +74,8 @@ def validate_logging_config(config: dict[str, Any], path: Path) -> None:
                     built.append(items[name])
         _check_loggers(trial, path)
     finally:
-        for handler in built:
-            handler.close()
+        for made in built:
+            made.close()
 
 
 def configure_logging(path: Path) -> dict[str, Any]:
@@ -112,9 +112,9 @@ def _delay_file_opening(handler: dict[str, Any]) -> None:
         klass = logging.config.BaseConfigurator({}).resolve(target)
     except (ImportError, ValueError):
         return  # reported with the handler's name when it is built
-    if isinstance(klass, type) and issubclass(klass, logging.FileHandler):
-        if "delay" in inspect.signature(klass).parameters:
-            handler["delay"] = True
+    if isinstance(klass, type) and issubclass(klass, logging.FileHandler) \
+            and "delay" in inspect.signature(klass).parameters:
+        handler["delay"] = True
 
 
 def _check_loggers(config: dict[str, Any], path: Path) -> None:
@@ -130,7 +130,7 @@ def _check_loggers(config: dict[str, Any], path: Path) -> None:
                 raise ConfigError(f"{path}: logger {name!r} uses undefined handler {handler!r}")
         if "level" in logger:
             try:
-                logging._checkLevel(logger["level"])  # the check dictConfig itself applies
+                logging._checkLevel(logger["level"])  # type: ignore[attr-defined]  # the check dictConfig applies
             except (ValueError, TypeError) as exc:
                 raise ConfigError(f"{path}: logger {name!r}: {exc}") from None
 
@@ -138,9 +138,10 @@ def _check_loggers(config: dict[str, Any], path: Path) -> None:
 def _reason(exc: BaseException) -> str:
     """The innermost useful message of a dictConfig error chain, on one line."""
     reason = ""
-    while exc is not None:
-        text = str(exc) or type(exc).__name__
+    current: BaseException | None = exc
+    while current is not None:
+        text = str(current) or type(current).__name__
         if text not in reason:  # dictConfig often repeats its cause inside its own message
             reason = f"{reason}: {text}" if reason else text
-        exc = exc.__cause__
+        current = current.__cause__
     return reason.replace("\n", " ")

@@ -22,8 +22,17 @@ from trackline.context import get_tracking_id
 from trackline.policy import DEFAULTS, TrackingPolicy
 from trackline.tracecontext import TraceContext, get_trace
 
-__all__ = ["bind_context", "start_thread", "submit", "spawn", "outgoing_headers", "outgoing_call", "urlopen",
-           "instrument", "use_policy"]
+__all__ = [
+    "bind_context",
+    "instrument",
+    "outgoing_call",
+    "outgoing_headers",
+    "spawn",
+    "start_thread",
+    "submit",
+    "urlopen",
+    "use_policy",
+]
 
 T = TypeVar("T")
 

@@ -17,9 +17,9 @@ from gunicorn.errors import ConfigError as GunicornConfigError
 from trackline.config import ConfigError, read_yaml, writable_directory
 from trackline.logs.setup import check_logging_config, handler_files
 from trackline.policy import DEFAULTS, TrackingPolicy
+from trackline.server.access import is_gevent_worker
 from trackline.server.boot_signals import hold_signals_while_booting
 from trackline.server.gunicorn_answers import track_gunicorn_answers
-from trackline.server.access import is_gevent_worker
 from trackline.server.loading import ERROR_ENVELOPE, AppSource, import_problem
 from trackline.server.upkeep import add_upkeep
 
@@ -191,7 +191,7 @@ def _wrong_value(cfg: Config, name: str, value: Any, exc: Exception) -> str:
     ``invalid literal for int() with base 0: 'thirty'``), else gunicorn's own reason."""
     validator = getattr(cfg.settings[name].validator, "__name__", "")
     expected, types = _EXPECTED.get(validator, ("", ()))
-    if expected and (not isinstance(value, types) or isinstance(value, bool) and bool not in types):
+    if expected and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
         return f"expected {expected}, not {value!r}"
     return str(exc)
 

@@ -40,7 +40,7 @@ def run(conf_dir: Path) -> int:
     signals.setup_logging.connect(_logging_is_ours, weak=False, dispatch_uid="trackline.worker.logging")
     signals.worker_ready.connect(_notify_ready, weak=False, dispatch_uid="trackline.worker.ready")
 
-    class Worker(app.Worker):  # type: ignore[name-defined,misc]
+    class Worker(app.Worker):  # type: ignore[name-defined]
         def install_platform_tweaks(self, worker: Any) -> None:
             super().install_platform_tweaks(worker)
             platforms.signals["SIGHUP"] = lambda *_: _on_hup(worker, conf_dir)
