@@ -4,24 +4,26 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 
-# ensure_venv [EXTRAS]: create .venv with python3 if missing; (re)install the package when
-# pyproject.toml changed since the last install or it was installed without the requested extras
-# (installed extras are kept for callers that ask for none: scripts/serve after scripts/test).
+# ensure_venv [EXTRAS]: create .venv with python3 if missing; (re)install the package when pyproject.toml
+# changed since the last install or an extra in EXTRAS (comma-separated) is not installed yet. Extras
+# installed before are kept (scripts/serve after scripts/test keeps the test tools).
 ensure_venv() {
-    local extras="${1:-}" spec="$ROOT" stamp installed want
-    [ -n "$extras" ] && spec="$ROOT[$extras]"
+    local stamp installed hash extras
     if [ ! -x "$VENV/bin/python" ]; then
         echo "==> creating $VENV" >&2
         python3 -m venv "$VENV"
     fi
-    stamp="$VENV/.trackline-installed"  # "<sha256 of pyproject.toml> <extras>"
+    stamp="$VENV/.trackline-installed"  # "<sha256 of pyproject.toml> <extras,...>"
     installed="$(cat "$stamp" 2>/dev/null || true)"
-    want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1) ${extras}"
-    if [ "${installed%% *}" != "${want%% *}" ] || { [ -n "$extras" ] && [ "$installed" != "$want" ]; }; then
+    hash="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+    local previous="${installed#* }" wanted="${1:-}"
+    [ "$previous" = "$installed" ] && previous=""  # no extras recorded
+    extras="$(printf '%s\n' ${previous//,/ } ${wanted//,/ } | sort -u | paste -sd, -)"
+    if [ "${installed%% *}" != "$hash" ] || [ "${installed#* }" != "$extras" ]; then
         echo "==> installing trackline${extras:+[$extras]} into $VENV" >&2
         "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec"
-        echo "$want" > "$stamp"
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT${extras:+[$extras]}"
+        echo "$hash $extras" > "$stamp"
     fi
 }
 
