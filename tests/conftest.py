@@ -275,14 +275,19 @@ class Server:
 
     def stop(self, timeout: float = 40.0) -> int:
         """TERM the master (our own child, by PID) and wait for it; kill it if it hangs."""
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else 0
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+        return stop_process(self.process, timeout)
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 40.0) -> int:
+    """TERM ``process`` (a child the test started, by PID) and wait for it; kill it if it hangs; its status."""
+    if process is None or process.poll() is not None:
+        return process.returncode if process else 0
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
 
 
 @pytest.fixture

@@ -23,7 +23,17 @@ from typing import Any
 
 import pytest
 
-from conftest import CONF, REPO, TRACKLINE, Server, assert_contract, edit_yaml, read_json_lines, wait_until
+from conftest import (
+    CONF,
+    REPO,
+    TRACKLINE,
+    Server,
+    assert_contract,
+    edit_yaml,
+    read_json_lines,
+    stop_process,
+    wait_until,
+)
 
 REDIS = shutil.which("redis-server")
 if REDIS is None and os.environ.get("CI") != "true":
@@ -121,14 +131,7 @@ class Worker:
         self.process.send_signal(sig)
 
     def stop(self, timeout: float = 40.0) -> int:
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else 0
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+        return stop_process(self.process, timeout)
 
     def task_lines(self, task_id: str) -> list[dict[str, Any]]:
         return [r for r in self.logs() if r.get("task_id") == task_id]

@@ -509,9 +509,10 @@ def test_trace_on_the_log_host_follows_one_id_across_hosts_in_time_order(site: S
     assert result.returncode == 0 and result.stderr == "", result.stderr
     printed = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["@timestamp"] for r in printed] == sorted(r["@timestamp"] for r in printed)  # one zone: text order
-    # A's relay line, B's health check and access line, A's access line: each from its own host's files.
+    # A's call and relay lines, B's health check and access line, A's access line: each from its own host's files.
     assert sorted((r["hostname"], r["logger"], r.get("request_path", r["message"])) for r in printed) == [
         ("web-a", "gunicorn.access", "/api/relay"), ("web-a", "trackline.jobs", "downstream answered"),
+        ("web-a", "trackline.propagation", f"GET {b.url}/api/health"),
         ("web-b", "gunicorn.access", "/api/health"), ("web-b", "trackline.api", "Health check")]
     pretty = trace(site, "across-hosts-1", "--pretty").stdout.splitlines()
-    assert len(pretty) == 4 and all(("web-a" in row) != ("web-b" in row) for row in pretty), pretty
+    assert len(pretty) == 5 and all(("web-a" in row) != ("web-b" in row) for row in pretty), pretty
