@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from nginx_edge import EDGE_CONF, INSTALL, Edge, install_edge, require_nginx
-from staging import REPO, snapshot
+from staging import REPO, UNINSTALL, snapshot
 
 UPSTREAMS = ["10.0.0.11:8000", "10.0.0.12:8000"]
 INCLUDES = Path("etc/nginx/trackline")
@@ -111,3 +111,9 @@ def test_an_edited_edge_config_is_kept_and_the_new_default_goes_beside_it(staged
     assert (staged / f"{EDGE_CONF}.dist").read_bytes() == (REPO / "nginx/trackline.conf").read_bytes()
     assert "kept your edited /etc/nginx/conf.d/trackline.conf; the new default is " \
            "/etc/nginx/conf.d/trackline.conf.dist" in told.stdout
+
+
+def test_uninstall_removes_the_edge_files(staged: Path) -> None:
+    done = subprocess.run([str(UNINSTALL), "--root", str(staged)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert not (staged / EDGE_CONF).exists() and not (staged / INCLUDES).exists()

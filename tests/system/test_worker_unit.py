@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from staging import INSTALL, REPO, require_commands, require_venv_support, run_script
+from staging import INSTALL, REPO, UNINSTALL, require_commands, require_venv_support, run_script
 from test_systemd_unit import unit_settings
 
 UNIT = "trackline-worker.service"
@@ -62,3 +62,10 @@ def test_worker_unit_notifies_reloads_by_hup_and_stops_warm(root: Path) -> None:
     assert unit["ExecReload"] == ["/opt/trackline/venv/bin/trackline check-config", "/bin/kill -s HUP $MAINPID"]
     assert unit["ExecStartPre"] == ["/opt/trackline/venv/bin/trackline check-config"]
     assert int(unit["TimeoutStopSec"][0]) >= 60
+
+
+def test_uninstall_removes_the_worker_unit(root: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "root"
+    subprocess.run(["cp", "-a", root, copy], check=True)
+    run_script(UNINSTALL, "--root", str(copy))
+    assert not (copy / "etc/systemd/system/trackline-worker.service").exists()
