@@ -114,6 +114,13 @@ def wait_until(condition: Callable[[], Any], what: str, timeout: float = 30.0) -
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (another process may take it before the test does)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @dataclass(frozen=True)
 class RawResponse:
     status: int
@@ -152,8 +159,31 @@ class Response:
         return json.loads(self.body)
 
 
+class Service:
+    """A trackline process a test runs (a server, a worker): its conf dir copy and log dir under ``root``."""
+
+    root: Path
+    process: subprocess.Popen[bytes] | None
+
+    @property
+    def conf_dir(self) -> Path:
+        return self.root / "conf"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "logs"
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    def stop(self, timeout: float = 40.0) -> int:
+        """TERM it (our own child, by PID) and wait for it; kill it if it hangs."""
+        return stop_process(self.process, timeout)
+
+
 @dataclass
-class Server:
+class Server(Service):
     """A running ``trackline serve`` with its own conf dir copy, log dir and run dir under ``root``."""
 
     root: Path
@@ -163,14 +193,6 @@ class Server:
     warm_up: str = "/api/users"  # a slow path that the warm-up's concurrent requests spread over the workers
     process: subprocess.Popen[bytes] | None = None
     port: int = 0
-
-    @property
-    def conf_dir(self) -> Path:
-        return self.root / "conf"
-
-    @property
-    def log_dir(self) -> Path:
-        return self.root / "logs"
 
     @property
     def output(self) -> Path:
@@ -269,13 +291,6 @@ class Server:
     def logs(self, name: str) -> list[dict[str, Any]]:
         return read_json_lines(self.log_dir / name)
 
-    def signal(self, sig: signal.Signals) -> None:
-        assert self.process is not None
-        self.process.send_signal(sig)
-
-    def stop(self, timeout: float = 40.0) -> int:
-        """TERM the master (our own child, by PID) and wait for it; kill it if it hangs."""
-        return stop_process(self.process, timeout)
 
 
 def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 40.0) -> int:

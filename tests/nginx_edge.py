@@ -8,7 +8,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, read_json_lines, wait_until
+from conftest import REPO, free_port, read_json_lines, wait_until
 
 INSTALL = REPO / "scripts" / "install"
 EDGE_CONF = "etc/nginx/conf.d/trackline.conf"
@@ -33,12 +32,6 @@ def require_nginx() -> str:
             pytest.fail("CI must have Debian's nginx (scripts/test installs it)")
         pytest.skip("needs Debian's nginx (apt-get install nginx; scripts/test does it as root)")
     return nginx
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def install_edge(root: Path, upstreams: list[str], listen: str, *options: str) -> subprocess.CompletedProcess[str]:

@@ -11,130 +11,32 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import (
-    CONF,
-    REPO,
-    TRACKLINE,
-    Server,
-    assert_contract,
-    edit_yaml,
-    read_json_lines,
-    stop_process,
-    wait_until,
-)
+from celery_worker import REDIS, Redis, Worker, done, new_worker
+from conftest import CONF, REPO, TRACKLINE, Server, assert_contract, edit_yaml, free_port, read_json_lines, wait_until
 
-REDIS = shutil.which("redis-server")
 if REDIS is None and os.environ.get("CI") != "true":
     pytest.skip("redis-server is not installed (scripts/test installs Debian's redis-server)",
                 allow_module_level=True)
 
 pytest.importorskip("celery", reason="the celery extra is not installed (scripts/test installs it)")
 
-import celery_tasks  # noqa: E402
-from celery import chain, chord, group  # noqa: E402
+import celery_tasks
+from celery import chain, chord, group
 
-from trackline.context import set_tracking_id  # noqa: E402
-from trackline.tracecontext import parse_traceparent, set_trace  # noqa: E402
+from trackline.context import set_tracking_id
+from trackline.tracecontext import parse_traceparent, set_trace
 
 PUBLISH_TIMEOUT = 1.0
-TEST_TASKS = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Redis:
-    """``redis-server`` on a fixed loopback port, data under ``root``; ``stop`` and ``start`` again keep the port."""
-
-    root: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> Redis:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / "redis.out").open("ab") as out:
-            self.process = subprocess.Popen(
-                [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", str(self.root)], stdout=out, stderr=subprocess.STDOUT)
-        wait_until(self._pong, f"redis-server on port {self.port}")
-        return self
-
-    def command(self, command: bytes) -> bytes:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
-            sock.sendall(command + b"\r\n")
-            return sock.recv(64)
-
-    def _pong(self) -> bool:
-        try:
-            return self.command(b"PING").startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(20)
-
-
-@dataclass
-class Worker:
-    """A running ``trackline worker`` with its own conf dir copy and log dir under ``root``."""
-
-    root: Path
-    env: dict[str, str]
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def conf_dir(self) -> Path:
-        return self.root / "conf"
-
-    @property
-    def log_dir(self) -> Path:
-        return self.root / "logs"
-
-    def logs(self) -> list[dict[str, Any]]:
-        return read_json_lines(self.log_dir / "worker.log")
-
-    def start(self) -> Worker:
-        with (self.root / "worker.out").open("ab") as out:
-            self.process = subprocess.Popen([str(TRACKLINE), "worker", "--conf-dir", str(self.conf_dir)],
-                                            env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT)
-        pid = self.process.pid
-        wait_until(lambda: self.process.poll() is not None or any(
-            r["pid"] == pid and r["message"].endswith(" ready.") for r in self.logs()),
-            "the worker to consume", timeout=60)
-        assert self.process.poll() is None, (self.root / "worker.out").read_text()
-        return self
-
-    def signal(self, sig: signal.Signals) -> None:
-        assert self.process is not None
-        self.process.send_signal(sig)
-
-    def stop(self, timeout: float = 40.0) -> int:
-        return stop_process(self.process, timeout)
-
-    def task_lines(self, task_id: str) -> list[dict[str, Any]]:
-        return [r for r in self.logs() if r.get("task_id") == task_id]
 
 
 @pytest.fixture(scope="module")
@@ -161,13 +63,7 @@ def make_worker(tmp_path: Path, redis: Redis) -> Iterator[Callable[..., Worker]]
     workers: list[Worker] = []
 
     def make(concurrency: int = 2) -> Worker:
-        root = tmp_path / "worker"
-        if not root.exists():
-            shutil.copytree(CONF, root / "conf")
-        env = {"TRACKLINE_LOG_DIR": str(root / "logs"), "TRACKLINE_BROKER_URL": redis.url,
-               "TRACKLINE_CELERY_APP": "celery_tasks:app", "TRACKLINE_WORKER_CONCURRENCY": str(concurrency),
-               "PYTHONPATH": os.pathsep.join([str(TEST_TASKS), os.environ.get("PYTHONPATH", "")])}
-        worker = Worker(root, env)
+        worker = new_worker(tmp_path / "worker", redis.url, concurrency)
         workers.append(worker)
         return worker
 
@@ -214,10 +110,6 @@ def post_job(web: Server, tracking_id: str, trace_id: str) -> dict[str, Any]:
                            headers={"X-Tracking-ID": tracking_id, "traceparent": traceparent(trace_id)})
     assert response.status == 202, response.body
     return response.json()["data"]
-
-
-def done(worker: Worker, task_id: str) -> bool:
-    return any(r["message"].startswith("Task ") and "succeeded" in r["message"] for r in worker.task_lines(task_id))
 
 
 def test_every_task_line_carries_its_own_requests_id_and_trace(make_worker, web: Server) -> None:

@@ -13,6 +13,7 @@ import glob
 import grp
 import gzip
 import http.client
+import importlib.util
 import json
 import os
 import pwd
@@ -23,16 +24,20 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
-from test_two_services import relay, with_downstream
+from test_two_services import relay
 
-from conftest import REPO, TRACKLINE, Server, wait_until
+from celery_worker import REDIS, Redis, Worker, done, new_worker
+from conftest import REPO, TRACKLINE, Server, edit_yaml, free_port, wait_until
+from nginx_edge import Edge, require_nginx
 
 LIMITS = "trackline-limits.conf"
 SHIP = "trackline-ship.conf"
@@ -61,12 +66,6 @@ def render(snippet: str, **words: str) -> str:
         text = text.replace(f"@{word}@", value)
     assert not re.search(r"@[A-Z_]+@", text), f"{snippet} has words left: {re.findall(r'@[A-Z_]+@', text)}"
     return text
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -153,16 +152,21 @@ class Rsyslogd:
             self.process.wait()
 
 
+class Stoppable(Protocol):
+    def stop(self) -> object: ...
+
+
 @dataclass
 class Site:
     """A log host and the sending hosts of one test, all on 127.0.0.1."""
 
     root: Path
     make_server: Callable[..., Server]
-    daemons: list[Rsyslogd] = field(default_factory=list)
+    daemons: list[Stoppable] = field(default_factory=list)  # all the test started but servers, stopped at its end
     loghost: Rsyslogd | None = None
     senders: dict[str, Rsyslogd] = field(default_factory=dict)
     servers: dict[str, Server] = field(default_factory=dict)
+    shipped: dict[str, list[Path]] = field(default_factory=dict)  # hostname -> the directories its sender ships
 
     @property
     def central_dir(self) -> Path:
@@ -176,22 +180,43 @@ class Site:
         self.daemons.append(self.loghost)
         return self.loghost.start()
 
-    def add_host(self, hostname: str, downstream: str | None = None) -> Server:
-        """A started trackline (whose /api/relay calls ``downstream``) with a started sender named ``hostname``
-        that ships its log directory to the log host."""
+    def add_sender(self, hostname: str, log_dir: Path, nginx_log: Path | None = None) -> Rsyslogd:
+        """A started sender named ``hostname`` that ships ``log_dir``'s files and, on an edge, nginx's JSON log
+        ``nginx_log`` to the log host (elsewhere that input waits for a file that never comes)."""
         assert self.loghost is not None
-        server = self.make_server(name=hostname)
-        if downstream:
-            with_downstream(server, downstream)
-        server.log_dir.mkdir(parents=True)
-        words = {"SHIP_TO_HOST": "127.0.0.1", "SHIP_TO_PORT": str(self.loghost.port), "LOG_DIR": str(server.log_dir),
-                 "NGINX_ACCESS_LOG": str(self.root / hostname / "nginx" / "trackline-access.log")}
+        log_dir.mkdir(parents=True, exist_ok=True)
+        words = {"SHIP_TO_HOST": "127.0.0.1", "SHIP_TO_PORT": str(self.loghost.port), "LOG_DIR": str(log_dir),
+                 "NGINX_ACCESS_LOG": str(nginx_log or self.root / hostname / "nginx" / "trackline-access.log")}
         snippets = {LIMITS: render(LIMITS), SHIP: render(SHIP, **words)}
         sender = Rsyslogd(self.root / f"{hostname}-rsyslog", hostname, snippets)
         self.daemons.append(sender)
+        self.shipped[hostname] = [log_dir, *([nginx_log.parent] if nginx_log else [])]
         self.senders[hostname] = sender.start()
+        return sender
+
+    def add_host(self, hostname: str, settings: dict[str, str] | None = None) -> Server:
+        """A started trackline (app.yaml plus ``settings``, e.g. DOWNSTREAM_URL) on a host named ``hostname``."""
+        server = self.make_server(name=hostname)
+        if settings:
+            edit_yaml(server.conf_dir / "app.yaml", lambda app: app.update(settings))
+        self.add_sender(hostname, server.log_dir)
         self.servers[hostname] = server.start()
         return server
+
+    def add_edge(self, hostname: str, upstream: Server) -> Edge:
+        """Debian's nginx with the shipped edge config in front of ``upstream``, on a host named ``hostname``
+        (its /var/log/trackline, which the sender follows too, stays empty)."""
+        edge = Edge(self.root / hostname, [f"127.0.0.1:{upstream.port}"])
+        self.add_sender(hostname, edge.dir / "trackline", edge.access_log)
+        self.daemons.append(edge)
+        return edge.start()
+
+    def add_worker(self, hostname: str, broker_url: str) -> Worker:
+        """A started ``trackline worker`` (one process) on ``broker_url``, on a host named ``hostname``."""
+        worker = new_worker(self.root / hostname, broker_url, concurrency=1)
+        self.add_sender(hostname, worker.log_dir)
+        self.daemons.append(worker)
+        return worker.start()
 
     def stop_all(self) -> None:
         for daemon in self.daemons:
@@ -242,8 +267,13 @@ class Delivery:
         return f"lost {self.lost}, duplicates {self.duplicates}, foreign {[v[:3] for v in self.foreign.values()]}"
 
 
+def shipped_lines(site: Site, hostname: str) -> dict[str, list[bytes]]:
+    """What ``hostname`` wrote to the files its sender ships: file name -> its lines, its rotations' first."""
+    return {name: lines for directory in site.shipped[hostname] for name, lines in with_rotations(directory).items()}
+
+
 def delivery(site: Site, hostname: str) -> Delivery:
-    written = with_rotations(site.servers[hostname].log_dir)
+    written = shipped_lines(site, hostname)
     central = with_rotations(site.central_dir / hostname)
     lost, duplicates, foreign = {}, {}, {}
     for name in sorted(written.keys() | central.keys()):
@@ -363,16 +393,20 @@ def report(record_property: Callable[[str, object], None], site: Site, hostname:
     ``trackline trace`` prints each duplicated line once."""
     record_property(f"{hostname}_duplicates", sum(result.duplicates.values()))
     print(f"{hostname}: {sum(result.duplicates.values())} duplicate lines {result.duplicates}")
-    written = with_rotations(site.servers[hostname].log_dir)
     central = with_rotations(site.central_dir / hostname)
     doubled = [line for lines in central.values() for line, n in Counter(lines).items() if n > 1]
     for line in doubled[:5]:
         tracking_id = json.loads(line)["tracking_id"]
         assert tracking_id, line  # a line outside a request: nothing to trace
         printed = trace(site, tracking_id).stdout.splitlines(keepends=True)
-        wrote = [as_central(hostname, raw) for lines in written.values() for raw in lines
-                 if json.loads(raw)["tracking_id"] == tracking_id]
-        assert sorted(line.encode() for line in printed) == sorted(wrote), f"trace {tracking_id}"
+        assert sorted(line.encode() for line in printed) == sorted(central_lines_of(site, hostname, tracking_id)), (
+            f"trace {tracking_id}")
+
+
+def central_lines_of(site: Site, hostname: str, tracking_id: str) -> list[bytes]:
+    """The lines with ``tracking_id`` that ``hostname`` wrote, each as the log host writes it."""
+    return [as_central(hostname, line) for lines in shipped_lines(site, hostname).values() for line in lines
+            if json.loads(line)["tracking_id"] == tracking_id]
 
 
 @pytest.mark.slow
@@ -500,7 +534,7 @@ def test_central_tree_rotates_and_the_log_host_reopens_its_files(site: Site, tmp
 def test_trace_on_the_log_host_follows_one_id_across_hosts_in_time_order(site: Site) -> None:
     site.start_loghost()
     b = site.add_host("web-b")
-    a = site.add_host("web-a", downstream=b.url)
+    a = site.add_host("web-a", {"DOWNSTREAM_URL": b.url})
     assert relay(a, {"X-Tracking-ID": "across-hosts-1"}) == "across-hosts-1"
     for hostname, server in site.servers.items():
         assert server.stop() == 0
@@ -516,3 +550,63 @@ def test_trace_on_the_log_host_follows_one_id_across_hosts_in_time_order(site: S
         ("web-b", "gunicorn.access", "/api/health"), ("web-b", "trackline.api", "Health check")]
     pretty = trace(site, "across-hosts-1", "--pretty").stdout.splitlines()
     assert len(pretty) == 5 and all(("web-a" in row) != ("web-b" in row) for row in pretty), pretty
+
+
+def through(edge: Edge, method: str, path: str, tracking_id: str) -> Any:
+    """``method path`` sent to the edge with ``tracking_id``: the envelope's data (the answer carries the ID)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{edge.port}{path}", method=method,
+                                     headers={"X-Tracking-ID": tracking_id})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.headers["X-Tracking-ID"] == tracking_id
+        return json.load(response)["data"]
+
+
+@pytest.fixture
+def _needs_celery() -> None:
+    require_nginx()
+    if REDIS is None:
+        unavailable("needs Debian's redis-server as Celery's broker (scripts/test installs it)")
+    if importlib.util.find_spec("celery") is None:
+        unavailable("needs the celery extra (scripts/test installs it)")
+
+
+@pytest.mark.usefixtures("_needs_celery")
+def test_trace_on_the_log_host_follows_one_id_from_the_edge_across_two_hosts_and_a_task(site: Site) -> None:
+    site.start_loghost()
+    redis = Redis(site.root / "redis")
+    site.daemons.append(redis)
+    redis.start()
+    b = site.add_host("web-b")
+    a = site.add_host("web-a", {"DOWNSTREAM_URL": b.url, "JOBS_BROKER_URL": redis.url})
+    edge = site.add_edge("edge", a)
+    worker = site.add_worker("worker", redis.url)
+    tracking_id = "edge-to-task-1"
+    assert through(edge, "GET", "/api/relay", tracking_id)["downstream_status"] == 200  # A calls B
+    job = through(edge, "POST", "/api/jobs", tracking_id)["job_id"]  # A queues a task
+    wait_until(lambda: done(worker, job), "the task done", timeout=60)
+    for writer in (edge, a, b, worker):
+        assert writer.stop() == 0
+    for hostname in site.shipped:
+        wait_delivered(site, hostname)
+    result = trace(site, tracking_id)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    printed = result.stdout.splitlines(keepends=True)
+    # Every line each host wrote with the ID, from its own host's central files, with its hostname, once.
+    assert sorted(line.encode() for line in printed) == sorted(
+        line for hostname in site.shipped for line in central_lines_of(site, hostname, tracking_id))
+    records = [json.loads(line) for line in printed]
+    stamps = [datetime.fromisoformat(r["@timestamp"]) for r in records]
+    assert stamps == sorted(stamps)
+    # The edge's line of each request, A's, B's and the task's, each from its own host (a task's run time cut off).
+    story = [(r["hostname"], r["logger"], r.get("request_path", r["message"].replace(job, "JOB").partition(" in ")[0]))
+             for r in records]
+    assert sorted(story) == [
+        ("edge", "nginx.access", "/api/jobs"), ("edge", "nginx.access", "/api/relay"),
+        ("web-a", "gunicorn.access", "/api/jobs"), ("web-a", "gunicorn.access", "/api/relay"),
+        ("web-a", "trackline.jobs", "downstream answered"), ("web-a", "trackline.jobs", "job queued"),
+        ("web-a", "trackline.propagation", f"GET {b.url}/api/health"),
+        ("web-b", "gunicorn.access", "/api/health"), ("web-b", "trackline.api", "Health check"),
+        ("worker", "celery.app.trace", "Task trackline.jobs.run[JOB] succeeded"),
+        ("worker", "trackline.jobs", "job done"), ("worker", "trackline.jobs", "job started")]
+    pretty = trace(site, tracking_id, "--pretty").stdout.splitlines()
+    assert [row.split()[1] for row in pretty] == [r["hostname"] for r in records]  # the hostname column
