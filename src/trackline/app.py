@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 
 from trackline.api import blueprints
-from trackline.body_limit import BodyLimit
+from trackline.body_limit import limited
 from trackline.responses import register_error_handlers
 from trackline.tracking import TrackingId
 
@@ -22,8 +22,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask("trackline")
     if config:
         app.config.update(config)
-    app.wsgi_app = BodyLimit(app.wsgi_app, app.config.get("MAX_CONTENT_LENGTH"))  # type: ignore[method-assign]
-    TrackingId(app)  # outside BodyLimit: its 413 carries the tracking headers too
+    app.wsgi_app = limited(app.wsgi_app, app.config.get("MAX_CONTENT_LENGTH"))  # type: ignore[assignment,method-assign]
+    TrackingId(app)  # outside the body limit: its 413 carries the tracking headers too
     register_error_handlers(app)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

@@ -23,16 +23,19 @@ TOO_LARGE = "request entity too large"
 READ_SIZE = 64 * 1024
 
 
-class BodyLimit:
-    """``app`` behind a limit of ``limit`` body bytes (``None``: no limit, the app is called as it is)."""
+def limited(app: WsgiApp, limit: int | None) -> WsgiApp:
+    """``app`` behind ``BodyLimit`` when there is a ``limit`` (``MAX_CONTENT_LENGTH``), else ``app`` itself."""
+    return app if limit is None else BodyLimit(app, limit)
 
-    def __init__(self, app: WsgiApp, limit: int | None) -> None:
+
+class BodyLimit:
+    """``app`` behind a limit of ``limit`` body bytes."""
+
+    def __init__(self, app: WsgiApp, limit: int) -> None:
         self.app = app
         self.limit = limit
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if self.limit is None:
-            return self.app(environ, start_response)
         declared = environ.get("CONTENT_LENGTH")
         if declared:
             if not declared.isdigit() or int(declared) <= self.limit:  # an invalid one is the app's to refuse
@@ -47,7 +50,6 @@ class BodyLimit:
 
     def _read_within_limit(self, stream: Any) -> bytes | None:
         """The whole body, or ``None`` as soon as it passes the limit."""
-        assert self.limit is not None
         parts, size = [], 0
         while chunk := stream.read(min(READ_SIZE, self.limit + 1 - size)):
             parts.append(chunk)

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Flask, g
 
 from trackline import propagation
-from trackline.body_limit import BodyLimit
+from trackline.body_limit import limited
 from trackline.context import ENVIRON_KEY, get_tracking_id, response_done, set_tracking_id
 from trackline.headers import DATETIME_HEADER, EXPOSE_HEADERS, echo_headers
 from trackline.policy import DEFAULTS, TrackingPolicy, environ_key, safe_excerpt
@@ -150,7 +150,7 @@ def track_app(app: Any, config: Mapping[str, Any]) -> WsgiApp:
     that its 413 carries the tracking headers).
     """
     if not isinstance(app, Flask):
-        return TrackingMiddleware(_limited(app, config.get("MAX_CONTENT_LENGTH")),
+        return TrackingMiddleware(limited(app, config.get("MAX_CONTENT_LENGTH")),
                                   TrackingPolicy.from_config({**DEFAULTS, **config}))
     app.config.update(config)
     middleware = app.extensions.get(EXTENSION)
@@ -159,9 +159,5 @@ def track_app(app: Any, config: Mapping[str, Any]) -> WsgiApp:
         middleware = app.extensions[EXTENSION]
     else:
         middleware.use(TrackingPolicy.from_config({**DEFAULTS, **app.config}))
-    middleware.app = _limited(middleware.app, app.config.get("MAX_CONTENT_LENGTH"))
+    middleware.app = limited(middleware.app, app.config.get("MAX_CONTENT_LENGTH"))
     return app
-
-
-def _limited(app: WsgiApp, limit: int | None) -> WsgiApp:
-    return app if limit is None else BodyLimit(app, limit)

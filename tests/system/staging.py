@@ -1,14 +1,19 @@
-"""Helpers for the ops tests: run scripts/install, fingerprint an installed tree, build a wheelhouse."""
+"""Helpers for the ops tests: run scripts/install, fingerprint an installed tree, build a wheelhouse, boot the
+systemd sandbox."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from sandbox import Sandbox, SandboxError, prerequisites
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL = REPO / "scripts" / "install"
@@ -98,3 +103,34 @@ def build_wheelhouse(dest: Path, scratch: Path, extras: str = "[requests]") -> P
     )
     assert done.returncode == 0, f"pip wheel failed:\n{done.stdout}{done.stderr}"
     return dest
+
+
+#: Commands every real-systemd test uses, with their Debian packages.
+SANDBOX_COMMANDS = {"unshare": "util-linux", "nsenter": "util-linux", "curl": "curl", "systemctl": "systemd"}
+
+
+def require_sandbox(commands: dict[str, str] | None = None) -> None:
+    """What booting the systemd sandbox needs, and ``commands`` (command -> Debian package) for the test."""
+    require_commands({**SANDBOX_COMMANDS, **(commands or {})})
+    if missing := prerequisites():
+        unavailable(f"real systemd needs {', '.join(missing)}")
+
+
+def copy_repo(dest: Path) -> None:
+    """The project's files, without what a checkout grows (venv, logs, caches, build output), into ``dest``."""
+    shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "logs", "run", "__pycache__", ".pytest_cache", "*.egg-info"))
+
+
+@contextlib.contextmanager
+def booted(tmp_path: Path, carry: Path) -> Iterator[Sandbox]:
+    """A booted systemd on an overlay of / (with ``carry`` in it); torn down by its PID 1's PID."""
+    try:
+        box = Sandbox(tmp_path, carry)
+        box.boot()
+    except SandboxError as exc:
+        unavailable(f"cannot boot systemd in a sandbox here: {exc}")
+    try:
+        yield box
+    finally:
+        box.teardown()

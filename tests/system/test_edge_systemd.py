@@ -15,8 +15,8 @@ import pytest
 
 from conftest import wait_until
 from nginx_edge import require_nginx
-from sandbox import CARRIED, Sandbox, SandboxError, prerequisites
-from staging import REPO, require_commands, unavailable
+from sandbox import CARRIED, Sandbox
+from staging import REPO, booted, require_sandbox
 
 INSTALL = str(CARRIED / "repo" / "scripts" / "install")
 ACCESS_LOG = "/var/log/nginx/trackline-access.log"
@@ -26,25 +26,15 @@ ACCESS_LOG = "/var/log/nginx/trackline-access.log"
 def box(tmp_path: Path) -> Iterator[Sandbox]:
     """A booted systemd on an overlay of / with the project's scripts and nginx config copied in."""
     require_nginx()
-    require_commands({"unshare": "util-linux", "nsenter": "util-linux", "curl": "curl", "logrotate": "logrotate",
-                      "systemctl": "systemd"})
-    if missing := prerequisites():
-        unavailable(f"real systemd needs {', '.join(missing)}")
+    require_sandbox({"logrotate": "logrotate"})
     carry = tmp_path / "carry"
     for part in ("scripts", "nginx"):
         shutil.copytree(REPO / part, carry / "repo" / part)
-    try:
-        sandbox = Sandbox(tmp_path, carry)
-        sandbox.boot()
-    except SandboxError as exc:
-        unavailable(f"cannot boot systemd in a sandbox here: {exc}")
-    try:
+    with booted(tmp_path, carry) as sandbox:
         # A container image's policy-rc.d forbids every invoke-rc.d action (logrotate's `invoke-rc.d nginx
         # rotate`); a real host has none. Removed in the overlay only.
         sandbox.run(["rm", "-f", "/usr/sbin/policy-rc.d"])
         yield sandbox
-    finally:
-        sandbox.teardown()
 
 
 def edge_get(box: Sandbox, port: int, tracking_id: str) -> tuple[int, dict[str, str], dict[str, object]]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_contract, read_json_lines
-from sandbox import CARRIED, Sandbox, SandboxError, prerequisites
-from staging import REPO, build_wheelhouse, require_commands, unavailable
+from sandbox import CARRIED, Sandbox
+from staging import booted, build_wheelhouse, copy_repo, require_sandbox
 
 LOG_DIR = "/var/log/trackline"
 LOGGING_YAML = "/etc/trackline/logging.yaml"
@@ -28,14 +27,9 @@ URL = "http://127.0.0.1:8000"  # gunicorn.yaml's default bind, free in the sandb
 def carry(tmp_path: Path) -> Path:
     """What the sandbox gets copied in before it boots (it has no package index and its /tmp is emptied):
     the project's files (``repo/``) and wheels for ``scripts/install --wheelhouse`` (``wheelhouse/``)."""
-    require_commands({"unshare": "util-linux", "nsenter": "util-linux", "curl": "curl", "logrotate": "logrotate",
-                      "systemctl": "systemd"})
-    missing = prerequisites()
-    if missing:
-        unavailable(f"real systemd needs {', '.join(missing)}")
+    require_sandbox({"logrotate": "logrotate"})
     carry = tmp_path / "carry"
-    shutil.copytree(REPO, carry / "repo", ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "logs", "run", "__pycache__", ".pytest_cache", "*.egg-info"))
+    copy_repo(carry / "repo")
     build_wheelhouse(carry / "wheelhouse", tmp_path / "wheel-build")
     return carry
 
@@ -43,15 +37,8 @@ def carry(tmp_path: Path) -> Path:
 @pytest.fixture
 def sandbox(carry: Path, tmp_path: Path) -> Iterator[Sandbox]:
     """A booted systemd on an overlay of / (with ``carry`` in it); torn down by its PID 1's PID."""
-    try:
-        box = Sandbox(tmp_path, carry)
-        box.boot()
-    except SandboxError as exc:
-        unavailable(f"cannot boot systemd in a sandbox here: {exc}")
-    try:
+    with booted(tmp_path, carry) as box:
         yield box
-    finally:
-        box.teardown()
 
 
 def curl(box: Sandbox, path: str, tracking_id: str) -> tuple[int, dict[str, str]]:

@@ -4,7 +4,6 @@ on a redis-server in the sandbox, the worker reloaded and stopped (tests/system/
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_contract, read_json_lines
-from sandbox import CARRIED, Sandbox, SandboxError, prerequisites
-from staging import REPO, build_wheelhouse, require_commands, unavailable
+from sandbox import CARRIED, Sandbox
+from staging import booted, build_wheelhouse, copy_repo, require_sandbox
 
 LOG_DIR = "/var/log/trackline"
 COMMAND = "/usr/local/bin/trackline"
@@ -23,24 +22,12 @@ BROKER = "redis://127.0.0.1:6379/0"
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    require_commands({"unshare": "util-linux", "nsenter": "util-linux", "curl": "curl", "systemctl": "systemd",
-                      "redis-server": "redis-server"})
-    missing = prerequisites()
-    if missing:
-        unavailable(f"real systemd needs {', '.join(missing)}")
+    require_sandbox({"redis-server": "redis-server"})
     carry = tmp_path / "carry"
-    shutil.copytree(REPO, carry / "repo", ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "logs", "run", "__pycache__", ".pytest_cache", "*.egg-info"))
+    copy_repo(carry / "repo")
     build_wheelhouse(carry / "wheelhouse", tmp_path / "wheel-build", extras="[requests,celery]")
-    try:
-        box = Sandbox(tmp_path, carry)
-        box.boot()
-    except SandboxError as exc:
-        unavailable(f"cannot boot systemd in a sandbox here: {exc}")
-    try:
+    with booted(tmp_path, carry) as box:
         yield box
-    finally:
-        box.teardown()
 
 
 def worker_lines(box: Sandbox) -> list[dict[str, object]]:

@@ -3,15 +3,13 @@ accepts and `security --offline=yes` rates at most 1.5 (the number docs/celery.m
 
 from __future__ import annotations
 
-import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from staging import INSTALL, REPO, UNINSTALL, require_commands, require_venv_support, run_script
-from test_systemd_unit import unit_settings
+from staging import REPO, UNINSTALL, run_script
+from test_systemd_unit import analyze, exposure_and_documented, installed_root, unit_settings
 
 UNIT = "trackline-worker.service"
 MAX_EXPOSURE = 1.5
@@ -20,17 +18,7 @@ MAX_EXPOSURE = 1.5
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ``scripts/install --role worker --root`` tree, plus this host's system units for verify."""
-    require_commands({"systemd-analyze": "systemd"})
-    require_venv_support()
-    root = tmp_path_factory.mktemp("root")
-    run_script(INSTALL, "--role", "worker", "--root", str(root))
-    shutil.copytree("/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
-    return root
-
-
-def analyze(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["systemd-analyze", *args, f"--root={root}", UNIT], capture_output=True, text=True,
-                          timeout=60)
+    return installed_root(tmp_path_factory, "--role", "worker")
 
 
 def test_the_worker_role_installs_celery_and_its_unit_not_the_web_unit(root: Path) -> None:
@@ -41,18 +29,14 @@ def test_the_worker_role_installs_celery_and_its_unit_not_the_web_unit(root: Pat
 
 
 def test_verify_accepts_the_worker_unit(root: Path) -> None:
-    done = analyze(root, "verify")
+    done = analyze(root, "verify", unit=UNIT)
     assert done.returncode == 0 and not done.stdout + done.stderr, done.stdout + done.stderr
 
 
 def test_worker_exposure_is_at_most_1_5_and_documented(root: Path) -> None:
-    done = analyze(root, "security", "--offline=yes", "--no-pager")
-    match = re.search(rf"Overall exposure level for {UNIT}: (\d+\.\d+)", done.stdout)
-    assert match, done.stdout + done.stderr
-    exposure = float(match.group(1))
+    exposure, documented = exposure_and_documented(root, UNIT, "docs/celery.md")
     assert exposure <= MAX_EXPOSURE
-    documented = re.search(r"exposure level (\d+\.\d+)", (REPO / "docs/celery.md").read_text())
-    assert documented and float(documented.group(1)) == exposure, "docs/celery.md must give the measured number"
+    assert documented == exposure, "docs/celery.md must give the measured number"
 
 
 def test_worker_unit_notifies_reloads_by_hup_and_stops_warm(root: Path) -> None:

@@ -78,9 +78,12 @@ class WatchedAppendFileHandler(logging.FileHandler):
         _handlers.add(self)
 
     def _open(self) -> BinaryIO:  # type: ignore[override]
-        """Open the path for appending (creating it, and its removed directory); readable, to check its end."""
+        """Open the path for appending (creating it, and its removed directory); readable, to check its end.
+
+        ``O_RDWR | O_APPEND | O_CREAT``, mode 0o666 less the umask, unbuffered; the handler keeps it open.
+        """
         try:
-            stream = open(self.baseFilename, "a+b", buffering=0)  # noqa: SIM115 - the handler keeps it; O_RDWR | O_APPEND | O_CREAT, 0o666 & ~umask
+            stream = open(self.baseFilename, "a+b", buffering=0)  # noqa: SIM115 - kept open, closed by close()
         except FileNotFoundError:
             self._make_directory()
             stream = open(self.baseFilename, "a+b", buffering=0)  # noqa: SIM115 - as above
@@ -105,15 +108,19 @@ class WatchedAppendFileHandler(logging.FileHandler):
     def _reopen_if_moved(self) -> int:
         """Open the path if it is not open, or reopen it when it no longer names the open file; its size."""
         if self.stream is not None:
-            try:
-                status = os.stat(self.baseFilename)
-            except FileNotFoundError:
-                status = None
-            if status is not None and (status.st_dev, status.st_ino) == self._identity:
+            if (status := self._status_if_open()) is not None:
                 return status.st_size
             self._close_stream()  # renamed or removed: the path is a new file (or none yet)
         stream = self.stream = self._open()  # delay=True, closed, or moved: (re)open, as FileHandler does in "a"
         return os.fstat(stream.fileno()).st_size
+
+    def _status_if_open(self) -> os.stat_result | None:
+        """The path's status while it still names the open file; ``None`` once it was renamed or deleted."""
+        try:
+            status = os.stat(self.baseFilename)
+        except FileNotFoundError:
+            return None
+        return status if (status.st_dev, status.st_ino) == self._identity else None
 
     def _close_stream(self) -> None:
         stream, self.stream = self.stream, None
@@ -124,7 +131,7 @@ class WatchedAppendFileHandler(logging.FileHandler):
         """Close the open file if the path no longer names it (renamed, deleted); the next line opens the path."""
         self.acquire()
         try:
-            if self.stream is not None and self._identity != _identity_of(self.baseFilename):
+            if self.stream is not None and self._status_if_open() is None:
                 self._close_stream()
         finally:
             self.release()
@@ -218,13 +225,6 @@ class WatchedAppendFileHandler(logging.FileHandler):
         self._pending.clear()
         self._flush_hub = None
 
-
-def _identity_of(path: str) -> tuple[int, int] | None:
-    try:
-        status = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return status.st_dev, status.st_ino
 
 
 _handlers: weakref.WeakSet[WatchedAppendFileHandler] = weakref.WeakSet()

@@ -82,6 +82,12 @@ class ServerConfig:
         track_gunicorn_answers(cfg, self.app)
         add_upkeep(cfg)
 
+    def gunicorn_config(self) -> Config:
+        """A gunicorn ``Config`` as ``trackline serve`` runs it (gunicorn's defaults filled in)."""
+        cfg = Config()
+        self.apply(cfg)
+        return cfg
+
     @property
     def log_files(self) -> list[str]:
         """The files ``logging.yaml`` writes to."""
@@ -89,8 +95,7 @@ class ServerConfig:
 
     def describe(self) -> str:
         """What ``trackline serve`` runs with this config (gunicorn's defaults filled in)."""
-        cfg = Config()
-        self.apply(cfg)
+        cfg = self.gunicorn_config()
         lines = [
             f"config OK: {self.conf_dir}",
             f"  app:          {self.source.describe()}",
@@ -127,15 +132,13 @@ def check_server_config(conf_dir: Path, create_dirs: bool = False,
     app = _collect(problems, lambda: _load_app(conf_dir / APP_FILE))
     if problems:
         return problems
-    source = AppSource.from_settings(settings, app_spec)
-    if source.spec is not None:
-        cfg = Config()
-        for name, value in settings.items():
-            cfg.set(name, value)
-        problem = import_problem(source, app, gevent=is_gevent_worker(cfg), timeout=max(cfg.timeout, 1))
+    config = ServerConfig(conf_dir, settings, logging_config, app, AppSource.from_settings(settings, app_spec))
+    if config.source.spec is not None:
+        cfg = config.gunicorn_config()
+        problem = import_problem(config.source, app, gevent=is_gevent_worker(cfg), timeout=max(cfg.timeout, 1))
         if problem:
             return [problem]
-    return ServerConfig(conf_dir, settings, logging_config, app, source)
+    return config
 
 
 def _collect(problems: list[str], load: Callable[[], Any]) -> Any:
