@@ -17,7 +17,7 @@ from weakref import WeakKeyDictionary
 from celery import Celery, Task, signals
 
 from trackline.context import leave_request, set_task, set_tracking_id
-from trackline.policy import DEFAULTS, TrackingPolicy, environ_key, safe_excerpt
+from trackline.policy import DEFAULTS, TrackingPolicy, environ_key, rejected_fields
 from trackline.propagation import outgoing_headers, use_policy
 from trackline.tracecontext import TraceContext, parse_traceparent, set_trace
 
@@ -81,7 +81,7 @@ def start_task(headers: Any, policy: TrackingPolicy) -> tuple[str, TraceContext,
     notes: list[Note] = []
     if rejected is not None:
         notes.append((logging.WARNING, "replaced invalid tracking ID from the task message",
-                      {"rejected_tracking_id": safe_excerpt(rejected[1]), "rejected_length": len(rejected[1])}))
+                      rejected_fields(rejected[1])))
     elif value is None and (trace is None or tracking_id != trace.trace_id):
         notes.append((logging.INFO, "new tracking ID: the task was published outside a request", {}))
     if incoming_trace is not None and trace is None:

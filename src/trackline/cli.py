@@ -11,9 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from trackline.config import ConfigError, conf_dir
+from trackline.config import LOGGING_FILE, ConfigError, conf_dir
 
-LOGGING_FILE = "logging.yaml"  # trackline.server.settings.LOGGING_FILE, without importing gunicorn
 #: The exit status of a command whose output was cut short by a closed pipe, as if SIGPIPE had ended it.
 EXIT_BROKEN_PIPE = 128 + 13
 

@@ -17,6 +17,12 @@ _MAX_NESTING = 8
 
 CONF_DIR_ENV = "TRACKLINE_CONF_DIR"
 
+#: The files of a config directory (conf/, /etc/trackline).
+GUNICORN_FILE = "gunicorn.yaml"
+LOGGING_FILE = "logging.yaml"
+APP_FILE = "app.yaml"
+WORKER_FILE = "worker.yaml"
+
 
 class ConfigError(Exception):
     """A configuration problem, worded as one line an operator can act on."""

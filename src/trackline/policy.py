@@ -156,6 +156,11 @@ def _underscore_hint(value: Any) -> str:
     return " (gunicorn drops request headers whose name has '_')" if "_" in str(value) else ""
 
 
+def rejected_fields(value: str) -> dict[str, Any]:
+    """The log fields of a rejected incoming ID (a request's header, a task message's): excerpt and length."""
+    return {"rejected_tracking_id": safe_excerpt(value), "rejected_length": len(value)}
+
+
 def safe_excerpt(value: str) -> str:
     """A rejected header value made harmless for any log reader: truncated, escaped to printable ASCII."""
     return value[:REJECTED_KEEP].encode("unicode_escape").decode("ascii")

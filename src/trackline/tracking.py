@@ -16,7 +16,7 @@ from trackline import propagation
 from trackline.body_limit import limited
 from trackline.context import ENVIRON_KEY, get_tracking_id, response_done, set_tracking_id
 from trackline.headers import DATETIME_HEADER, EXPOSE_HEADERS, echo_headers
-from trackline.policy import DEFAULTS, TrackingPolicy, environ_key, safe_excerpt
+from trackline.policy import DEFAULTS, TrackingPolicy, environ_key, rejected_fields
 from trackline.tracecontext import parse_traceparent, set_trace
 
 log = logging.getLogger("trackline.tracking")
@@ -56,11 +56,7 @@ class TrackingMiddleware:
         environ[ENVIRON_KEY] = environ[self.environ_key] = tracking_id
         if rejected is not None:
             header, value = rejected
-            log.warning(
-                "replaced invalid tracking ID from %s",
-                header,
-                extra={"rejected_tracking_id": safe_excerpt(value), "rejected_length": len(value)},
-            )
+            log.warning("replaced invalid tracking ID from %s", header, extra=rejected_fields(value))
         if incoming_trace is not None and trace is None:
             log.warning("ignored invalid traceparent", extra={"rejected_length": len(incoming_trace)})
 

@@ -14,7 +14,7 @@ from gunicorn import util
 from gunicorn.config import Config
 from gunicorn.errors import ConfigError as GunicornConfigError
 
-from trackline.config import ConfigError, read_yaml, writable_directory
+from trackline.config import APP_FILE, GUNICORN_FILE, LOGGING_FILE, ConfigError, read_yaml, writable_directory
 from trackline.logs.setup import check_logging_config, handler_files
 from trackline.policy import DEFAULTS, TrackingPolicy
 from trackline.server.access import is_gevent_worker
@@ -22,10 +22,6 @@ from trackline.server.boot_signals import hold_signals_while_booting
 from trackline.server.gunicorn_answers import track_gunicorn_answers
 from trackline.server.loading import ERROR_ENVELOPE, AppSource, import_problem
 from trackline.server.upkeep import add_upkeep
-
-GUNICORN_FILE = "gunicorn.yaml"
-APP_FILE = "app.yaml"
-LOGGING_FILE = "logging.yaml"
 
 LOGGER_CLASS = "trackline.server.access.JsonLogger"
 

@@ -19,9 +19,9 @@ from typing import Any
 from celery import platforms, signals
 
 from trackline.celery import instrument
-from trackline.config import ConfigError, read_yaml
+from trackline.config import APP_FILE, WORKER_FILE, ConfigError, read_yaml
 from trackline.policy import DEFAULTS, TrackingPolicy
-from trackline.worker.settings import APP_FILE, WORKER_FILE, WorkerConfig, import_celery_app, load_worker_config
+from trackline.worker.settings import WorkerConfig, import_celery_app, load_worker_config
 
 log = logging.getLogger("trackline.worker")
 

@@ -9,12 +9,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from trackline.config import ConfigError, read_yaml
+from trackline.config import APP_FILE, LOGGING_FILE, WORKER_FILE, ConfigError, read_yaml
 from trackline.logs.setup import check_logging_config
-
-WORKER_FILE = "worker.yaml"
-LOGGING_FILE = "logging.yaml"
-APP_FILE = "app.yaml"
 
 POOLS = ("prefork", "threads", "solo")
 
