@@ -21,9 +21,9 @@ from pathlib import Path
 
 from celery import signals
 
+from trackline import context
 from trackline.celery import _on_publish
-from trackline.context import set_tracking_id
-from trackline.tracecontext import parse_traceparent, set_trace
+from trackline.tracecontext import parse_traceparent
 
 PUBLISH_UID = "trackline.celery.publish"
 
@@ -62,8 +62,7 @@ def _round(task: object, publishes: int) -> float:
     """CPU µs per publish of ``publishes`` ``apply_async`` calls made in a request's context."""
 
     def publish_all() -> float:
-        set_tracking_id("bench-request")
-        set_trace(parse_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"))
+        context.enter("bench-request", parse_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"))
         start = time.process_time()
         for n in range(publishes):
             task.apply_async((f"job-{n}", 0.0), retry=False)  # type: ignore[attr-defined]
@@ -76,8 +75,7 @@ def _hook_alone(calls: int) -> float:
     """CPU µs per call of the publish hook by itself (what ``instrument`` adds to each publish, without noise)."""
 
     def call_all() -> float:
-        set_tracking_id("bench-request")
-        set_trace(parse_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"))
+        context.enter("bench-request", parse_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"))
         start = time.process_time()
         for _ in range(calls):
             _on_publish(headers={})
@@ -87,7 +85,7 @@ def _hook_alone(calls: int) -> float:
 
 
 def run(publishes: int, cycles: int) -> str:
-    from trackline.worker.demo import app
+    from trackline.demo.tasks import app
 
     with tempfile.TemporaryDirectory(prefix="trackline-bench-redis-") as tmp:
         process, port = _start_redis(Path(tmp))

@@ -31,7 +31,7 @@ import yaml
 
 import trace_bench
 from gunicorn_conf import SHARED
-from trackline.context import set_tracking_id
+from trackline import context
 from trackline.logs import JsonFormatter, TrackingIdFilter
 
 HERE = Path(__file__).resolve().parent
@@ -211,7 +211,7 @@ def formatter_rates(tmp: Path, seconds: float) -> list[tuple[str, float, float]]
          lambda: PjlFormatter(contract)),
         ("trackline JsonFormatter", JsonFormatter, lambda: JsonFormatter(location=False)),
     ]
-    set_tracking_id("0b5e6f1c-7c4e-4a43-9a5e-2f3c1d9e8a77")
+    token = context.enter("0b5e6f1c-7c4e-4a43-9a5e-2f3c1d9e8a77")
     rates = []
     for number, (label, app_formatter, access_formatter) in enumerate(formatters):
         rate = []
@@ -234,7 +234,7 @@ def formatter_rates(tmp: Path, seconds: float) -> list[tuple[str, float, float]]
             rate.append(lines / (time.perf_counter() - start))
             handler.close()
         rates.append((label, *rate))
-    set_tracking_id(None)
+    context.leave(token)
     return rates
 
 

@@ -26,7 +26,7 @@ import yaml
 from flask import Flask
 from flask.testing import FlaskClient
 
-import trackline
+from trackline.demo import create_app
 from trackline.logs import configure_logging
 
 REPO = Path(__file__).resolve().parent.parent
@@ -347,7 +347,7 @@ def client_for(app: Flask) -> FlaskClient:
 
 @pytest.fixture
 def app() -> Flask:
-    return trackline.create_app()
+    return create_app()
 
 
 @pytest.fixture

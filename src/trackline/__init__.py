@@ -1,28 +1,56 @@
-"""trackline: every request carries a tracking ID into its response headers and every log line.
+"""trackline: every request carries a tracking ID and a W3C trace into its response headers and every log line.
 
-``get_tracking_id`` is importable without Flask; ``TrackingId`` and ``create_app`` load Flask on first use.
+The public API is ``__all__``: the Flask extension and the WSGI middleware, the current request's ID and span,
+the logging pieces ``logging.yaml`` names, and ``propagation`` (threads, greenlets, outgoing calls). Names are
+loaded on first use: ``import trackline`` imports nothing more (the ``trackline`` command starts at once).
 """
 
 from __future__ import annotations
 
+import importlib
+import warnings
 from typing import Any
 
-from trackline.context import get_tracking_id
+__all__ = [
+    "JsonFormatter",
+    "TrackingId",
+    "TrackingIdFilter",
+    "TrackingMiddleware",
+    "WatchedAppendFileHandler",
+    "app_settings",
+    "configure_logging",
+    "get_trace",
+    "get_tracking_id",
+    "propagation",
+]
 
-__all__ = ["TrackingId", "app_settings", "create_app", "get_tracking_id"]
+#: Where each lazily loaded name lives.
+_HOMES = {
+    "JsonFormatter": "trackline.logs",
+    "TrackingId": "trackline.tracking",
+    "TrackingIdFilter": "trackline.logs",
+    "TrackingMiddleware": "trackline.tracking",
+    "WatchedAppendFileHandler": "trackline.logs",
+    "app_settings": "trackline.server.loading",
+    "configure_logging": "trackline.logs",
+    "get_trace": "trackline.context",
+    "get_tracking_id": "trackline.context",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "TrackingId":
-        from trackline.tracking import TrackingId
-
-        return TrackingId
-    if name == "app_settings":
-        from trackline.server.loading import app_settings
-
-        return app_settings
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    if name == "propagation":
+        return importlib.import_module("trackline.propagation")
     if name == "create_app":
-        from trackline.app import create_app
+        warnings.warn("trackline.create_app is the demo's factory and moved to trackline.demo.create_app; "
+                      "the old name goes in the next release", DeprecationWarning, stacklevel=2)
+        from trackline.demo import create_app
 
         return create_app
     raise AttributeError(f"module 'trackline' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

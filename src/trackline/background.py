@@ -1,6 +1,6 @@
 """Background jobs a request accepted: each runs in a thread (a greenlet under gevent) carrying the request's
 context (tracking ID, trace), and is tracked until it ends, so that a stopping worker can wait for what it
-promised with a 202 (``wait_for_jobs``, called by trackline's gunicorn hooks in server/upkeep.py).
+promised with a 202 (``wait_for_jobs``, called by trackline's gunicorn hooks in server/hooks.py).
 """
 
 from __future__ import annotations

@@ -9,12 +9,11 @@ answered 413 as soon as it passes it, else handed to the app as read. No Flask i
 from __future__ import annotations
 
 import io
-import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-StartResponse = Callable[..., Any]
-WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+from trackline.envelope import envelope
+from trackline.wsgi import StartResponse, WsgiApp
 
 #: What a 413 is called in its envelope's ``msg`` (werkzeug's name for it, as Flask's own 413 says).
 TOO_LARGE = "request entity too large"
@@ -23,7 +22,7 @@ TOO_LARGE = "request entity too large"
 READ_SIZE = 64 * 1024
 
 
-def limited(app: WsgiApp, limit: int | None) -> WsgiApp:
+def with_body_limit(app: WsgiApp, limit: int | None) -> WsgiApp:
     """``app`` behind ``BodyLimit`` when there is a ``limit`` (``MAX_CONTENT_LENGTH``), else ``app`` itself."""
     return app if limit is None else BodyLimit(app, limit)
 
@@ -60,7 +59,7 @@ class BodyLimit:
 
     def _too_large(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         msg = f"{environ.get('REQUEST_METHOD', '')} {environ.get('PATH_INFO', '')} {TOO_LARGE}".strip()
-        body = json.dumps({"code": 413, "msg": msg, "data": None}).encode()
+        body = envelope(413, msg)
         # No "Connection: close": gunicorn has no lingering close, so closing with the body unread would reset the
         # connection under a client still sending it, before it reads the 413; kept alive, gunicorn discards the
         # rest of the body before it reads the next request.

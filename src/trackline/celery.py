@@ -16,26 +16,29 @@ from weakref import WeakKeyDictionary
 
 from celery import Celery, Task, signals
 
-from trackline.context import leave_request, set_task, set_tracking_id
-from trackline.policy import DEFAULTS, TrackingPolicy, environ_key, rejected_fields
-from trackline.propagation import outgoing_headers, use_policy
-from trackline.tracecontext import TraceContext, parse_traceparent, set_trace
+from trackline import context
+from trackline.policy import DEFAULT_POLICY, TrackingPolicy, rejected_fields
+from trackline.propagation import outgoing_headers
+from trackline.tracecontext import TraceContext, parse_traceparent
 
 log = logging.getLogger("trackline.celery")
 
 #: The message header that carries the tracking ID (``traceparent`` and ``tracestate`` keep their W3C names).
 HEADER = "tracking_id"
 
+#: The attribute of a running task's ``request`` that holds the token of its scope until ``task_postrun``.
+_TOKEN = "trackline_scope_token"
+
 _policies: WeakKeyDictionary[Celery, TrackingPolicy] = WeakKeyDictionary()
-_default_policy = TrackingPolicy.from_config(DEFAULTS)
 
 
-def instrument(celery_app: Celery, policy: TrackingPolicy | None = None) -> Celery:
+def instrument(celery_app: Celery, policy: TrackingPolicy = DEFAULT_POLICY) -> Celery:
     """Connect trackline to Celery's signals for ``celery_app`` (again: replaces the policy); returns the app.
 
-    ``policy`` validates and makes IDs in the worker (default: the defaults of ``app.yaml``'s keys).
+    ``policy`` validates and makes IDs in the worker, and is the one HTTP calls a task makes follow (app.yaml's,
+    from ``trackline worker``; the defaults otherwise).
     """
-    _policies[celery_app] = policy or _default_policy
+    _policies[celery_app] = policy
     signals.before_task_publish.connect(_on_publish, weak=False, dispatch_uid="trackline.celery.publish")
     signals.task_prerun.connect(_on_prerun, weak=False, dispatch_uid="trackline.celery.prerun")
     signals.task_postrun.connect(_on_postrun, weak=False, dispatch_uid="trackline.celery.postrun")
@@ -48,16 +51,14 @@ def _on_publish(headers: dict[str, Any], **_: Any) -> None:
 
 
 def _on_prerun(task: Task, **_: Any) -> None:
-    """``task_prerun`` (in the process that runs the task): make the message's ID, trace and task current."""
+    """``task_prerun`` (in the process that runs the task): enter the task's scope (the message's ID and trace)."""
     request = task.request
-    if request.is_eager:  # apply() or task_always_eager: it runs in the caller's context, which keeps its ID
+    if request.is_eager:  # apply() or task_always_eager: it runs in the caller's scope, which keeps its ID
         return
-    policy = _policies.get(task.app, _default_policy)
+    policy = _policies.get(task.app, DEFAULT_POLICY)
     tracking_id, trace, notes = start_task(request, policy)
-    use_policy(policy)  # HTTP calls the task makes send the policy's header, to its TRACKING_ID_PROPAGATE_TO hosts
-    set_task({"task_id": request.id, "task_name": task.name, "parent_task_id": request.parent_id})
-    set_trace(trace)
-    set_tracking_id(tracking_id)
+    task_fields = {"task_id": request.id, "task_name": task.name, "parent_task_id": request.parent_id}
+    setattr(request, _TOKEN, context.enter(tracking_id, trace, policy, task_fields))
     for level, message, extra in notes:
         log.log(level, message, extra=extra)
 
@@ -76,8 +77,7 @@ def start_task(headers: Any, policy: TrackingPolicy) -> tuple[str, TraceContext,
     incoming_trace = _text(headers.get("traceparent"))
     trace = parse_traceparent(incoming_trace, _text(headers.get("tracestate")))
     value = _text(headers.get(HEADER))
-    environ = {} if value is None else {environ_key(policy.header): value}
-    tracking_id, rejected = policy.resolve(environ, trace)
+    tracking_id, rejected = policy.resolve(lambda header: value if header == policy.header else None, trace)
     notes: list[Note] = []
     if rejected is not None:
         notes.append((logging.WARNING, "replaced invalid tracking ID from the task message",
@@ -91,11 +91,11 @@ def start_task(headers: Any, policy: TrackingPolicy) -> tuple[str, TraceContext,
 
 
 def _on_postrun(task: Task, **_: Any) -> None:
-    """``task_postrun``: lines logged between tasks say ``null`` again."""
-    if task.request.is_eager:
-        return
-    set_task(None)
-    leave_request()
+    """``task_postrun``: leave the task's scope; lines logged between tasks say ``null`` again."""
+    token = getattr(task.request, _TOKEN, None)
+    if token is not None:
+        delattr(task.request, _TOKEN)
+        context.leave(token)
 
 
 def _text(value: Any) -> str | None:

@@ -57,8 +57,8 @@ def _fallback_log_dir() -> Path | None:
 def _log_bases(args: argparse.Namespace) -> list[Path]:
     """What ``trace`` reads: each ``--log-dir`` (and its host folders), else the files logging.yaml writes, else
     (logging.yaml unreadable or broken) the directory the shipped logging.yaml would use, with a warning."""
-    from trackline.logs.reader import directory_bases
     from trackline.logs.setup import logged_files
+    from trackline.reader.trace import directory_bases
 
     if args.log_dir:
         return [base for directory in args.log_dir for base in directory_bases(Path(directory))]
@@ -73,7 +73,7 @@ def _log_bases(args: argparse.Namespace) -> list[Path]:
 
 
 def _trace(args: argparse.Namespace) -> int:
-    from trackline.logs.reader import find, parse_since, pretty
+    from trackline.reader.trace import find, parse_since, pretty
 
     try:
         since = parse_since(args.since) if args.since else None

@@ -1,57 +1,65 @@
-"""The current request's tracking ID, held in a ContextVar (no Flask import: gunicorn's master loads this)."""
+"""The request scope: every per-request value in one place, entered and left as one.
+
+A request (the WSGI middleware), a Celery task (its start) and an answer gunicorn sends itself each ``enter`` a
+``Scope`` (tracking ID, W3C trace, the policy that outgoing calls follow, a task's log fields) and keep the
+token; ``leave(token)`` restores exactly what was current before, so scopes nest (a task run eagerly inside a
+request) and a keep-alive greenlet starts its next request clean. It is one ContextVar: threads and greenlets
+started with ``trackline.propagation``'s helpers carry it, and a log record reads it once.
+
+No Flask import: gunicorn's master loads this with the logging filter.
+"""
 
 from __future__ import annotations
 
-from contextvars import ContextVar
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
 
-from trackline.tracecontext import set_trace
+from trackline.policy import DEFAULT_POLICY, TrackingPolicy
+from trackline.tracecontext import TraceContext
 
-#: WSGI environ key holding the effective ID (gunicorn's access logger reads it after Flask is done).
-ENVIRON_KEY = "trackline.tracking_id"
 
-_tracking_id: ContextVar[str | None] = ContextVar("trackline_tracking_id", default=None)
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What is current in a request or task: its effective tracking ID, its span (every request has one), the
+    policy whose header name and hosts outgoing calls use, and a Celery task's ``task_id``/``task_name``/
+    ``parent_task_id`` log fields."""
 
-#: Fields of the Celery task running in this context (``task_id``, ``task_name``, ``parent_task_id``).
-_task: ContextVar[dict[str, str | None] | None] = ContextVar("trackline_task", default=None)
+    tracking_id: str
+    trace: TraceContext | None = None
+    policy: TrackingPolicy = DEFAULT_POLICY
+    task: Mapping[str, str | None] | None = None
+
+
+_current: ContextVar[Scope | None] = ContextVar("trackline_scope", default=None)
+
+
+def enter(tracking_id: str, trace: TraceContext | None = None, policy: TrackingPolicy = DEFAULT_POLICY,
+          task: Mapping[str, str | None] | None = None) -> Token[Scope | None]:
+    """Make a new scope current in this context (thread, greenlet or task); the token is what ``leave`` takes."""
+    return _current.set(Scope(tracking_id, trace, policy, task))
+
+
+def leave(token: Token[Scope | None]) -> None:
+    """Restore what was current before the ``enter`` that gave ``token`` (outside any request: nothing)."""
+    try:
+        _current.reset(token)
+    except ValueError:  # left from another context than it was entered in (a server closing elsewhere)
+        _current.set(None if token.old_value is Token.MISSING else token.old_value)
+
+
+def current() -> Scope | None:
+    """The current scope, or ``None`` outside a request or task."""
+    return _current.get()
 
 
 def get_tracking_id() -> str | None:
-    """The effective tracking ID of the current request, or ``None`` outside one."""
-    return _tracking_id.get()
+    """The effective tracking ID of the current request or task, or ``None`` outside one."""
+    scope = _current.get()
+    return None if scope is None else scope.tracking_id
 
 
-def set_tracking_id(tracking_id: str | None) -> None:
-    """Make ``tracking_id`` current in this context (thread, greenlet or task)."""
-    _tracking_id.set(tracking_id)
-
-
-def get_task() -> dict[str, str | None] | None:
-    """The log fields of the Celery task running in this context, or ``None`` outside a task."""
-    return _task.get()
-
-
-def set_task(fields: dict[str, str | None] | None) -> None:
-    _task.set(fields)
-
-
-def leave_request() -> None:
-    """Forget the request's ID and W3C trace, so that lines logged between requests say ``null``."""
-    set_tracking_id(None)
-    set_trace(None)
-
-
-_server_leaves_requests = False
-
-
-def let_server_leave_requests() -> None:
-    """For a server integration that calls ``leave_request`` itself once it is done with each request (trackline's
-    gunicorn hooks): responses then keep the ID and trace until then, instead of forgetting them when they
-    close, so that what the server logs about a request after its response (a traceback) carries them."""
-    global _server_leaves_requests
-    _server_leaves_requests = True
-
-
-def response_done() -> None:
-    """A response has closed (or failed): ``leave_request``, unless the server will."""
-    if not _server_leaves_requests:
-        leave_request()
+def get_trace() -> TraceContext | None:
+    """The current request's or task's span (every request has one), or ``None`` outside one."""
+    scope = _current.get()
+    return None if scope is None else scope.trace

@@ -35,11 +35,6 @@ DEFAULTS: dict[str, Any] = {
 _ID_FIELDS = {"x-amzn-trace-id": re.compile(r"(?:^|;)\s*Root=([^;]*)")}
 
 
-def environ_key(header: str) -> str:
-    """The WSGI environ key of a request header: ``X-Tracking-ID`` -> ``HTTP_X_TRACKING_ID``."""
-    return "HTTP_" + header.upper().replace("-", "_")
-
-
 def random_uuid4() -> str:
     """What ``str(uuid.uuid4())`` returns (122 random bits, RFC 9562 version 4), without building a ``UUID``."""
     raw = bytearray(os.urandom(16))
@@ -72,37 +67,39 @@ class TrackingPolicy:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> TrackingPolicy:
-        max_length = int(config["TRACKING_ID_MAX_LENGTH"])
-        if max_length < 1:
-            raise ValueError("must be at least 1")
-        header, aliases = config["TRACKING_ID_HEADER"], config["TRACKING_ID_ALIASES"]
-        if not _is_header_name(header):
-            raise ValueError(f"must be a header name, not {header!r}{_underscore_hint(header)}")
-        if isinstance(aliases, str) or not all(_is_header_name(alias) for alias in aliases):
-            raise ValueError(f"must be a list of header names, not {aliases!r}{_underscore_hint(aliases)}")
-        hosts = config["TRACKING_ID_PROPAGATE_TO"]
-        if isinstance(hosts, str) or not all(isinstance(host, str) and host for host in hosts):
-            raise ValueError(f"must be a list of host patterns such as '*.internal.example.com', not {hosts!r}")
+        """The policy of ``config``'s ``TRACKING_ID_*`` and ``TRACE_*`` keys (``DEFAULTS`` for those it lacks);
+        the one place a policy is built. A bad value raises ``ValueError("KEY: why")``."""
+        values = {key: config.get(key, default) for key, default in DEFAULTS.items()}
+
+        def checked(key: str, parse: Callable[[Any], Any]) -> Any:
+            try:
+                return parse(values[key])
+            except Exception as exc:  # int(), re.compile() and imports raise many kinds
+                raise ValueError(f"{key}: {exc}") from None
+
+        max_length = checked("TRACKING_ID_MAX_LENGTH", _at_least_one)
         return cls(
-            header=header,
-            aliases=tuple(aliases),
-            pattern=re.compile(f"[{config['TRACKING_ID_CHARACTERS']}]{{1,{max_length}}}"),
-            generate=_generator(config["TRACKING_ID_GENERATOR"]),
-            from_traceparent=_flag(config["TRACKING_ID_FROM_TRACEPARENT"]),
-            expose_header=_flag(config["TRACKING_ID_EXPOSE_HEADER"]),
-            propagate_to=_host_pattern(hosts),
-            sampled=_flag(config["TRACE_SAMPLED"]),
+            header=checked("TRACKING_ID_HEADER", _header_name),
+            aliases=checked("TRACKING_ID_ALIASES", _header_names),
+            pattern=checked("TRACKING_ID_CHARACTERS", lambda chars: re.compile(f"[{chars}]{{1,{max_length}}}")),
+            generate=checked("TRACKING_ID_GENERATOR", _generator),
+            from_traceparent=checked("TRACKING_ID_FROM_TRACEPARENT", _flag),
+            expose_header=checked("TRACKING_ID_EXPOSE_HEADER", _flag),
+            propagate_to=checked("TRACKING_ID_PROPAGATE_TO", _host_pattern),
+            sampled=checked("TRACE_SAMPLED", _flag),
         )
 
-    def resolve(self, environ: dict[str, Any], trace: TraceContext | None) -> tuple[str, tuple[str, str] | None]:
+    def resolve(self, header_value: Callable[[str], str | None],
+                trace: TraceContext | None) -> tuple[str, tuple[str, str] | None]:
         """The effective ID, and ``(header, value)`` of a rejected incoming value if one was replaced.
 
+        ``header_value(name)`` is the request's (or message's) value of the header ``name``, or ``None``.
         Order: the header, its aliases, the trace-id of a valid ``traceparent`` (if enabled), a new ID.
         An ``X-Amzn-Trace-Id`` header gives the value of its ``Root=`` field.
         """
         rejected = None
         for header in (self.header, *self.aliases):
-            value = environ.get(environ_key(header))
+            value = header_value(header)
             if value is None:
                 continue
             candidate = _id_in(header, value)
@@ -140,8 +137,28 @@ def _flag(value: Any) -> bool:
     return value
 
 
-def _host_pattern(hosts: Sequence[str]) -> re.Pattern[str] | None:
+def _at_least_one(value: Any) -> int:
+    if int(value) < 1:
+        raise ValueError("must be at least 1")
+    return int(value)
+
+
+def _header_name(header: Any) -> str:
+    if not _is_header_name(header):
+        raise ValueError(f"must be a header name, not {header!r}{_underscore_hint(header)}")
+    return str(header)
+
+
+def _header_names(aliases: Any) -> tuple[str, ...]:
+    if isinstance(aliases, str) or not all(_is_header_name(alias) for alias in aliases):
+        raise ValueError(f"must be a list of header names, not {aliases!r}{_underscore_hint(aliases)}")
+    return tuple(aliases)
+
+
+def _host_pattern(hosts: Any) -> re.Pattern[str] | None:
     """One regex for shell-style host patterns (``*.example.com``, ``10.0.*``); ``None`` when ``*`` allows all."""
+    if isinstance(hosts, str) or not all(isinstance(host, str) and host for host in hosts):
+        raise ValueError(f"must be a list of host patterns such as '*.internal.example.com', not {hosts!r}")
     if "*" in hosts:
         return None
     return re.compile("|".join(fnmatch.translate(host.lower()) for host in hosts))
@@ -164,3 +181,7 @@ def rejected_fields(value: str) -> dict[str, Any]:
 def safe_excerpt(value: str) -> str:
     """A rejected header value made harmless for any log reader: truncated, escaped to printable ASCII."""
     return value[:REJECTED_KEEP].encode("unicode_escape").decode("ascii")
+
+
+#: The policy of the defaults: outgoing calls outside any scope, and Celery apps instrumented without one.
+DEFAULT_POLICY = TrackingPolicy.from_config(DEFAULTS)

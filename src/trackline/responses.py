@@ -1,10 +1,8 @@
-"""The JSON envelope ``{"code", "msg", "data"}`` (the blog post's response classes) and the error handlers."""
+"""The blog post's response classes (the JSON envelope of ``trackline.envelope``) and the error handlers."""
 
 from __future__ import annotations
 
-import json
 import logging
-from datetime import date, time
 from http import HTTPStatus
 from typing import Any
 
@@ -12,19 +10,9 @@ from flask import Flask, Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
 from trackline.context import get_tracking_id
+from trackline.envelope import envelope
 
 log = logging.getLogger("trackline.responses")
-
-
-def _json_default(value: Any) -> str:
-    """How data JSON cannot encode is sent: ISO 8601 for dates and times, ``str()`` for anything else."""
-    if isinstance(value, (date, time)):
-        return value.isoformat()
-    return str(value)
-
-
-#: ``json.dumps(..., ensure_ascii=False, default=_json_default)`` without building an encoder per response.
-_encode = json.JSONEncoder(ensure_ascii=False, default=_json_default).encode
 
 
 def _describe(outcome: str) -> str:
@@ -44,12 +32,11 @@ class JsonResponse(Response):
     def __init__(self, data: Any = None, code: int | None = None, msg: str = "", **kwargs: Any) -> None:
         status = int(code if code is not None else self.status_code_default)
         try:
-            body = _encode({"code": status, "msg": msg or _describe(self.outcome), "data": data})
+            body = envelope(status, msg or _describe(self.outcome), data)
         except (TypeError, ValueError):  # e.g. non-string keys or a circular reference
             log.exception("response data could not be serialized")
             status = HTTPStatus.INTERNAL_SERVER_ERROR
-            body = json.dumps({"code": status, "msg": "response serialization error",
-                               "data": {"tracking_id": get_tracking_id()}})
+            body = envelope(status, "response serialization error", {"tracking_id": get_tracking_id()})
         super().__init__(body, status=status, **kwargs)
 
 

@@ -1,14 +1,14 @@
 """W3C Trace Context (Level 2): ``traceparent`` and ``tracestate`` parsed to the letter, new traces, child spans.
 
-No Flask import, like ``trackline.context``. Spec: https://www.w3.org/TR/trace-context-2/ (its test suite:
-github.com/w3c/trace-context, test/). What trackline sends is always version ``00``.
+Pure parsing and formatting: which span is current is ``trackline.context``'s. Spec:
+https://www.w3.org/TR/trace-context-2/ (its test suite: github.com/w3c/trace-context, test/). What trackline
+sends is always version ``00``.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-from contextvars import ContextVar
 from dataclasses import dataclass
 
 SAMPLED = 0x01
@@ -132,15 +132,3 @@ def new_span_id() -> str:
     while (span := secrets.token_hex(8)) == _ZERO_SPAN:
         pass
     return span
-
-
-_trace: ContextVar[TraceContext | None] = ContextVar("trackline_trace", default=None)
-
-
-def get_trace() -> TraceContext | None:
-    """The current request's span (every request has one), or ``None`` outside a request."""
-    return _trace.get()
-
-
-def set_trace(trace: TraceContext | None) -> None:
-    _trace.set(trace)

@@ -7,17 +7,29 @@ request and reaches every response, including 404, 405, 500 and responses made b
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
+from contextvars import Token
 from typing import Any
 
 from flask import Flask, g
 
-from trackline import propagation
-from trackline.body_limit import limited
-from trackline.context import ENVIRON_KEY, get_tracking_id, response_done, set_tracking_id
-from trackline.headers import DATETIME_HEADER, EXPOSE_HEADERS, echo_headers
-from trackline.policy import DEFAULTS, TrackingPolicy, environ_key, rejected_fields
-from trackline.tracecontext import parse_traceparent, set_trace
+from trackline import context
+from trackline.appconfig import AppConfig
+from trackline.body_limit import with_body_limit
+from trackline.context import get_tracking_id
+from trackline.policy import DEFAULTS, TrackingPolicy, rejected_fields
+from trackline.tracecontext import parse_traceparent
+from trackline.wsgi import (
+    DATETIME_HEADER,
+    EXPOSE_HEADERS,
+    SCOPE_TOKEN_KEY,
+    SERVER_LEAVES_KEY,
+    TRACKING_ID_KEY,
+    StartResponse,
+    WsgiApp,
+    echo_headers,
+    header_key,
+)
 
 log = logging.getLogger("trackline.tracking")
 
@@ -25,12 +37,9 @@ log = logging.getLogger("trackline.tracking")
 EXTENSION = "trackline.tracking"
 
 
-StartResponse = Callable[..., Any]
-WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-
-
 class TrackingMiddleware:
-    """WSGI middleware: sets the ID for the request, writes it to the environ and to the response headers."""
+    """WSGI middleware: enters the request's scope (ID, trace, policy), writes the ID to the environ and to the
+    response headers, and leaves the scope when the response closes (or when the server says it will)."""
 
     def __init__(self, app: WsgiApp, policy: TrackingPolicy) -> None:
         self.app = app
@@ -39,21 +48,21 @@ class TrackingMiddleware:
     def use(self, policy: TrackingPolicy) -> None:
         """Apply ``policy`` from the next request on."""
         self.policy = policy
-        self.environ_key = environ_key(policy.header)
+        self.header_keys = {header: header_key(header) for header in (policy.header, *policy.aliases)}
         self.drop = {policy.header.lower(), DATETIME_HEADER.lower()}
         if policy.expose_header:
             self.drop.add(EXPOSE_HEADERS.lower())
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if ENVIRON_KEY in environ:  # an outer TrackingMiddleware has the request (an app wrapped around a tracked
-            return self.app(environ, start_response)  # Flask app): one ID, one set of headers
+        if TRACKING_ID_KEY in environ:  # an outer TrackingMiddleware has the request (an app wrapped around a
+            return self.app(environ, start_response)  # tracked Flask app): one ID, one set of headers
         incoming_trace = environ.get("HTTP_TRACEPARENT")
         trace = parse_traceparent(incoming_trace, environ.get("HTTP_TRACESTATE"))
-        tracking_id, rejected = self.policy.resolve(environ, trace)
-        set_trace(trace or self.policy.start_trace(tracking_id))
-        set_tracking_id(tracking_id)
-        propagation.use_policy(self.policy)
-        environ[ENVIRON_KEY] = environ[self.environ_key] = tracking_id
+        keys = self.header_keys
+        tracking_id, rejected = self.policy.resolve(lambda header: environ.get(keys[header]), trace)
+        token = context.enter(tracking_id, trace or self.policy.start_trace(tracking_id), self.policy)
+        environ[SCOPE_TOKEN_KEY] = token
+        environ[TRACKING_ID_KEY] = environ[keys[self.policy.header]] = tracking_id
         if rejected is not None:
             header, value = rejected
             log.warning("replaced invalid tracking ID from %s", header, extra=rejected_fields(value))
@@ -67,10 +76,12 @@ class TrackingMiddleware:
                 kept.append((EXPOSE_HEADERS, _exposing(self.policy.header, headers)))
             return start_response(status, kept, exc_info)
 
+        leave = None if environ.get(SERVER_LEAVES_KEY) else token
         try:
-            return _LeaveOnClose(self.app(environ, start_with_headers))
+            return _LeaveOnClose(self.app(environ, start_with_headers), leave)
         except BaseException:
-            response_done()
+            if leave is not None:
+                context.leave(leave)
             raise
 
 
@@ -84,15 +95,16 @@ def _exposing(header: str, headers: list[tuple[str, str]]) -> str:
 
 
 class _LeaveOnClose:
-    """The app's response iterable, whose ``close()`` also forgets the request's ID and trace (``response_done``).
+    """The app's response iterable, whose ``close()`` also leaves the request's scope (unless the server will).
 
     Leaner than werkzeug's ``ClosingIterator``: iterating goes straight to the wrapped iterable.
     """
 
-    __slots__ = ("iterable",)
+    __slots__ = ("iterable", "token")
 
-    def __init__(self, iterable: Iterable[bytes]) -> None:
+    def __init__(self, iterable: Iterable[bytes], token: Token[context.Scope | None] | None) -> None:
         self.iterable = iterable
+        self.token = token
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.iterable)
@@ -103,7 +115,9 @@ class _LeaveOnClose:
             if close is not None:
                 close()
         finally:
-            response_done()
+            if self.token is not None:
+                token, self.token = self.token, None
+                context.leave(token)
 
 
 class TrackingId:
@@ -136,24 +150,25 @@ def _mirror_on_g() -> None:
     g.tracking_id = get_tracking_id()
 
 
-def track_app(app: Any, config: Mapping[str, Any]) -> WsgiApp:
-    """Give any WSGI app trackline's tracking layer, configured by ``config`` (``app.yaml``).
+def track_app(app: Any, app_config: AppConfig) -> WsgiApp:
+    """Give any WSGI app trackline's tracking layer, configured by ``app_config`` (app.yaml's).
 
-    A Flask app gets every key in its ``app.config`` (after its factory has run) and ``TrackingId``, unless it
-    applied it itself: then its middleware takes the policy of the merged config, so it is never wrapped twice.
-    Any other WSGI callable is wrapped in ``TrackingMiddleware`` with the ``TRACKING_ID_*`` keys of ``config``.
-    Either way a ``MAX_CONTENT_LENGTH`` is enforced for every route (``BodyLimit``, inside the tracking layer so
-    that its 413 carries the tracking headers).
+    A Flask app gets every key of its ``settings`` in its ``app.config`` (after its factory has run) and
+    ``TrackingId``, unless it applied it itself: then its middleware takes the policy of the merged
+    ``app.config``, so it is never wrapped twice. Any other WSGI callable is wrapped in ``TrackingMiddleware``
+    with its ``policy``. Either way a ``MAX_CONTENT_LENGTH`` is
+    enforced for every route (``BodyLimit``, inside the tracking layer so that its 413 carries the tracking
+    headers).
     """
+    settings = app_config.settings
     if not isinstance(app, Flask):
-        return TrackingMiddleware(limited(app, config.get("MAX_CONTENT_LENGTH")),
-                                  TrackingPolicy.from_config({**DEFAULTS, **config}))
-    app.config.update(config)
+        return TrackingMiddleware(with_body_limit(app, settings.get("MAX_CONTENT_LENGTH")), app_config.policy)
+    app.config.update(settings)
     middleware = app.extensions.get(EXTENSION)
     if middleware is None:
         TrackingId(app)
         middleware = app.extensions[EXTENSION]
     else:
-        middleware.use(TrackingPolicy.from_config({**DEFAULTS, **app.config}))
-    middleware.app = limited(middleware.app, app.config.get("MAX_CONTENT_LENGTH"))
+        middleware.use(TrackingPolicy.from_config(app.config))
+    middleware.app = with_body_limit(middleware.app, app.config.get("MAX_CONTENT_LENGTH"))
     return app

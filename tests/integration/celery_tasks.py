@@ -9,7 +9,7 @@ from pathlib import Path
 
 from celery import Task
 
-from trackline.worker.demo import app
+from trackline.demo.tasks import app
 
 log = logging.getLogger("tests.celery")
 

@@ -33,8 +33,8 @@ pytest.importorskip("celery", reason="the celery extra is not installed (scripts
 import celery_tasks
 from celery import chain, chord, group
 
-from trackline.context import set_tracking_id
-from trackline.tracecontext import parse_traceparent, set_trace
+from trackline import context
+from trackline.tracecontext import parse_traceparent
 
 PUBLISH_TIMEOUT = 1.0
 
@@ -98,8 +98,7 @@ def in_request(tracking_id: str, trace_id: str, publish: Callable[[], Any]) -> A
     """``publish()`` as code serving a request with this ID and trace would run it."""
 
     def run() -> Any:
-        set_tracking_id(tracking_id)
-        set_trace(parse_traceparent(traceparent(trace_id)))
+        context.enter(tracking_id, parse_traceparent(traceparent(trace_id)))
         return publish()
 
     return contextvars.copy_context().run(run)
@@ -276,7 +275,7 @@ def test_check_config_checks_worker_yaml(tmp_path: Path) -> None:
     ok = subprocess.run([str(TRACKLINE), "check-config", "--conf-dir", str(conf)], capture_output=True, text=True,
                         env=env, timeout=60, cwd=REPO)
     assert (ok.returncode, ok.stderr) == (0, "")
-    assert "worker:       trackline.worker.demo:app on redis://127.0.0.1:" in ok.stdout
+    assert "worker:       trackline.demo.tasks:app on redis://127.0.0.1:" in ok.stdout
     assert "is not reachable now (Connection refused); the worker waits for it, POST /api/jobs answers 503" in ok.stdout
     edit_yaml(conf / "worker.yaml", lambda w: w.update(celery_app="no.such.module:app", concurrency=0))
     bad = subprocess.run([str(TRACKLINE), "check-config", "--conf-dir", str(conf)], capture_output=True, text=True,

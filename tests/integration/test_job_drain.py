@@ -162,7 +162,7 @@ load = application.TracklineApplication.load
 
 def load_with_slow_jobs(self):
     app = load(self)
-    from trackline.api import jobs
+    from trackline.demo import jobs
     jobs.JOB_SECONDS = 60
     return app
 

@@ -15,10 +15,11 @@ import pytest
 from gunicorn.config import Config
 
 from conftest import read_json_lines, run_python
-from trackline.context import ENVIRON_KEY, set_tracking_id
+from trackline import context
 from trackline.logs import check_logging_config
 from trackline.server.access import JsonLogger
-from trackline.tracecontext import parse_traceparent, set_trace
+from trackline.tracecontext import parse_traceparent
+from trackline.wsgi import TRACKING_ID_KEY
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -38,7 +39,7 @@ def gunicorn_logger(logging_yaml: Path, clean_logging: None, monkeypatch: pytest
 
 def report_request(log: JsonLogger, number: int) -> None:
     """What gunicorn's worker does once a request is answered: ``log.access(resp, req, environ, time)``."""
-    environ = {ENVIRON_KEY: f"id-{number}", "REQUEST_METHOD": "GET", "PATH_INFO": f"/api/names/{number}",
+    environ = {TRACKING_ID_KEY: f"id-{number}", "REQUEST_METHOD": "GET", "PATH_INFO": f"/api/names/{number}",
                "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
                "HTTP_HOST": "127.0.0.1:8000", "HTTP_USER_AGENT": "test"}
     resp = SimpleNamespace(status_code=200, status="200 OK", sent=83)
@@ -54,13 +55,11 @@ def access_lines(logging_yaml: Path) -> list[dict[str, Any]]:
 def test_greenlets_access_lines_come_after_the_loop_turn_each_with_its_requests_ids(
         gunicorn_logger: JsonLogger, logging_yaml: Path) -> None:
     def request(number: int) -> None:
-        set_tracking_id(f"id-{number}")
-        if number % 2:
-            set_trace(parse_traceparent(f"00-{TRACE_ID}-{number:016x}-01"))
+        trace = parse_traceparent(f"00-{TRACE_ID}-{number:016x}-01") if number % 2 else None
+        token = context.enter(f"id-{number}", trace)
         report_request(gunicorn_logger, number)
         assert all(line["tracking_id"] != f"id-{number}" for line in access_lines(logging_yaml))  # pending
-        set_tracking_id(None)  # what the app's close() does right after gunicorn's access() call
-        set_trace(None)
+        context.leave(token)  # what the app's close() does right after gunicorn's access() call
 
     gevent.joinall([gevent.spawn(request, number) for number in range(20)], raise_error=True)
     gevent.idle()  # the loop turns: the write scheduled for it runs, as in a worker

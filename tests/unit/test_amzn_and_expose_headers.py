@@ -10,7 +10,7 @@ import pytest
 from flask import Response
 
 from conftest import read_json_lines
-from trackline.app import create_app
+from trackline.demo import create_app
 from trackline.policy import DEFAULTS, TrackingPolicy
 
 ROOT = "1-67891233-abcdef012345678912345678"

@@ -6,15 +6,15 @@ import threading
 import time
 
 from conftest import LogReader
-from trackline import background
-from trackline.context import get_tracking_id, set_tracking_id
+from trackline import background, context
+from trackline.context import get_tracking_id
 
 
 def test_waiting_returns_once_the_jobs_end_and_their_lines_carry_the_starting_context(logged: LogReader) -> None:
-    set_tracking_id("request-1")
+    token = context.enter("request-1")
     seen: list[str | None] = []
     background.start_job("quick", lambda: (time.sleep(0.2), seen.append(get_tracking_id())))
-    set_tracking_id(None)
+    context.leave(token)
     ticks: list[float] = []
     assert background.wait_for_jobs(time.monotonic() + 30, tick=lambda: ticks.append(time.monotonic())) == []
     assert seen == ["request-1"] and ticks  # the heartbeat went on while it waited
@@ -23,11 +23,11 @@ def test_waiting_returns_once_the_jobs_end_and_their_lines_carry_the_starting_co
 
 def test_a_job_still_running_at_the_deadline_is_logged_as_abandoned_with_its_id(logged: LogReader) -> None:
     release = threading.Event()
-    set_tracking_id("request-2")
+    token = context.enter("request-2")
     try:
         background.start_job("slow", release.wait, 30)
     finally:
-        set_tracking_id(None)
+        context.leave(token)
     try:
         [job] = background.wait_for_jobs(time.monotonic() + 0.3)
         assert job.job_id == "slow"

@@ -8,7 +8,7 @@ from flask import request
 from flask.testing import FlaskClient
 
 from conftest import LogReader, client_for
-from trackline.app import create_app
+from trackline.demo import create_app
 
 LIMIT = 1024
 

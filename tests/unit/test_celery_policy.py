@@ -53,7 +53,8 @@ def test_an_invalid_traceparent_is_ignored_with_a_warning() -> None:
 def test_an_eager_task_runs_in_the_callers_context_and_leaves_it_as_it_was() -> None:
     from celery import Celery
 
-    from trackline.context import get_tracking_id, set_tracking_id
+    from trackline import context
+    from trackline.context import get_tracking_id
 
     app = celery_module.instrument(Celery("eager", set_as_current=False))
     app.conf.task_always_eager = True
@@ -62,18 +63,18 @@ def test_an_eager_task_runs_in_the_callers_context_and_leaves_it_as_it_was() -> 
     def seen() -> str | None:
         return get_tracking_id()
 
-    set_tracking_id("req-eager")
+    token = context.enter("req-eager")
     try:
         assert (seen.delay().get(), seen.apply().get(), get_tracking_id()) == ("req-eager", "req-eager", "req-eager")
     finally:
-        set_tracking_id(None)
+        context.leave(token)
 
 
 def test_the_core_imports_and_runs_jobs_in_process_without_celery(tmp_path) -> None:
     script = """
 import sys
 sys.modules["celery"] = None  # import celery now raises ImportError, as without the extra
-from trackline.app import create_app
+from trackline.demo import create_app
 from trackline.worker.settings import check_celery_config
 import pathlib
 client = create_app().test_client()

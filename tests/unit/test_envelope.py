@@ -10,9 +10,9 @@ import pytest
 from flask import Flask, request
 from flask.testing import FlaskClient
 
-import trackline
 from conftest import LogReader, client_for
 from trackline import responses
+from trackline.demo import create_app
 from trackline.responses import Success
 
 TEST_EXCEPTION = "This is a test exception"
@@ -31,7 +31,7 @@ def test_health(client: FlaskClient) -> None:
 def test_users_uses_the_data_function(client: FlaskClient) -> None:
     """The post's second test: the data function patched, its result in the envelope, called once."""
     fake_users = [{"id": 7, "name": "Mallory"}]
-    with patch("trackline.api.users.get_users", return_value=fake_users) as get_users:
+    with patch("trackline.demo.users.get_users", return_value=fake_users) as get_users:
         response = client.get("/api/users")
     assert response.json == {"code": 200, "msg": "GET /api/users success", "data": fake_users}
     get_users.assert_called_once_with()
@@ -90,7 +90,7 @@ def test_http_errors_keep_their_status_in_the_envelope(
 
 
 def test_request_too_large_is_413_in_the_envelope() -> None:
-    app = trackline.create_app({"MAX_CONTENT_LENGTH": 16})
+    app = create_app({"MAX_CONTENT_LENGTH": 16})
 
     @app.post("/echo")
     def echo() -> Success:

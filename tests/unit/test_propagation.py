@@ -27,8 +27,8 @@ from flask import Flask
 
 from conftest import assert_contract, read_json_lines, run_python
 from trackline import propagation
-from trackline.app import create_app
 from trackline.context import get_tracking_id
+from trackline.demo import create_app
 from trackline.responses import JsonResponse
 
 log = logging.getLogger("trackline.test.background")
@@ -421,7 +421,7 @@ class Block:
             raise ModuleNotFoundError(f"No module named {name!r}")
 sys.meta_path.insert(0, Block())
 import trackline.propagation.http
-from trackline.app import create_app
+from trackline.demo import create_app
 app = create_app({"DOWNSTREAM_URL": "http://127.0.0.1:9"})
 with app.test_client().get("/api/relay", headers={"X-Tracking-ID": "no-libs"}) as response:
     print(response.status_code, response.json["msg"])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from trackline.logs import reader
+from trackline.reader import trace as reader
 
 IDS = ["req-1", "req-10", "req-2", "0b5e6f1c-7c4e-4a43-9a5e-2f3c1d9e8a77", None]
 START = datetime(2026, 1, 17, 8, 0, tzinfo=timezone(timedelta(hours=8)))

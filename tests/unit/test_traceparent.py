@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 
 from conftest import read_json_lines
 from trackline import propagation
-from trackline.app import create_app
+from trackline.demo import create_app
 from trackline.responses import JsonResponse
 from trackline.tracecontext import TraceContext, new_trace, parse_traceparent, parse_tracestate, trace_id_of
 

@@ -9,9 +9,9 @@ import pytest
 from flask import Flask, g, request
 from flask.testing import FlaskClient
 
-import trackline
 from conftest import LogReader, client_for
-from trackline import get_tracking_id
+from trackline import TrackingId, get_tracking_id
+from trackline.demo import create_app
 from trackline.policy import random_uuid4
 from trackline.responses import Success
 
@@ -125,14 +125,14 @@ ALIASES = {"TRACKING_ID_ALIASES": ["X-Request-ID", "X-Correlation-ID"]}
          "invalid-main-and-first-alias"],
 )
 def test_alias_headers_in_order(headers: dict[str, str], expected: str) -> None:
-    app = add_probe(trackline.create_app(ALIASES))
+    app = add_probe(create_app(ALIASES))
     response = client_for(app).get("/probe", headers=headers)
     assert response.headers["X-Tracking-ID"] == expected
     assert response.json["data"] == {"context": expected, "g": expected, "header": expected}
 
 
 def test_invalid_main_and_aliases_give_a_new_id_and_log_the_first_rejected(logged: LogReader) -> None:
-    client = client_for(trackline.create_app(ALIASES))
+    client = client_for(create_app(ALIASES))
     response = client.get("/api/health", headers={"X-Tracking-ID": "bad one", "X-Request-ID": "bad two"})
     warning, _ = logged()
     assert is_uuid4(response.headers["X-Tracking-ID"])
@@ -140,7 +140,7 @@ def test_invalid_main_and_aliases_give_a_new_id_and_log_the_first_rejected(logge
 
 
 def test_custom_header_name_is_read_and_echoed() -> None:
-    app = add_probe(trackline.create_app({"TRACKING_ID_HEADER": "X-Request-Id"}))
+    app = add_probe(create_app({"TRACKING_ID_HEADER": "X-Request-Id"}))
     client = client_for(app)
     response = client.get("/probe", headers={"X-Request-Id": "custom-1", "X-Tracking-ID": "ignored"})
     assert response.headers["X-Request-Id"] == "custom-1"
@@ -158,7 +158,7 @@ def test_custom_header_name_is_read_and_echoed() -> None:
     ids=["callable", "import-path"],
 )
 def test_custom_generator_makes_missing_and_replaced_ids(generator: object, check: object) -> None:
-    client = client_for(trackline.create_app({"TRACKING_ID_GENERATOR": generator}))
+    client = client_for(create_app({"TRACKING_ID_GENERATOR": generator}))
     made = client.get("/api/health").headers["X-Tracking-ID"]
     replaced = client.get("/api/health", headers={"X-Tracking-ID": "bad id"}).headers["X-Tracking-ID"]
     assert check(made)  # type: ignore[operator]
@@ -166,7 +166,7 @@ def test_custom_generator_makes_missing_and_replaced_ids(generator: object, chec
 
 
 def test_custom_max_length_and_characters() -> None:
-    client = client_for(trackline.create_app({"TRACKING_ID_MAX_LENGTH": 4, "TRACKING_ID_CHARACTERS": "a-f"}))
+    client = client_for(create_app({"TRACKING_ID_MAX_LENGTH": 4, "TRACKING_ID_CHARACTERS": "a-f"}))
     assert client.get("/api/health", headers={"X-Tracking-ID": "abcd"}).headers["X-Tracking-ID"] == "abcd"
     for rejected in ("abcde", "ABCD", "a-b"):
         assert is_uuid4(client.get("/api/health", headers={"X-Tracking-ID": rejected}).headers["X-Tracking-ID"])
@@ -183,7 +183,7 @@ def test_id_is_cleared_after_a_request_whose_exception_escapes_the_app() -> None
     """Outside trackline's gunicorn hooks nothing else would clear it: later lines must not carry it."""
     app = Flask(__name__)
     app.config["TESTING"] = True  # a view's exception propagates to the caller
-    trackline.TrackingId(app)
+    TrackingId(app)
 
     @app.get("/boom")
     def boom() -> str:

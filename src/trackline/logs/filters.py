@@ -1,32 +1,35 @@
-"""The filter that stamps every log record with the current tracking ID and W3C trace."""
+"""The filter that stamps every log record with the current request's (or task's) tracking ID and W3C trace."""
 
 from __future__ import annotations
 
 import logging
 
-from trackline.context import get_task, get_tracking_id
-from trackline.tracecontext import get_trace
+from trackline.context import current
 
 
 class TrackingIdFilter(logging.Filter):
-    """Sets ``record.tracking_id`` and, in a request (every request is in a trace), ``trace_id`` and ``span_id``
-    (plus ``parent_span_id`` when the caller sent a ``traceparent``), and in a Celery task ``task_id``,
-    ``task_name`` and ``parent_task_id``.
+    """Sets ``record.tracking_id`` (``None`` outside a request) and, in a request (every request is in a trace),
+    ``trace_id`` and ``span_id`` (plus ``parent_span_id`` when the caller sent a ``traceparent``), and in a
+    Celery task ``task_id``, ``task_name`` and ``parent_task_id``.
 
     Values the caller passed with ``extra=`` are kept: a record with its own ``span_id`` (the line of an
     outgoing call, in the call's child span) keeps its trace fields.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        scope = current()
+        if scope is None:
+            if not hasattr(record, "tracking_id"):
+                record.tracking_id = None
+            return True
         if not hasattr(record, "tracking_id"):
-            record.tracking_id = get_tracking_id()
-        trace = get_trace()
+            record.tracking_id = scope.tracking_id
+        trace = scope.trace
         if trace is not None and not hasattr(record, "span_id"):
             record.trace_id = trace.trace_id
             record.span_id = trace.span_id
             if trace.parent_id is not None:
                 record.parent_span_id = trace.parent_id
-        task = get_task()
-        if task is not None and not hasattr(record, "task_id"):
-            record.__dict__.update(task)
+        if scope.task is not None and not hasattr(record, "task_id"):
+            record.__dict__.update(scope.task)
         return True

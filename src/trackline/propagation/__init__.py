@@ -14,13 +14,13 @@ import threading
 import urllib.request
 from collections.abc import Callable, Mapping, MutableMapping
 from concurrent.futures import Executor, Future
-from contextvars import ContextVar, copy_context
+from contextvars import copy_context
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from trackline.context import get_tracking_id
-from trackline.policy import DEFAULTS, TrackingPolicy
-from trackline.tracecontext import TraceContext, get_trace
+from trackline import context
+from trackline.policy import DEFAULT_POLICY
+from trackline.tracecontext import TraceContext
 
 __all__ = [
     "bind_context",
@@ -31,7 +31,6 @@ __all__ = [
     "start_thread",
     "submit",
     "urlopen",
-    "use_policy",
 ]
 
 T = TypeVar("T")
@@ -39,9 +38,6 @@ T = TypeVar("T")
 TRACE_HEADERS = ("traceparent", "tracestate")
 
 log = logging.getLogger("trackline.propagation")
-
-_DEFAULT_POLICY = TrackingPolicy.from_config(DEFAULTS)
-_policy: ContextVar[TrackingPolicy] = ContextVar("trackline_policy", default=_DEFAULT_POLICY)
 
 
 def bind_context(fn: Callable[..., T]) -> Callable[..., T]:
@@ -73,24 +69,16 @@ def spawn(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return gevent.spawn(bind_context(fn), *args, **kwargs)
 
 
-def use_policy(policy: TrackingPolicy) -> None:
-    """Make ``policy``'s header name and ``TRACKING_ID_PROPAGATE_TO`` those of outgoing calls in this context
-    (the tracking middleware does it for each request; without it: ``X-Tracking-ID``, every host)."""
-    _policy.set(policy)
-
-
 def _child_call(url: str | None, header: str | None) -> tuple[dict[str, str], TraceContext | None]:
     """The headers of one outgoing call to ``url`` and its new child span: nothing outside a request or to a host
-    the policy leaves out."""
-    tracking_id = get_tracking_id()
-    policy = _policy.get()
-    if tracking_id is None or (url is not None and not policy.propagates_to(urlsplit(url).hostname)):
+    the policy of the request's scope leaves out."""
+    scope = context.current()
+    if scope is None or (url is not None and not scope.policy.propagates_to(urlsplit(url).hostname)):
         return {}, None
-    headers = {header or policy.header: tracking_id}
-    trace = get_trace()
-    if trace is None:  # a context that set only a tracking ID
+    headers = {header or scope.policy.header: scope.tracking_id}
+    if scope.trace is None:  # a scope entered with only a tracking ID
         return headers, None
-    child = trace.child()
+    child = scope.trace.child()
     headers.update(child.headers())
     return headers, child
 
@@ -114,7 +102,8 @@ def outgoing_call(headers: MutableMapping[str, str], method: str, url: str, head
     for a host that TRACKING_ID_PROPAGATE_TO leaves out, remove them instead (say, copied by a redirect)."""
     added, child = _child_call(url, header)
     if not added:
-        policy = _policy.get()
+        scope = context.current()
+        policy = DEFAULT_POLICY if scope is None else scope.policy
         if not policy.propagates_to(urlsplit(url).hostname):
             for name in (header or policy.header, *TRACE_HEADERS):
                 headers.pop(name, None)

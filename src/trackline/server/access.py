@@ -8,7 +8,8 @@ from typing import Any
 
 from gunicorn import glogging
 
-from trackline.context import ENVIRON_KEY, get_tracking_id
+from trackline.context import get_tracking_id
+from trackline.wsgi import TRACKING_ID_KEY
 
 
 def _request_header(req: Any, name: str) -> str | None:
@@ -29,7 +30,7 @@ def access_fields(resp: Any, req: Any, environ: dict[str, Any], request_time: da
     ``None`` and ``environ`` has only ``REMOTE_ADDR`` for one it could not parse)."""
     status = getattr(resp, "status_code", None) or int(str(resp.status).split(None, 1)[0])
     return {
-        "tracking_id": environ.get(ENVIRON_KEY) or get_tracking_id(),  # the latter for a request gunicorn rejected
+        "tracking_id": environ.get(TRACKING_ID_KEY) or get_tracking_id(),  # the latter for a request gunicorn rejected
         "remote_addr": environ.get("REMOTE_ADDR"),
         "protocol": environ.get("SERVER_PROTOCOL"),
         "host": environ.get("HTTP_HOST") or _request_header(req, "HOST"),

@@ -15,26 +15,18 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-from gunicorn.config import Config
-
 #: What gunicorn's master sends a worker to stop gracefully, stop now or reopen log files. Not SIGABRT: on a
 #: boot that outlasts ``timeout`` the master sends ABRT, then KILL, and the worker's boot may be what hangs.
 HELD = frozenset({signal.SIGTERM, signal.SIGQUIT, signal.SIGINT, signal.SIGUSR1})
 
 
-def hold_signals_while_booting(cfg: Config) -> None:
-    """Wrap ``cfg``'s ``post_fork`` hook (the operator's, or gunicorn's no-op) to hold ``HELD`` in each worker."""
-    post_fork = cfg.post_fork
+def hold_signals_while_booting(worker: Any) -> None:
+    """In a new worker (``post_fork``): block ``HELD`` until its ``init_signals`` has installed its handlers."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
+    init_signals = worker.init_signals
 
-    def hold_then_post_fork(arbiter: Any, worker: Any) -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
-        init_signals = worker.init_signals
+    def init_signals_then_release() -> None:
+        init_signals()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD)  # a held signal's handler runs here
 
-        def init_signals_then_release() -> None:
-            init_signals()
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD)  # a held signal's handler runs here
-
-        worker.init_signals = init_signals_then_release
-        post_fork(arbiter, worker)
-
-    cfg.set("post_fork", hold_then_post_fork)
+    worker.init_signals = init_signals_then_release

@@ -18,8 +18,7 @@ from dataclasses import asdict, dataclass
 from types import MappingProxyType
 from typing import Any
 
-#: app.yaml key: give a served Flask app the demo API's JSON envelope error handlers (not put in its config).
-ERROR_ENVELOPE = "TRACKLINE_ERROR_ENVELOPE"
+from trackline.appconfig import AppConfig
 
 _settings: Mapping[str, Any] = MappingProxyType({})
 
@@ -60,18 +59,18 @@ class AppSource:
                 sys.path.insert(0, absolute)
 
 
-def load_app(source: AppSource, app_config: Mapping[str, Any]) -> Any:
-    """The WSGI app a worker serves: the demo API built with ``app_config``, or ``source.spec`` imported with
-    gunicorn's ``import_app`` and given the tracking layer (``trackline.tracking.track_app``) and, for a Flask
-    app with ``TRACKLINE_ERROR_ENVELOPE: true``, the JSON envelope error handlers."""
+def load_app(source: AppSource, app_config: AppConfig) -> Any:
+    """The WSGI app a worker serves: the demo API built with app.yaml's settings, or ``source.spec`` imported
+    with gunicorn's ``import_app`` and given the tracking layer (``trackline.tracking.track_app``) and, for a
+    Flask app with ``TRACKLINE_ERROR_ENVELOPE: true``, the JSON envelope error handlers."""
     global _settings
     source.enter()
-    config = {key: value for key, value in app_config.items() if key != ERROR_ENVELOPE}
-    _settings = MappingProxyType(dict(config))
+    settings = app_config.settings
+    _settings = MappingProxyType(dict(settings))
     if source.spec is None:
-        from trackline.app import create_app
+        from trackline.demo import create_app
 
-        return create_app(config)
+        return create_app(settings)
     from flask import Flask
     from gunicorn.util import import_app
 
@@ -82,8 +81,8 @@ def load_app(source: AppSource, app_config: Mapping[str, Any]) -> Any:
     if not isinstance(app, Flask) and not _takes_environ_and_start_response(app):
         raise TypeError(f"{source.spec} is not a WSGI app (it cannot be called with environ and start_response); "
                         "a factory needs its call: module:factory()")
-    app = track_app(app, config)
-    if app_config.get(ERROR_ENVELOPE) and isinstance(app, Flask):
+    app = track_app(app, app_config)
+    if app_config.error_envelope and isinstance(app, Flask):
         register_error_handlers(app)
     return app
 
@@ -105,10 +104,11 @@ def _takes_environ_and_start_response(app: Any) -> bool:
     return True
 
 
-def import_problem(source: AppSource, app_config: Mapping[str, Any], gevent: bool, timeout: float) -> str | None:
+def import_problem(source: AppSource, app_config: AppConfig, gevent: bool, timeout: float) -> str | None:
     """Load the app as a worker would, in a child process (gevent-patched when the workers are); ``None`` if it
     loads, else one line naming the spec and the reason."""
-    request = json.dumps({"source": asdict(source), "app_config": dict(app_config), "gevent": gevent}, default=str)
+    request = json.dumps({"source": asdict(source), "app_config": dict(app_config.raw), "gevent": gevent},
+                         default=str)
     try:
         child = subprocess.run([sys.executable, "-P", "-m", __name__], input=request, capture_output=True, text=True,
                                timeout=timeout)
@@ -129,7 +129,7 @@ def _check_in_child() -> int:
 
         monkey.patch_all()
     try:
-        load_app(AppSource(**request["source"]), request["app_config"])
+        load_app(AppSource(**request["source"]), AppConfig.from_settings(request["app_config"]))
     except BaseException as exc:  # an app's import may raise anything, SystemExit included
         print(_reason(exc))
         return _CANNOT_LOAD

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
 import os
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +12,12 @@ from gunicorn import util
 from gunicorn.config import Config
 from gunicorn.errors import ConfigError as GunicornConfigError
 
-from trackline.config import APP_FILE, GUNICORN_FILE, LOGGING_FILE, ConfigError, read_yaml, writable_directory
+from trackline.appconfig import AppConfig, load_app_config
+from trackline.config import GUNICORN_FILE, LOGGING_FILE, ConfigError, read_yaml, writable_directory
 from trackline.logs.setup import check_logging_config, handler_files
-from trackline.policy import DEFAULTS, TrackingPolicy
 from trackline.server.access import is_gevent_worker
-from trackline.server.boot_signals import hold_signals_while_booting
-from trackline.server.gunicorn_answers import track_gunicorn_answers
-from trackline.server.loading import ERROR_ENVELOPE, AppSource, import_problem
-from trackline.server.upkeep import add_upkeep
+from trackline.server.hooks import install_hooks
+from trackline.server.loading import AppSource, import_problem
 
 LOGGER_CLASS = "trackline.server.access.JsonLogger"
 
@@ -45,19 +41,6 @@ MAX_UNIX_SOCKET_PATH = 107
 #: Settings naming a file whose directory trackline creates if missing (like the log directory).
 RUNTIME_FILES = frozenset({"pidfile", "control_socket"})
 
-#: How many IDs check-config draws from TRACKING_ID_GENERATOR (so that one that is only sometimes wrong shows).
-GENERATOR_SAMPLES = 20
-
-#: What a generated tracking ID must look like to be sent as a header value: visible ASCII, no spaces.
-_HEADER_SAFE = re.compile(r"[!-~]+")
-
-#: Prefixes of trackline's own app.yaml keys: a key with one that trackline does not know is a misspelling.
-OWN_PREFIXES = ("TRACKING_ID_", "TRACE_", "TRACKLINE_")
-
-#: app.yaml keys whose values check-config shows; other keys (``SECRET_KEY``, a database URL) only by name.
-SHOWN_APP_KEYS = frozenset(DEFAULTS) | {ERROR_ENVELOPE, "MAX_CONTENT_LENGTH", "DOWNSTREAM_URL"}
-
-
 @dataclass(frozen=True)
 class ServerConfig:
     """The checked contents of a config directory."""
@@ -65,7 +48,7 @@ class ServerConfig:
     conf_dir: Path
     settings: dict[str, Any]
     logging: dict[str, Any]
-    app: dict[str, Any]
+    app: AppConfig
     source: AppSource
 
     def apply(self, cfg: Config) -> None:
@@ -74,9 +57,7 @@ class ServerConfig:
             cfg.set(name, value)
         cfg.set("logconfig_dict", self.logging)
         cfg.set("logger_class", LOGGER_CLASS)
-        hold_signals_while_booting(cfg)
-        track_gunicorn_answers(cfg, self.app)
-        add_upkeep(cfg)
+        install_hooks(cfg, self.app.policy)
 
     def gunicorn_config(self) -> Config:
         """A gunicorn ``Config`` as ``trackline serve`` runs it (gunicorn's defaults filled in)."""
@@ -99,9 +80,8 @@ class ServerConfig:
             f"  workers:      {cfg.workers} x {cfg.worker_class_str} ({cfg.worker_connections} connections each)",
             f"  log files:    {', '.join(self.log_files) or '(none)'}",
         ]
-        if self.app:
-            shown = (f"{k}={v!r}" if k in SHOWN_APP_KEYS else k for k, v in sorted(self.app.items()))
-            lines.append(f"  app settings: {', '.join(shown)}")
+        if (shown := self.app.describe()) is not None:
+            lines.append(f"  app settings: {shown}")
         return "\n".join(lines)
 
 
@@ -125,7 +105,7 @@ def check_server_config(conf_dir: Path, create_dirs: bool = False,
     problems: list[str] = []
     settings = _collect(problems, lambda: _load_settings(conf_dir / GUNICORN_FILE, create_dirs))
     logging_config = _collect(problems, lambda: check_logging_config(conf_dir / LOGGING_FILE, create_dirs))
-    app = _collect(problems, lambda: _load_app(conf_dir / APP_FILE))
+    app = _collect(problems, lambda: load_app_config(conf_dir))
     if problems:
         return problems
     config = ServerConfig(conf_dir, settings, logging_config, app, AppSource.from_settings(settings, app_spec))
@@ -218,72 +198,3 @@ def _resolve(cfg: Config, names: Iterable[str]) -> list[str]:
                         f"a unix socket path may have ({MAX_UNIX_SOCKET_PATH}): set a shorter control_socket (the "
                         "shipped gunicorn.yaml: TRACKLINE_RUN_DIR) or control_socket_disable: true")
     return problems
-
-
-def _load_app(path: Path) -> dict[str, Any]:
-    """app.yaml: Flask config keys for the served app. The ``TRACKING_ID_*`` keys must be the policy's own."""
-    if not path.exists():
-        return {}
-    raw = read_yaml(path)
-    problems = [f"{path}: {problem}" for problem in _key_problems(raw)]
-    if problems:
-        raise ConfigError("\n".join(problems))
-    problems = [f"{path}: {problem}" for problem in _app_problems({**DEFAULTS, **raw})]
-    if problems:
-        raise ConfigError("\n".join(problems))
-    return raw
-
-
-def _key_problems(raw: dict[str, Any]) -> list[str]:
-    """Keys Flask would ignore (not upper-case strings) and misspelt trackline keys."""
-    problems = []
-    own = [*DEFAULTS, ERROR_ENVELOPE]
-    for key in raw:
-        if not isinstance(key, str) or key != key.upper():
-            problems.append(f"{key!r}: Flask config keys are upper case (e.g. {str(key).upper()})")
-        elif key.startswith(OWN_PREFIXES) and key not in own:
-            close = difflib.get_close_matches(key, own, n=1)
-            hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(own)}"
-            problems.append(f"unknown trackline key {key} ({hint})")
-    return problems
-
-
-def _app_problems(config: dict[str, Any]) -> list[str]:
-    problems = []
-    if not isinstance(config.get(ERROR_ENVELOPE, False), bool):
-        problems.append(f"{ERROR_ENVELOPE}: must be true or false, not {config[ERROR_ENVELOPE]!r}")
-    limit = config.get("MAX_CONTENT_LENGTH")
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
-        problems.append(f"MAX_CONTENT_LENGTH: must be a number of bytes (or null), not {limit!r}")
-    url = config.get("DOWNSTREAM_URL")
-    if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
-        problems.append(f"DOWNSTREAM_URL: must be an http:// or https:// URL, not {url!r}")
-    if not problems:
-        problems.extend(_policy_problems(config))
-    return problems
-
-
-def _policy_problems(config: dict[str, Any]) -> list[str]:
-    """What building the tracking-ID policy (regex, generator import) reports, naming the key at fault; then
-    a few generated IDs, which must fit a response header and pass the policy's own check (another trackline
-    receiving one would otherwise replace it)."""
-    for key in DEFAULTS:
-        try:
-            TrackingPolicy.from_config({**DEFAULTS, key: config[key]})
-        except Exception as exc:  # int(), re.compile() and imports raise many kinds
-            return [f"{key}: {exc}"]
-    policy = TrackingPolicy.from_config(config)
-    for _ in range(GENERATOR_SAMPLES):
-        try:
-            sample = policy.generate()
-        except Exception as exc:
-            return [f"TRACKING_ID_GENERATOR: calling it failed: {type(exc).__name__}: {exc}"]
-        if not _HEADER_SAFE.fullmatch(sample):
-            return [f"TRACKING_ID_GENERATOR: made {sample!r}: an ID goes into a response header, so it must be "
-                    "visible ASCII with no spaces"]
-        if not policy.pattern.fullmatch(sample):
-            limit = int(config["TRACKING_ID_MAX_LENGTH"])
-            why = (f"{len(sample)} characters, over TRACKING_ID_MAX_LENGTH ({limit})" if len(sample) > limit
-                   else "a character outside TRACKING_ID_CHARACTERS")
-            return [f"TRACKING_ID_GENERATOR: made {sample!r} ({why}): a trackline receiving it would replace it"]
-    return []

@@ -18,9 +18,9 @@ from typing import Any
 
 from celery import platforms, signals
 
+from trackline.appconfig import load_app_config
 from trackline.celery import instrument
-from trackline.config import APP_FILE, WORKER_FILE, ConfigError, read_yaml
-from trackline.policy import DEFAULTS, TrackingPolicy
+from trackline.config import LOGGING_FILE, WORKER_FILE, ConfigError
 from trackline.worker.settings import WorkerConfig, import_celery_app, load_worker_config
 
 log = logging.getLogger("trackline.worker")
@@ -31,7 +31,7 @@ def run(conf_dir: Path) -> int:
     config = load_worker_config(conf_dir)
     _apply_logging(config)
     app = import_celery_app(config.celery_app, conf_dir / WORKER_FILE)
-    instrument(app, _policy(conf_dir / APP_FILE))
+    instrument(app, load_app_config(conf_dir).policy)  # tasks read and make IDs as app.yaml's requests do
     app.conf.update(
         broker_url=config.broker_url, result_backend=config.result_backend,
         worker_hijack_root_logger=False, worker_log_color=False, worker_redirect_stdouts=False,
@@ -57,16 +57,7 @@ def _apply_logging(config: WorkerConfig) -> None:
     try:
         logging.config.dictConfig(config.logging)
     except Exception as exc:  # dictConfig raises whatever a handler class raises
-        raise ConfigError(f"{config.conf_dir / 'logging.yaml'}: {exc}") from None
-
-
-def _policy(path: Path) -> TrackingPolicy:
-    """The tracking-ID policy of app.yaml's ``TRACKING_ID_*`` keys (the defaults without the file)."""
-    settings = read_yaml(path) if path.exists() else {}
-    try:
-        return TrackingPolicy.from_config({**DEFAULTS, **{key: settings[key] for key in DEFAULTS if key in settings}})
-    except (ValueError, TypeError, ImportError, AttributeError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{config.conf_dir / LOGGING_FILE}: {exc}") from None
 
 
 def _logging_is_ours(**_: Any) -> None:

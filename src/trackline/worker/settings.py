@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from trackline.appconfig import load_app_config
 from trackline.config import APP_FILE, LOGGING_FILE, WORKER_FILE, ConfigError, read_yaml
 from trackline.logs.setup import check_logging_config
 
 POOLS = ("prefork", "threads", "solo")
 
 DEFAULTS: dict[str, Any] = {
-    "celery_app": "trackline.worker.demo:app",
+    "celery_app": "trackline.demo.tasks:app",
     "broker_url": "redis://127.0.0.1:6379/0",
     "result_backend": None,  # the broker URL
     "concurrency": 2,
@@ -128,16 +129,17 @@ def broker_problem(url: str, timeout: float = BROKER_PROBE_TIMEOUT) -> str | Non
 
 def check_celery_config(conf_dir: Path) -> tuple[list[str], list[str]]:
     """``(problems, notes)`` for the Celery side of ``conf_dir``: ``worker.yaml`` and app.yaml's
-    ``JOBS_BROKER_URL``; both empty when it has neither.
+    ``JOBS_BROKER_URL`` (app.yaml itself is checked with the server's config); both empty when it has neither.
 
     Problems: bad values, an app that cannot be imported, a logging.yaml without the worker's handlers,
     ``JOBS_BROKER_URL`` without Celery installed. Notes (not errors): what the worker would run, a broker that
     is not reachable yet, a worker.yaml not checked for want of Celery.
     """
-    jobs_broker, timeout_problems = _jobs_settings(conf_dir / APP_FILE)
+    try:
+        jobs_broker = load_app_config(conf_dir).jobs_broker_url
+    except ConfigError:
+        jobs_broker = None  # reported by the server's check
     has_worker = (conf_dir / WORKER_FILE).exists()
-    if timeout_problems:
-        return timeout_problems, []
     try:
         import celery  # noqa: F401
     except ImportError:
@@ -162,20 +164,6 @@ def check_celery_config(conf_dir: Path) -> tuple[list[str], list[str]]:
             notes.append(f"warning: {where}: broker {_without_password(url)} is not reachable now ({problem});"
                          " the worker waits for it, POST /api/jobs answers 503 until then")
     return [], notes
-
-
-def _jobs_settings(path: Path) -> tuple[str | None, list[str]]:
-    """app.yaml's ``JOBS_BROKER_URL``, and a problem with ``JOBS_PUBLISH_TIMEOUT`` (app.yaml itself is checked
-    with the server's config)."""
-    try:
-        app = read_yaml(path) if path.exists() else {}
-    except ConfigError:
-        return None, []  # reported by the server's check
-    timeout = app.get("JOBS_PUBLISH_TIMEOUT")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
-        return None, [f"{path}: JOBS_PUBLISH_TIMEOUT: must be a number of seconds above 0, not {timeout!r}"]
-    url = app.get("JOBS_BROKER_URL")
-    return (str(url) if url else None), []
 
 
 def _without_password(url: str) -> str:

@@ -36,7 +36,7 @@ def start_job() -> JsonResponse:
     when app.yaml sets JOBS_BROKER_URL; else in this worker, which waits for it when it stops (or logs it as
     abandoned)."""
     if current_app.config.get("JOBS_BROKER_URL"):
-        from trackline.api import celery_jobs  # Celery only where app.yaml asks for it
+        from trackline.demo import celery_jobs  # Celery only where app.yaml asks for it
 
         return celery_jobs.queue_job(JOB_SECONDS)
     job_id = uuid.uuid4().hex
@@ -50,7 +50,7 @@ def job_state(job_id: str) -> JsonResponse:
     if not current_app.config.get("JOBS_BROKER_URL"):
         return Fail(msg="job states are kept only for jobs queued on Celery (JOBS_BROKER_URL)",
                     code=HTTPStatus.NOT_FOUND)
-    from trackline.api import celery_jobs
+    from trackline.demo import celery_jobs
 
     return celery_jobs.job_state(job_id)
 

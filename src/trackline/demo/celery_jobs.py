@@ -44,7 +44,7 @@ def _jobs() -> _Jobs:
     if jobs is None:
         from celery.app.backends import by_url
 
-        from trackline.worker.demo import app
+        from trackline.demo.tasks import app
 
         url = current_app.config["JOBS_BROKER_URL"]
         timeout = float(current_app.config.get("JOBS_PUBLISH_TIMEOUT", DEFAULT_PUBLISH_TIMEOUT))

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from flask import Blueprint
 
-from trackline.api import users
+from trackline.demo import users
 from trackline.responses import Success
 
 log = logging.getLogger("trackline.api")
