@@ -1,0 +1,71 @@
+"""Names and paths shared by install and uninstall: what goes where on a host, and the staging tree (--root)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The checkout the installer belongs to: conf/, systemd/, logrotate/, nginx/, rsyslog/, src/.
+REPO = Path(__file__).resolve().parents[2]
+
+PYTHON = "/usr/bin/python3"  # Debian's: the service venv is built from it (design.md, "Testing for real")
+SERVICE_USER = "trackline"
+DEFAULT_PREFIX = "/opt/trackline"  # the venv is PREFIX/venv
+ROLES = ("web", "worker", "edge", "loghost")
+
+CONF_DIR = "/etc/trackline"
+LOGS_DIR = "/var/log/trackline"
+RUNTIME_DIR = "/run/trackline"
+UNIT_DIR = "/etc/systemd/system"
+WEB_UNIT = "trackline.service"
+WORKER_UNIT = "trackline-worker.service"
+UNITS = (WEB_UNIT, WORKER_UNIT)
+LOGROTATE_D = "/etc/logrotate.d"
+RULES = f"{LOGROTATE_D}/trackline"  # logrotate/trackline: the web and worker logs
+CENTRAL_RULES = f"{LOGROTATE_D}/trackline-central"  # logrotate/trackline-central: the log host's tree
+
+#: The `trackline` command on PATH; one that does not carry the mark is not ours and is left alone.
+COMMAND = "/usr/local/bin/trackline"
+COMMAND_MARK = "installed by trackline's scripts/install"
+
+#: The edge: nginx/trackline.conf (kept when edited) and the three files made from the options.
+NGINX_DIR = "/etc/nginx"
+NGINX_LOG_DIR = "/var/log/nginx"
+NGINX_PID = "/run/nginx.pid"
+EDGE_CONF = f"{NGINX_DIR}/conf.d/trackline.conf"
+EDGE_INCLUDES = f"{NGINX_DIR}/trackline"
+EDGE_INCLUDE_NAMES = ("upstreams.conf", "listen.conf", "clients.conf")
+EDGE_FILES = (EDGE_CONF, *(f"{EDGE_INCLUDES}/{name}" for name in EDGE_INCLUDE_NAMES))
+NGINX_ACCESS_LOG = f"{NGINX_LOG_DIR}/trackline-access.log"  # the edge's nginx writes it (docs/edge.md)
+NGINX_LOGROTATE = f"{LOGROTATE_D}/nginx"  # Debian's rules, which rotate the edge's log too
+
+#: Log shipping (--ship-to) and the log host (--role loghost): rsyslog snippets over RELP (docs/log-host.md).
+RSYSLOG_D = "/etc/rsyslog.d"
+LIMITS_SNIPPET = "trackline-limits.conf"
+SHIP_SNIPPET = "trackline-ship.conf"
+LOGHOST_SNIPPET = "trackline-loghost.conf"
+SNIPPETS = (LIMITS_SNIPPET, SHIP_SNIPPET, LOGHOST_SNIPPET)
+CENTRAL_DIR = "/var/log/trackline-central"
+DEFAULT_LISTEN = "0.0.0.0:2514"  # the log host's RELP address and port
+
+SYSTEMD_RUNNING = "/run/systemd/system"  # exists when systemd is PID 1 (sd_booted)
+
+
+@dataclass(frozen=True)
+class Host:
+    """Where the files go: this host (``root`` empty) or the staging tree ``root`` (--root DIR), which gets the
+    same files under ``root`` with no user, no systemctl and no reload."""
+
+    root: str = ""
+
+    @property
+    def staged(self) -> bool:
+        return bool(self.root)
+
+    def path(self, path: str) -> Path:
+        """The file that is ``path`` (absolute, as on the host) here."""
+        return Path(self.root + path)
+
+    def systemd_running(self) -> bool:
+        """Whether systemctl is to be run: systemd is PID 1 and this is no staging tree."""
+        return not self.staged and Path(SYSTEMD_RUNNING).is_dir()

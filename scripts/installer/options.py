@@ -1,0 +1,222 @@
+"""The command lines of install and uninstall: parsed and checked here, once, before anything changes.
+
+A usage error (an unknown option, a missing value) exits with status 2 and the usage; an option that does not
+fit the role, or a bad value, raises Failure (status 1) with one line that names it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import posixpath
+import re
+import sys
+from dataclasses import dataclass
+from typing import NamedTuple, NoReturn
+
+from .layout import DEFAULT_LISTEN, DEFAULT_PREFIX, ROLES
+from .system import Failure
+
+INSTALL_USAGE = """\
+scripts/install [--role web|worker] [--prefix /opt/trackline] [--root DIR] [--wheelhouse DIR] [--app SPEC]
+                       [--with PKG ...] [--ship-to HOST:PORT]
+       scripts/install --role edge --upstream HOST:PORT [--upstream ...] --listen ADDR:PORT [--distrust-clients]
+                       [--ship-to HOST:PORT] [--root DIR]
+       scripts/install --role loghost [--listen ADDR:PORT] [--root DIR]"""
+
+INSTALL_ABOUT = """\
+Install trackline as a systemd service (see docs/deploy.md), or a host's role in a larger deployment
+(docs/edge.md). Safe to run again: a second run changes nothing."""
+
+INSTALL_DETAILS = """\
+web: creates the `trackline` system user, the venv (from Debian's /usr/bin/python3), /etc/trackline/*.yaml
+(an edited file is kept: the new default goes beside it as *.yaml.dist), the unit in /etc/systemd/system/,
+the rules in /etc/logrotate.d/ and the `trackline` command in /usr/local/bin, then runs
+`systemctl daemon-reload` when systemd is running.
+edge: installs nginx if missing, /etc/nginx/conf.d/trackline.conf and /etc/nginx/trackline/*.conf, checks
+them with `nginx -t` (a failed check puts the previous files back), and reloads nginx if it runs.
+--ship-to and --role loghost add rsyslog snippets in /etc/rsyslog.d/ (installing Debian's rsyslog and
+rsyslog-relp if missing), check them with `rsyslogd -N1` and restart rsyslog when they changed; the log
+host also gets /etc/logrotate.d/trackline-central."""
+
+UNINSTALL_USAGE = "scripts/uninstall [--prefix /opt/trackline] [--root DIR] [--purge]"
+
+UNINSTALL_ABOUT = "Remove what scripts/install put in place (see docs/deploy.md)."
+
+UNINSTALL_DETAILS = """\
+Stops and disables the services (web and worker), removes their units, the logrotate rules,
+/usr/local/bin/trackline, the venv, the edge's nginx files (reloading nginx) and the rsyslog snippets of
+log shipping and the log host (restarting rsyslog). Without --purge the configuration, the logs and the
+`trackline` user stay, so that a reinstall picks them up again."""
+
+#: HOST:PORT with a host name or address, or [IPv6]:PORT; nothing that nginx or rsyslog would read as syntax.
+ADDRESS = re.compile(r"(?P<host>[A-Za-z0-9][A-Za-z0-9._-]*|\[(?P<v6>[0-9A-Fa-f:.]+)\]):(?P<port>[0-9]{1,5})")
+
+
+class Address(NamedTuple):
+    """HOST:PORT as given (``text``), its host (an IPv6 address without brackets) and its port."""
+
+    text: str
+    host: str
+    port: int
+
+
+def address(option: str, value: str) -> Address:
+    """``value`` of ``option`` as an Address, or Failure naming both."""
+    match = ADDRESS.fullmatch(value)
+    if not match or not 1 <= int(match["port"]) <= 65535:
+        raise Failure(f"{option} must be HOST:PORT (or [IPv6]:PORT), not '{value}'")
+    return Address(value, match["v6"] or match["host"], int(match["port"]))
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    """scripts/install's options, checked: each role gets only the options it takes."""
+
+    role: str = "web"
+    prefix: str = DEFAULT_PREFIX
+    root: str = ""  # absolute, or "" for this host
+    wheelhouse: str = ""  # absolute, or "" for the checkout's source
+    app: str = ""
+    packages: tuple[str, ...] = ()  # --with, local paths made absolute
+    upstreams: tuple[Address, ...] = ()
+    listen: Address | None = None  # edge: where nginx listens; loghost: the RELP address (default 0.0.0.0:2514)
+    distrust_clients: bool = False
+    ship_to: Address | None = None
+
+    @property
+    def venv(self) -> str:
+        return f"{self.prefix}/venv"
+
+
+@dataclass(frozen=True)
+class UninstallOptions:
+    """scripts/uninstall's options."""
+
+    prefix: str = DEFAULT_PREFIX
+    root: str = ""
+    purge: bool = False
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with our error format: ``install: MESSAGE``, then the usage, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: {message}\n")
+        self.print_usage(sys.stderr)
+        sys.exit(2)
+
+
+def _parser(prog: str, usage: str, about: str, details: str, prefix: str) -> _Parser:
+    parser = _Parser(prog=prog, usage=usage, description=about, epilog=details, allow_abbrev=False,
+                     formatter_class=lambda prog: argparse.RawTextHelpFormatter(prog, max_help_position=22))
+    parser.add_argument("--prefix", default=DEFAULT_PREFIX, metavar="DIR", help=f"{prefix}; default {DEFAULT_PREFIX}")
+    return parser
+
+
+def _directory(value: str) -> str:
+    """An option's directory, made absolute (it need not exist); "" is refused."""
+    if not value:
+        raise argparse.ArgumentTypeError("needs a directory")
+    return os.path.realpath(value)
+
+
+def install_parser() -> argparse.ArgumentParser:
+    """scripts/install's options; ``--help`` is the usage the docs point to."""
+    parser = _parser("install", INSTALL_USAGE, INSTALL_ABOUT, INSTALL_DETAILS, "where the venv goes (DIR/venv)")
+    add = parser.add_argument
+    add("--role", default="web", metavar="ROLE",
+        help="web (default): the trackline service; worker: the Celery worker (trackline-worker.service,\n"
+             "trackline[celery]; docs/celery.md); edge: nginx in front of several web hosts (docs/edge.md);\n"
+             "loghost: the central log host (docs/log-host.md)")
+    add("--root", type=_directory, default=None, metavar="DIR",
+        help="install into the staging tree DIR (packaging, tests): no user, no systemctl, no reload")
+    add("--wheelhouse", type=_directory, default=None, metavar="DIR",
+        help="install trackline and its dependencies from the wheels in DIR, offline (--no-index)")
+    add("--app", default="", metavar="SPEC",
+        help="(web) serve your app (gunicorn's wsgi_app syntax, e.g. 'acme_orders:create_app()'):\n"
+             "written into /etc/trackline/gunicorn.yaml when it is new or the unedited default")
+    add("--with", dest="packages", action="append", default=[], metavar="PKG",
+        help="(web, worker) also install PKG into the venv: a source directory, a wheel or a pip\n"
+             "requirement (repeatable); rerun with a new version, then `systemctl reload trackline`")
+    add("--upstream", dest="upstreams", action="append", default=[], metavar="H:P",
+        help="(edge) a trackline host nginx proxies to; give one per host")
+    add("--listen", default="", metavar="ADDR:PORT",
+        help="(edge) where nginx listens for clients, e.g. 0.0.0.0:80; (loghost) the address and\n"
+             f"RELP port to receive on, default {DEFAULT_LISTEN}")
+    add("--distrust-clients", action="store_true",
+        help="(edge) replace every incoming X-Tracking-ID with the edge's own (internet-facing edge)")
+    add("--ship-to", default="", metavar="H:P",
+        help="(web, worker, edge) ship the JSON logs to the log host H (RELP port P) with rsyslog")
+    return parser
+
+
+def uninstall_parser() -> argparse.ArgumentParser:
+    """scripts/uninstall's options."""
+    parser = _parser("uninstall", UNINSTALL_USAGE, UNINSTALL_ABOUT, UNINSTALL_DETAILS,
+                     "the prefix given to scripts/install")
+    parser.add_argument("--root", type=_directory, default=None, metavar="DIR",
+                        help="remove from the staging tree DIR instead of this host (no systemctl, no userdel)")
+    parser.add_argument("--purge", action="store_true",
+                        help="also delete /etc/trackline (your edited YAML files), /var/log/trackline and the user")
+    return parser
+
+
+def _prefix(value: str) -> str:
+    if not value.startswith("/"):
+        raise Failure("--prefix must be an absolute path")
+    return posixpath.normpath(value)
+
+
+def _is_root(euid: int | None) -> bool:
+    return (os.geteuid() if euid is None else euid) == 0
+
+
+def parse_install(argv: list[str], euid: int | None = None) -> InstallOptions:
+    """scripts/install's ``argv`` as checked options (``euid``: the user to check for, default ours)."""
+    args = install_parser().parse_args(argv)
+    prefix = _prefix(args.prefix)
+    if args.wheelhouse and not os.path.isdir(args.wheelhouse):
+        raise Failure(f"--wheelhouse {args.wheelhouse}: no such directory")
+    root, wheelhouse = args.root or "", args.wheelhouse or ""
+    if not root and not _is_root(euid):
+        raise Failure("run as root (or stage into a tree with --root DIR)")
+    role, listen, ship_to = args.role, args.listen, args.ship_to
+    if role not in ROLES:
+        raise Failure(f"unknown --role '{role}' (web, worker, edge or loghost)")
+    if role == "loghost" and ship_to:
+        raise Failure("--ship-to is for the hosts that send (web, worker, edge), not the log host")
+    if role in ("web", "worker") and listen:
+        raise Failure("--listen is for --role edge or loghost")
+    edge_only = args.upstreams or args.distrust_clients
+    if role == "web" and edge_only:
+        raise Failure("--upstream, --listen and --distrust-clients are options of --role edge")
+    if role == "worker" and (edge_only or args.app):
+        raise Failure("--app is an option of --role web; --upstream, --listen and --distrust-clients of --role edge")
+    if role == "loghost" and (edge_only or args.app):
+        raise Failure("--app is an option of --role web; --upstream and --distrust-clients of --role edge")
+    if role == "edge":
+        if wheelhouse or prefix != DEFAULT_PREFIX or args.app or args.packages:
+            raise Failure("--prefix, --wheelhouse, --app and --with are options of --role web")
+        if not args.upstreams:
+            raise Failure("--role edge needs at least one --upstream HOST:PORT (a trackline host)")
+        if not listen:
+            raise Failure("--role edge needs --listen ADDR:PORT (where nginx takes clients, e.g. 0.0.0.0:80)")
+    return InstallOptions(
+        role=role, prefix=prefix, root=root, wheelhouse=wheelhouse, app=args.app,
+        packages=tuple(os.path.realpath(p) if os.path.exists(p) else p for p in args.packages),
+        upstreams=tuple(address("--upstream", upstream) for upstream in args.upstreams),
+        listen=address("--listen", listen or DEFAULT_LISTEN) if role in ("edge", "loghost") else None,
+        distrust_clients=args.distrust_clients,
+        ship_to=address("--ship-to", ship_to) if ship_to else None,
+    )
+
+
+def parse_uninstall(argv: list[str], euid: int | None = None) -> UninstallOptions:
+    """scripts/uninstall's ``argv`` as checked options."""
+    args = uninstall_parser().parse_args(argv)
+    prefix = _prefix(args.prefix)
+    root = args.root or ""
+    if not root and not _is_root(euid):
+        raise Failure("run as root (or give --root DIR)")
+    return UninstallOptions(prefix=prefix, root=root, purge=args.purge)
