@@ -62,10 +62,12 @@ class TraceContext:
         return {"traceparent": self.traceparent()}
 
     def log_fields(self) -> dict[str, str]:
-        """``trace_id``, ``span_id`` and (when the span has one) ``parent_span_id``: the log-line fields."""
-        if self.parent_id is None:
-            return {"trace_id": self.trace_id, "span_id": self.span_id}
-        return {"trace_id": self.trace_id, "span_id": self.span_id, "parent_span_id": self.parent_id}
+        """``trace_id``, ``span_id``, ``trace_flags`` and (when the span has one) ``parent_span_id``: the log-line
+        fields (OpenTelemetry's log data model's names)."""
+        fields = {"trace_id": self.trace_id, "span_id": self.span_id, "trace_flags": self.flags}
+        if self.parent_id is not None:
+            fields["parent_span_id"] = self.parent_id
+        return fields
 
 
 def parse_traceparent(value: str | None, tracestate: str | None = None) -> TraceContext | None:
