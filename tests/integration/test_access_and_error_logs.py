@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 
-from conftest import Response, Server, assert_access_line, assert_contract, edit_yaml, raw_request
+from support.conf import edit_yaml
+from support.http import Response, raw_request
+from support.logs import assert_access_line, assert_contract
+from support.server import Server
 
 REQUESTS = 120
 REPLACED = "replaced invalid tracking ID from X-Tracking-ID"

@@ -9,7 +9,8 @@ import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import Server, assert_contract
+from support.logs import assert_contract
+from support.server import Server
 
 CLIENTS = 50
 REQUESTS_PER_CLIENT = 4  # sent one after another on one keep-alive connection: greenlets get reused

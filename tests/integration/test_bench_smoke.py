@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO
+from support.paths import REPO
 
 pytestmark = pytest.mark.slow
 

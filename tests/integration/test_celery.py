@@ -21,8 +21,13 @@ from typing import Any
 
 import pytest
 
-from celery_worker import REDIS, Redis, Worker, done, new_worker
-from conftest import CONF, REPO, TRACKLINE, Server, assert_contract, edit_yaml, free_port, read_json_lines, wait_until
+from support.celery_worker import REDIS, Redis, Worker, done, new_worker
+from support.conf import edit_yaml
+from support.logs import assert_contract, read_json_lines
+from support.paths import CONF, REPO, TRACKLINE
+from support.processes import free_port
+from support.server import Server
+from support.waiting import wait_until
 
 if REDIS is None and os.environ.get("CI") != "true":
     pytest.skip("redis-server is not installed (scripts/test installs Debian's redis-server)",

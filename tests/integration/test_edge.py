@@ -21,8 +21,11 @@ from typing import Any
 import pytest
 from test_hostile_input import ANSWERED, HOSTILE_IDS, REJECTED, Case
 
-from conftest import CONF, TIMESTAMP, Server, assert_contract, wait_until
-from nginx_edge import REQUEST_ID, VALID_ID, Edge, require_nginx
+from support.edge import REQUEST_ID, VALID_ID, Edge, require_nginx
+from support.logs import TIMESTAMP, assert_contract
+from support.paths import CONF
+from support.server import Server
+from support.waiting import wait_until
 
 ONE_WORKER = {"TRACKLINE_WORKERS": "1"}
 REQUESTS = 2000

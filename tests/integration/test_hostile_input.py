@@ -13,7 +13,10 @@ from typing import Any
 import pytest
 from test_access_and_error_logs import REPLACED
 
-from conftest import CONF, RawResponse, Server, assert_access_line, assert_contract, raw_request
+from support.http import RawResponse, raw_request
+from support.logs import assert_access_line, assert_contract
+from support.paths import CONF
+from support.server import Server
 
 LOG_NAMES = ("app.log", "access.log", "error.log")
 

@@ -22,7 +22,9 @@ from typing import Any
 
 import pytest
 
-from conftest import CONF, Server, edit_yaml
+from support.conf import edit_yaml
+from support.paths import CONF
+from support.server import Server
 
 JOBS = 300
 CLIENTS = 6

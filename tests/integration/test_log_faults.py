@@ -20,7 +20,9 @@ from typing import Any
 
 import pytest
 
-from conftest import CONF, Server, wait_until
+from support.paths import CONF
+from support.server import Server
+from support.waiting import wait_until
 
 LOG_NAMES = ("app.log", "access.log", "error.log")
 HANDLER_LOGGER = "trackline.logs.handlers"

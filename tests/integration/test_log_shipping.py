@@ -35,9 +35,13 @@ from typing import Any, Protocol
 import pytest
 from test_two_services import relay
 
-from celery_worker import REDIS, Redis, Worker, done, new_worker
-from conftest import REPO, TRACKLINE, Server, edit_yaml, free_port, wait_until
-from nginx_edge import Edge, require_nginx
+from support.celery_worker import REDIS, Redis, Worker, done, new_worker
+from support.conf import edit_yaml
+from support.edge import Edge, require_nginx
+from support.paths import REPO, TRACKLINE
+from support.processes import free_port
+from support.server import Server
+from support.waiting import wait_until
 
 LIMITS = "trackline-limits.conf"
 SHIP = "trackline-ship.conf"

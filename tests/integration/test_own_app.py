@@ -13,19 +13,12 @@ from typing import Any
 
 import pytest
 
-from conftest import (
-    CONF,
-    REPO,
-    TRACKLINE,
-    Response,
-    Server,
-    assert_access_line,
-    assert_contract,
-    assert_lines_complete,
-    edit_yaml,
-    raw_request,
-    wait_until,
-)
+from support.conf import edit_yaml
+from support.http import Response, raw_request
+from support.logs import assert_access_line, assert_contract, assert_lines_complete
+from support.paths import CONF, REPO, TRACKLINE
+from support.server import Server
+from support.waiting import wait_until
 
 EXAMPLE = REPO / "examples" / "acme-orders"
 ACME = "acme_orders:create_app()"

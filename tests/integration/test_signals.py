@@ -14,7 +14,11 @@ from typing import Any
 
 import pytest
 
-from conftest import Server, assert_contract, edit_yaml, raw_exchange, read_json_lines, wait_until
+from support.conf import edit_yaml
+from support.http import raw_exchange
+from support.logs import assert_contract, read_json_lines
+from support.server import Server
+from support.waiting import wait_until
 
 LOAD_THREADS = 4
 LOG_NAMES = ("app.log", "access.log", "error.log")

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from conftest import TRACKLINE, Server, assert_contract
+from support.logs import assert_contract
+from support.paths import TRACKLINE
+from support.server import Server
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"

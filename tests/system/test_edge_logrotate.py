@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_until
-from nginx_edge import Edge, require_nginx
-from staging import require_commands
+from support.edge import Edge, require_nginx
+from support.requirements import require_commands
+from support.waiting import wait_until
 
 DEBIAN_RULES = Path("/etc/logrotate.d/nginx")
 REQUESTS = 900

@@ -1,7 +1,7 @@
 """scripts/install --role edge on a real Debian layout under a real systemd: nginx -t on the whole nginx config,
 reload only when nginx runs, a refused config rolled back, Debian's logrotate rules reopening the edge's log.
 
-systemd boots as PID 1 of new namespaces on an overlay of / (tests/system/sandbox.py), never on the real root.
+systemd boots as PID 1 of new namespaces on an overlay of / (tests/support/sandbox.py), never on the real root.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_until
-from nginx_edge import require_nginx
-from sandbox import CARRIED, Sandbox
-from staging import REPO, booted, require_sandbox
+from support.edge import require_nginx
+from support.paths import REPO
+from support.sandbox import CARRIED, Sandbox
+from support.staging import booted, require_sandbox
+from support.waiting import wait_until
 
 INSTALL = str(CARRIED / "repo" / "scripts" / "install")
 ACCESS_LOG = "/var/log/nginx/trackline-access.log"

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from staging import INSTALL, REPO, UNINSTALL, require_venv_support, run_script, snapshot
+from support.paths import INSTALL, REPO, UNINSTALL
+from support.requirements import require_venv_support
+from support.staging import run_script, snapshot
 
 CONF_FILES = sorted(p.name for p in (REPO / "conf").glob("*.yaml"))
 

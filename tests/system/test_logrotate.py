@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Server, assert_contract
-from staging import REPO, require_commands
+from support.logs import assert_contract
+from support.paths import REPO
+from support.requirements import require_commands
+from support.server import Server
 
 REQUESTS = 6000  # K: one unique tracking ID each
 CLIENTS = 8  # threads, each with one keep-alive connection

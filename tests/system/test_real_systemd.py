@@ -1,6 +1,6 @@
 """Real systemd: install, start, serve, reload an edited logging.yaml, rotate, stop, in a throwaway sandbox.
 
-systemd boots as PID 1 of new namespaces on an overlay of / (tests/system/sandbox.py), never on the real root.
+systemd boots as PID 1 of new namespaces on an overlay of / (tests/support/sandbox.py), never on the real root.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_contract, read_json_lines
-from sandbox import CARRIED, Sandbox
-from staging import booted, build_wheelhouse, copy_repo, require_sandbox
+from support.logs import assert_contract, read_json_lines
+from support.sandbox import CARRIED, Sandbox
+from support.staging import booted, build_wheelhouse, copy_repo, require_sandbox
 
 LOG_DIR = "/var/log/trackline"
 LOGGING_YAML = "/etc/trackline/logging.yaml"

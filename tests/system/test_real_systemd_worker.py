@@ -1,5 +1,5 @@
 """Real systemd, both roles on one host: trackline and trackline-worker started, one job queued through them
-on a redis-server in the sandbox, the worker reloaded and stopped (tests/system/sandbox.py: never the real /)."""
+on a redis-server in the sandbox, the worker reloaded and stopped (tests/support/sandbox.py: never the real /)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_contract, read_json_lines
-from sandbox import CARRIED, Sandbox
-from staging import booted, build_wheelhouse, copy_repo, require_sandbox
+from support.logs import assert_contract, read_json_lines
+from support.sandbox import CARRIED, Sandbox
+from support.staging import booted, build_wheelhouse, copy_repo, require_sandbox
 
 LOG_DIR = "/var/log/trackline"
 COMMAND = "/usr/local/bin/trackline"

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from staging import INSTALL, REPO, require_commands, require_venv_support, run_script
+from support.paths import INSTALL, REPO
+from support.requirements import require_commands, require_venv_support
+from support.staging import run_script
 
 UNIT = "trackline.service"
 MAX_EXPOSURE = 2.0

@@ -7,9 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from staging import REPO, UNINSTALL, run_script
 from test_systemd_unit import analyze, exposure_and_documented, installed_root, unit_settings
+
+from support.paths import REPO, UNINSTALL
+from support.staging import run_script
 
 UNIT = "trackline-worker.service"
 MAX_EXPOSURE = 1.5

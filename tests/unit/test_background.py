@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from conftest import LogReader
+from support.logs import LogReader
 from trackline import background
 from trackline.context import get_tracking_id, set_tracking_id
 

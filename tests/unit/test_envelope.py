@@ -11,7 +11,8 @@ from flask import Flask, request
 from flask.testing import FlaskClient
 
 import trackline
-from conftest import LogReader, client_for
+from support.flask_client import client_for
+from support.logs import LogReader
 from trackline import responses
 from trackline.responses import Success
 

@@ -10,7 +10,8 @@ from flask import Flask, g, request
 from flask.testing import FlaskClient
 
 import trackline
-from conftest import LogReader, client_for
+from support.flask_client import client_for
+from support.logs import LogReader
 from trackline import get_tracking_id
 from trackline.policy import random_uuid4
 from trackline.responses import Success
