@@ -15,4 +15,6 @@
 - ``sandbox``: systemd as PID 1 on an overlay of ``/`` (never the real root).
 - ``edge``: Debian's nginx running the edge config that ``scripts/install --role edge`` stages.
 - ``celery_worker``: a real ``redis-server`` and a real ``trackline worker``.
+- ``hostile``: the hostile header and query corpus that the app and the edge are both tested with.
+- ``relay``: two services, A's ``/api/relay`` calling B.
 """
