@@ -91,3 +91,15 @@ def booted(tmp_path: Path, carry: Path) -> Iterator[Sandbox]:
     finally:
         box.teardown()
 
+
+def sandbox_get(box: Sandbox, url: str, tracking_id: str, check: bool = True) -> tuple[int, dict[str, str], str]:
+    """GET ``url`` with curl inside the sandbox, sending ``tracking_id``: the status (0 if nothing answered),
+    the response headers (lower-case names) and the body."""
+    out = box.run(["curl", "-sS", "-D", "-", "--max-time", "10", "-H", f"X-Tracking-ID: {tracking_id}", url],
+                  check=check).stdout
+    head, _, body = out.replace("\r\n", "\n").partition("\n\n")
+    if not head:
+        return 0, {}, ""
+    status_line, *lines = head.split("\n")
+    headers = {name.lower(): value.strip() for name, value in (line.split(": ", 1) for line in lines)}
+    return int(status_line.split()[1]), headers, body
