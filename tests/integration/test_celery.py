@@ -117,6 +117,7 @@ def post_job(web: Server, tracking_id: str, trace_id: str) -> dict[str, Any]:
     return response.json()["data"]
 
 
+@pytest.mark.slow
 def test_every_task_line_carries_its_own_requests_id_and_trace(make_worker, web: Server) -> None:
     worker = make_worker(concurrency=4).start()
     requests = {f"job-{n}-{uuid.uuid4().hex[:8]}": new_trace_id() for n in range(200)}

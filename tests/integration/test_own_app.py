@@ -299,6 +299,7 @@ def create_app():
 '''
 
 
+@pytest.mark.slow
 def test_an_app_imported_from_the_cwd_that_configures_logging_and_starts_a_thread(tmp_path: Path) -> None:
     """No pythonpath: the app is found in the directory trackline runs in, as plain gunicorn finds it; its own
     dictConfig does not take the log files away; its import-time thread does not hold the check."""

@@ -95,6 +95,7 @@ def test_a_trackline_command_that_is_not_ours_is_left_alone(staged: Path, tmp_pa
 
 
 
+@pytest.mark.slow
 def test_install_with_a_team_app_serves_it_idempotently_and_picks_up_a_new_version(staged: Path,
                                                                                   tmp_path: Path) -> None:
     require_venv_support()

@@ -62,6 +62,7 @@ def unit_state(box: Sandbox) -> dict[str, str]:
     return dict(line.split("=", 1) for line in shown.stdout.splitlines())
 
 
+@pytest.mark.slow
 def test_install_start_reload_rotate_stop_under_systemd(sandbox: Sandbox) -> None:
     box = sandbox
     installed = box.run([str(CARRIED / "repo" / "scripts" / "install"), "--wheelhouse", str(CARRIED / "wheelhouse")],

@@ -38,6 +38,7 @@ def main_pid(box: Sandbox, unit: str) -> str:
     return box.run(["systemctl", "show", unit, "-p", "MainPID", "--value"]).stdout.strip()
 
 
+@pytest.mark.slow
 def test_a_job_queued_through_both_units_carries_the_requests_id(sandbox: Sandbox) -> None:
     box = sandbox
     for role in ("web", "worker"):
