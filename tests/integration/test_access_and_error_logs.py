@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from conftest import Response, Server, assert_access_line, assert_contract, edit_yaml, raw_request
+from support.conf import edit_yaml
+from support.http import Response, raw_request
+from support.load import concurrently
+from support.logs import assert_access_line, assert_contract
+from support.server import Server
 
 REQUESTS = 120
 REPLACED = "replaced invalid tracking ID from X-Tracking-ID"
@@ -62,8 +65,7 @@ def _send(server: Server, number: int) -> Sent:
 
 def test_mixed_traffic_leaves_json_lines_joined_by_the_effective_tracking_id(server: Server) -> None:
     workers = server.wait_for_workers()
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        sent = list(pool.map(lambda n: _send(server, n), range(REQUESTS)))
+    sent = concurrently(lambda n: _send(server, n), range(REQUESTS), threads=20)
     assert server.stop() == 0
     logs = {name: server.logs(name) for name in ("app.log", "access.log", "error.log")}
     for records in logs.values():

@@ -7,9 +7,10 @@ import json
 import time
 import uuid
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 
-from conftest import Server, assert_contract
+from support.load import concurrently
+from support.logs import assert_contract
+from support.server import Server
 
 CLIENTS = 50
 REQUESTS_PER_CLIENT = 4  # sent one after another on one keep-alive connection: greenlets get reused
@@ -48,8 +49,7 @@ def _wait_for_lines(server: Server, text: str, count: int, timeout: float = TIME
 
 
 def test_concurrent_jobs_log_only_their_own_request_id(server):
-    with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
-        batches = list(pool.map(lambda client: _post_jobs(server, client), range(CLIENTS)))
+    batches = concurrently(lambda client: _post_jobs(server, client), range(CLIENTS), threads=CLIENTS)
     jobs = {job_id: tracking_id for batch in batches for job_id, tracking_id in batch.items()}
     total = CLIENTS * REQUESTS_PER_CLIENT
     assert len(jobs) == total and len(set(jobs.values())) == total

@@ -15,14 +15,19 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from celery_worker import REDIS, Redis, Worker, done, new_worker
-from conftest import CONF, REPO, TRACKLINE, Server, assert_contract, edit_yaml, free_port, read_json_lines, wait_until
+from support.celery_worker import REDIS, Redis, Worker, done, new_worker
+from support.conf import edit_yaml
+from support.load import concurrently
+from support.logs import assert_contract, read_json_lines
+from support.paths import CONF, REPO, TRACKLINE
+from support.processes import free_port
+from support.server import Server
+from support.waiting import wait_until
 
 if REDIS is None and os.environ.get("CI") != "true":
     pytest.skip("redis-server is not installed (scripts/test installs Debian's redis-server)",
@@ -111,12 +116,12 @@ def post_job(web: Server, tracking_id: str, trace_id: str) -> dict[str, Any]:
     return response.json()["data"]
 
 
+@pytest.mark.slow
 def test_every_task_line_carries_its_own_requests_id_and_trace(make_worker, web: Server) -> None:
     worker = make_worker(concurrency=4).start()
     requests = {f"job-{n}-{uuid.uuid4().hex[:8]}": new_trace_id() for n in range(200)}
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        jobs = dict(zip(requests, pool.map(lambda item: post_job(web, *item)["job_id"], requests.items()),
-                        strict=True))
+    jobs = dict(zip(requests, concurrently(lambda item: post_job(web, *item)["job_id"], requests.items(), threads=8),
+                    strict=True))
     wait_until(lambda: all(done(worker, job) for job in jobs.values()), "200 jobs done", timeout=120)
     records = worker.logs()
     for tracking_id, job in jobs.items():

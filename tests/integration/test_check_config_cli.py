@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONF, TRACKLINE
+from support.paths import CONF, TRACKLINE
 
 #: Drops root's permission bypass so a 0o555 directory is unwritable, as for the real service user.
 NO_DAC = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",

@@ -3,26 +3,25 @@ to the app's, hostile input kept valid JSON, 502/504 envelopes with IDs, retries
 
 from __future__ import annotations
 
-import http.client
+import itertools
 import json
-import shutil
-import socket
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_hostile_input import ANSWERED, HOSTILE_IDS, REJECTED, Case
 
-from conftest import CONF, TIMESTAMP, Server, assert_contract, wait_until
-from nginx_edge import REQUEST_ID, VALID_ID, Edge, require_nginx
+from support.edge import REQUEST_ID, VALID_ID, Edge, require_nginx
+from support.hostile import ANSWERED, HOSTILE_IDS, REJECTED, Case
+from support.http import RawResponse, raw_request
+from support.load import Load, concurrently
+from support.logs import TIMESTAMP, assert_contract
+from support.server import Server, new_server
+from support.waiting import wait_until
 
 ONE_WORKER = {"TRACKLINE_WORKERS": "1"}
 REQUESTS = 2000
@@ -50,9 +49,7 @@ def assert_edge_line(record: dict[str, Any]) -> None:
 
 
 def start_server(root: Path, env: dict[str, str] | None = None) -> Server:
-    server = Server(root, env=env or ONE_WORKER)
-    shutil.copytree(CONF, server.conf_dir)
-    return server.start()
+    return new_server(root, env or ONE_WORKER).start()
 
 
 def upstream(server: Server) -> str:
@@ -95,37 +92,9 @@ def wait_for_lines(edge: Edge, tracking_ids: set[str]) -> list[dict[str, Any]]:
                       f"{len(tracking_ids)} edge lines")
 
 
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    headers: list[tuple[str, str]]  # as sent, in order, names lower-cased
-    body: bytes
-
-    @property
-    def tracking_ids(self) -> list[str]:
-        """Every X-Tracking-ID header of the response (one, if right)."""
-        return [value for name, value in self.headers if name == "x-tracking-id"]
-
-    @property
-    def tracking_id(self) -> str:
-        [tracking_id] = self.tracking_ids
-        return tracking_id
-
-
-def send(port: int, request: bytes) -> Answer:
+def send(port: int, request: bytes) -> RawResponse:
     """Send raw bytes (hostile headers go as they are); read one response, to its Content-Length or to EOF."""
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(request)
-        data = b""
-        while b"\r\n\r\n" not in data and (chunk := sock.recv(65536)):
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        headers = [(name.lower(), value) for name, value in (line.split(": ", 1) for line in header_lines)]
-        length = int(dict(headers).get("content-length", -1))
-        while (length < 0 or len(body) < length) and (chunk := sock.recv(65536)):
-            body += chunk
-    return Answer(int(status_line.split()[1]), headers, body)
+    return raw_request(port, request, timeout=30)
 
 
 def get(tracking_id: bytes | None = None, path: bytes = b"/api/names", extra: bytes = b"") -> bytes:
@@ -159,8 +128,7 @@ def test_2000_requests_one_id_each_in_the_edge_line_and_in_one_app_line(edge: Ed
                                                                          hosts: tuple[Server, Server]) -> None:
     before = {h.port: ids_of(access_lines(h)) for h in hosts}
     work = workload()
-    with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
-        answers = list(pool.map(lambda item: send(edge.port, item[1]), work))
+    answers = concurrently(lambda item: send(edge.port, item[1]), work, threads=CLIENTS)
 
     for (sent, _), answer in zip(work, answers, strict=True):
         assert len(answer.tracking_ids) == 1, (sent, answer)
@@ -212,7 +180,7 @@ def logged_as(raw: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def hostile(edge: Edge) -> dict[str, tuple[Answer, dict[str, Any]]]:
+def hostile(edge: Edge) -> dict[str, tuple[RawResponse, dict[str, Any]]]:
     """Every case of the app's hostile corpus sent once through the edge: its answer and the edge's line."""
     answers = {case.name: send(edge.port, case.request()) for case in ANSWERED + REJECTED}
     for name, answer in answers.items():
@@ -335,61 +303,21 @@ def test_an_upstream_slower_than_the_proxy_timeout_is_a_504_envelope_with_the_id
         wait_until(partial(logged_once_by_each, hosts, answer.tracking_id), "both apps' lines of the timed-out request")
 
 
-class Load:
-    """CLIENTS keep-alive clients sending GETs with unique IDs until stopped; what each got back."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.results: list[tuple[str, int, str | None]] = []
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._count = iter(range(10**6))
-        self._lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(CLIENTS)]
-
-    def __enter__(self) -> Load:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self.threads:
-            thread.join(60)
-        assert not any(t.is_alive() for t in self.threads)
-
-    def _client(self) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            while not self._stop.is_set():
-                with self._lock:
-                    tracking_id = f"load-{next(self._count):06d}"
-                connection.request("GET", "/api/names", headers={"X-Tracking-ID": tracking_id})
-                response = connection.getresponse()
-                response.read()
-                with self._lock:
-                    self.results.append((tracking_id, response.status, response.getheader("X-Tracking-ID")))
-        except Exception as exc:  # reported by the test, which must not pass with a failed client
-            self.errors.append(f"client failed: {exc!r}")
-        finally:
-            connection.close()
-
-
 @pytest.mark.slow
 def test_one_upstream_stopped_under_load_then_both(tmp_path: Path) -> None:
     a, b = start_server(tmp_path / "a"), start_server(tmp_path / "b")
     proxy = Edge(tmp_path / "edge", [upstream(a), upstream(b)]).start()
     try:
-        with Load(proxy.port) as load:
-            wait_until(lambda: len(load.results) >= 300, "300 requests before the stop")
+        with Load(proxy.port, (f"load-{n:06d}" for n in itertools.count()), clients=CLIENTS) as load:
+            wait_until(lambda: len(load.answers) >= 300, "300 requests before the stop")
             assert b.stop() == 0
-            stopped_at = len(load.results)
-            wait_until(lambda: len(load.results) >= stopped_at + 300, "300 requests after the stop")
+            stopped_at = len(load.answers)
+            wait_until(lambda: len(load.answers) >= stopped_at + 300, "300 requests after the stop")
         assert not load.errors, load.errors[:5]
         # No client saw an error: every request got a 200 with its own ID, through the stop.
-        assert [r for r in load.results if r[1:] != (200, r[0])] == []
+        assert [a for a in load.answers if (a.status, a.echoed) != (200, a.tracking_id)] == []
 
-        sent = {r[0] for r in load.results}
+        sent = {a.tracking_id for a in load.answers}
         lines = {r["tracking_id"]: r for r in wait_for_lines(proxy, sent)}
         in_a, in_b = ids_of(access_lines(a)), ids_of(access_lines(b))
         for tracking_id in sent:
@@ -409,8 +337,8 @@ def test_one_upstream_stopped_under_load_then_both(tmp_path: Path) -> None:
     lines = {r["tracking_id"]: r for r in proxy.logs()}
     for answer in answers:
         assert answer.status == 502
-        assert ("content-type", "application/json") in answer.headers
-        assert datetime.fromisoformat(dict(answer.headers)["x-datetime"]).tzinfo is not None
+        assert "application/json" in answer.values("Content-Type")
+        assert datetime.fromisoformat(answer.values("X-DateTime")[-1]).tzinfo is not None
         assert json.loads(answer.body) == {"code": 502, "msg": "bad gateway: no trackline host answered",
                                            "data": {"tracking_id": answer.tracking_id}}
         line = lines[answer.tracking_id]

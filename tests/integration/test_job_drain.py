@@ -7,22 +7,24 @@ server beside the job requests, as in the report of issue 15.
 
 from __future__ import annotations
 
+import itertools
+import json
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
-from conftest import CONF, Server, edit_yaml
+from support.conf import edit_yaml
+from support.load import Answer, Load
+from support.server import Server, new_server
 
 JOBS = 300
 CLIENTS = 6
@@ -43,37 +45,41 @@ def wrk_load(server: Server) -> Iterator[None]:
         load.wait(10)
 
 
+class Accepted(dict[str, str]):
+    """``{job_id: tracking ID}`` of the 202s among a load's answers, taken in as they come."""
+
+    taken = 0  # how many of the answers were looked at
+
+    def take(self, answers: list[Answer]) -> int:
+        """Take in the answers that came since the last call; how many jobs were accepted so far."""
+        new = answers[self.taken:]
+        self.taken += len(new)
+        for answer in new:
+            if answer.status == 202:
+                self[json.loads(answer.body)["data"]["job_id"]] = answer.tracking_id
+        return len(self)
+
+
 def accept_jobs(server: Server, disrupt: Callable[[int], None], enough: Callable[[int], bool] | None = None,
                 timeout: float = 90.0) -> dict[str, str]:
-    """POST /api/jobs from ``CLIENTS`` threads until ``enough(accepted so far)`` (default: ``JOBS`` were
-    accepted) or the server is gone, calling ``disrupt(accepted so far)`` between requests of the first
-    client; ``{job_id: tracking ID}`` of the 202s."""
+    """POST /api/jobs from ``CLIENTS`` clients until ``enough(accepted so far)`` (default: ``JOBS`` were
+    accepted) or the server is gone, calling ``disrupt(accepted so far)`` meanwhile; ``{job_id: tracking ID}``
+    of the 202s."""
     enough = enough or (lambda count: count >= JOBS)
-    accepted: dict[str, str] = {}
-    lock = threading.Lock()
-    done = threading.Event()
+    accepted = Accepted()
+    ids = (f"drain-{uuid.uuid4().hex[:12]}" for _ in itertools.count())
     deadline = time.monotonic() + timeout
-
-    def client(number: int) -> None:
-        while not done.is_set() and time.monotonic() < deadline:
-            tracking_id = f"drain-{number}-{uuid.uuid4().hex[:12]}"
-            try:
-                response = server.request("/api/jobs", method="POST", headers={"X-Tracking-ID": tracking_id})
-            except (urllib.error.URLError, ConnectionError, TimeoutError):  # a worker or the server stopped
-                if server.process.poll() is not None:
-                    done.set()
-                continue
-            if response.status == 202:
-                with lock:
-                    accepted[response.json()["data"]["job_id"]] = tracking_id
-            if number == 0:
-                disrupt(len(accepted))
-                if enough(len(accepted)):
-                    done.set()
-
-    with ThreadPoolExecutor(CLIENTS) as pool:
-        list(pool.map(client, range(CLIENTS)))
-    return accepted
+    # A connection per request, as urllib makes; one that a stopping worker or server refuses or drops (urllib
+    # turned any OSError of connecting or sending into URLError) is no error: the client goes on.
+    with Load(server.port, ids, clients=CLIENTS, method="POST", path="/api/jobs", keep_alive=False, timeout=10,
+              tolerate=(OSError,)) as load:
+        while time.monotonic() < deadline and server.process.poll() is None:
+            disrupt(accepted.take(load.answers))
+            if enough(len(accepted)):
+                break
+            time.sleep(0.01)
+    accepted.take(load.answers)  # those answered while the clients stopped
+    return dict(accepted)
 
 
 def restarts(server: Server) -> int:
@@ -178,8 +184,7 @@ class SlowJobServer(Server):
 
 
 def test_jobs_outliving_graceful_timeout_are_logged_as_abandoned_with_their_ids(tmp_path: Any) -> None:
-    server = SlowJobServer(tmp_path / "server")
-    shutil.copytree(CONF, server.conf_dir)
+    server = new_server(tmp_path / "server", kind=SlowJobServer)
     edit_yaml(server.conf_dir / "gunicorn.yaml", lambda settings: settings.update(graceful_timeout=5))
     try:
         server.start()

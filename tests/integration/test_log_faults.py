@@ -5,37 +5,32 @@ write it; a deleted log directory comes back.
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import json
 import os
 import shutil
 import stat
 import subprocess
-import threading
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import CONF, Server, wait_until
+from support.load import Load, concurrently
+from support.processes import open_files
+from support.requirements import unavailable
+from support.server import Server, new_server
+from support.waiting import wait_until
 
 LOG_NAMES = ("app.log", "access.log", "error.log")
 HANDLER_LOGGER = "trackline.logs.handlers"
 
 
-def open_files(pids: set[int]) -> dict[int, set[str]]:
-    """What each process has open, by ``/proc/PID/fd``."""
-    result = {}
-    for pid in pids:
-        targets = set()
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            with contextlib.suppress(OSError):  # closed since listed
-                targets.add(os.readlink(fd))
-        result[pid] = targets
-    return result
+def files_of(pids: set[int]) -> dict[int, set[str]]:
+    """What each process has open."""
+    return {pid: open_files(pid) for pid in pids}
 
 
 def trackline_pids(server: Server) -> set[int]:
@@ -47,8 +42,7 @@ def trackline_pids(server: Server) -> set[int]:
 def health_checks(server: Server, prefix: str, count: int) -> set[str]:
     """``count`` GET /api/health (an app.log line and an access line each) with fresh IDs; the IDs."""
     ids = {f"{prefix}-{uuid.uuid4().hex[:12]}" for _ in range(count)}
-    with ThreadPoolExecutor(4) as pool:
-        statuses = list(pool.map(lambda i: server.get("/api/health", {"X-Tracking-ID": i}).status, ids))
+    statuses = concurrently(lambda i: server.get("/api/health", {"X-Tracking-ID": i}).status, ids, threads=4)
     assert set(statuses) == {200}
     return ids
 
@@ -61,7 +55,7 @@ def test_deleting_or_compressing_a_rotated_file_frees_it_in_every_process_within
     pids = trackline_pids(server)
     assert len(pids) == 3
     for name in ("app.log", "access.log", "error.log"):
-        assert all(str(server.log_dir / name) in files for files in open_files(pids).values()), name
+        assert all(str(server.log_dir / name) in files for files in files_of(pids).values()), name
     health_checks(server, "before", 10)
     for name in ("app.log", "access.log"):
         (server.log_dir / name).rename(server.log_dir / f"{name}.1")
@@ -70,7 +64,7 @@ def test_deleting_or_compressing_a_rotated_file_frees_it_in_every_process_within
     (server.log_dir / "access.log.1").unlink()
 
     def released() -> bool:  # no request meanwhile: master and idle workers let go by themselves
-        held = {pid: {f for f in files if ".log.1" in f} for pid, files in open_files(pids).items()}
+        held = {pid: {f for f in files if ".log.1" in f} for pid, files in files_of(pids).items()}
         return not any(held.values())
 
     wait_until(released, "every trackline process to close the rotated files", timeout=10)
@@ -102,15 +96,12 @@ DISK_BYTES = 2 * 1024 * 1024
 @pytest.fixture
 def small_disk_server(tmp_path: Path) -> Iterator[Server]:
     """A Server (not started) whose log directory is a 2 MB tmpfs, unmounted after the server has stopped."""
-    server = Server(tmp_path / "server")
-    shutil.copytree(CONF, server.conf_dir)
+    server = new_server(tmp_path / "server")
     server.log_dir.mkdir()
     mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES},mode=0755", "tmpfs",
                             str(server.log_dir)], capture_output=True, text=True)
     if mount.returncode != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must be able to mount a tmpfs: {mount.stderr.strip()}")
-        pytest.skip(f"cannot mount a tmpfs on the log directory (needs root): {mount.stderr.strip()}")
+        unavailable(f"cannot mount a tmpfs on the log directory (needs root): {mount.stderr.strip()}")
     try:
         yield server
     finally:
@@ -146,20 +137,12 @@ def ids_in(server: Server, name: str) -> list[str]:
 def test_a_full_disk_tears_no_whole_line_and_says_so_once_per_episode(small_disk_server: Server) -> None:
     server = small_disk_server.start()
     filler = fill(server.log_dir, leave=6000)  # room for a few requests' lines, then a write cut short
-    stop = threading.Event()
-    while_full: set[str] = set()
-
-    def load() -> None:  # requests keep coming while the disk is full
-        while not stop.is_set():
-            while_full.update(health_checks(server, "full", 8))
-
-    loader = threading.Thread(target=load)
-    loader.start()
-    try:
-        wait_until(lambda: len(while_full) >= 400, "400 requests answered while the disk is full", timeout=60)
-    finally:
-        stop.set()
-        loader.join()
+    ids = (f"full-{uuid.uuid4().hex[:12]}" for _ in itertools.count())
+    # Requests keep coming while the disk is full, each on a connection of its own, every one answered 200.
+    with Load(server.port, ids, path="/api/health", keep_alive=False, expect=200, timeout=10) as load:
+        wait_until(lambda: len(load.answers) >= 400 or load.errors, "400 requests answered while the disk is full",
+                   timeout=60)
+    while_full = {a.tracking_id for a in load.answers}
     filler.unlink()  # space is back
     after = health_checks(server, "after", 60)
     wait_until(lambda: after <= set(ids_in(server, "access.log")) and after <= set(ids_in(server, "app.log")),

@@ -12,7 +12,6 @@ import functools
 import glob
 import grp
 import gzip
-import http.client
 import importlib.util
 import json
 import os
@@ -22,9 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,23 +30,23 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
-from test_two_services import relay
 
-from celery_worker import REDIS, Redis, Worker, done, new_worker
-from conftest import REPO, TRACKLINE, Server, edit_yaml, free_port, wait_until
-from nginx_edge import Edge, require_nginx
+from support.celery_worker import REDIS, Redis, Worker, done, new_worker
+from support.conf import edit_yaml
+from support.edge import Edge, require_nginx
+from support.http import request
+from support.load import Load
+from support.paths import REPO, TRACKLINE
+from support.processes import free_port, stop_process
+from support.relay import relay
+from support.requirements import unavailable
+from support.server import Server
+from support.waiting import wait_until
 
 LIMITS = "trackline-limits.conf"
 SHIP = "trackline-ship.conf"
 LOGHOST = "trackline-loghost.conf"
 RELP_WINDOW = 1024  # omrelp's windowSize in trackline-ship.conf
-
-
-def unavailable(reason: str) -> None:
-    """Skip for ``reason``; in CI (CI=true) the machine must have it, so fail instead."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI must be able to run this test: {reason}")
-    pytest.skip(reason)
 
 
 @pytest.fixture(autouse=True)
@@ -142,14 +139,7 @@ class Rsyslogd:
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         """Stop it (our own child, by PID) and wait; kill it if it hangs."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(sig)
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, 60, sig)
 
 
 class Stoppable(Protocol):
@@ -301,59 +291,10 @@ def wait_delivered(site: Site, hostname: str, timeout: float = 120) -> Delivery:
     return result[0]
 
 
-class Load:
-    """``clients`` threads sending GET /api/names, each request with its own tracking ID, at most ``rate``/s,
-    until ``stop()`` or ``limit`` requests."""
-
-    def __init__(self, server: Server, prefix: str, rate: float = 300, clients: int = 4, limit: int = 20000):
-        self.server, self.rate, self.limit = server, rate, limit
-        self.ids = (f"{prefix}-{n:05d}" for n in range(limit))
-        self.sent = 0
-        self.errors: list[str] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
-
-    def __enter__(self) -> Load:
-        self.started = time.monotonic()
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def wait_sent(self, count: int) -> None:
-        wait_until(lambda: self.sent >= count or self.errors, f"{count} requests sent", timeout=120)
-        assert not self.errors, self.errors[:5]
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(60)
-        assert not any(thread.is_alive() for thread in self._threads), "load clients did not stop"
-        assert not self.errors, self.errors[:5]
-
-    def _client(self) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=30)
-        try:
-            while not self._stop.is_set():
-                with self._lock:
-                    tracking_id = next(self.ids, None)
-                    index = self.sent
-                    self.sent += tracking_id is not None
-                if tracking_id is None:
-                    return
-                time.sleep(max(0.0, self.started + index / self.rate - time.monotonic()))
-                connection.request("GET", "/api/names", headers={"X-Tracking-ID": tracking_id})
-                response = connection.getresponse()
-                response.read()
-                if response.status != 200:
-                    self.errors.append(f"{tracking_id}: {response.status}")
-        except Exception as exc:  # reported by the test, which must not pass with a failed client
-            self.errors.append(f"client failed: {exc!r}")
-        finally:
-            connection.close()
+def shipping_load(server: Server, prefix: str, rate: float, limit: int = 20000) -> Load:
+    """4 clients sending GET /api/names, each request with its own tracking ID, at most ``rate``/s, until the
+    block ends or ``limit`` requests; every answer a 200 carrying its ID."""
+    return Load(server.port, (f"{prefix}-{n:05d}" for n in range(limit)), rate=rate, expect=200)
 
 
 def test_every_line_of_two_hosts_reaches_the_log_host_once_and_unchanged(site: Site) -> None:
@@ -361,7 +302,7 @@ def test_every_line_of_two_hosts_reaches_the_log_host_once_and_unchanged(site: S
     for hostname in ("web-a", "web-b"):
         site.add_host(hostname)
     for hostname, server in site.servers.items():
-        with Load(server, hostname, rate=1000, limit=1500) as load:
+        with shipping_load(server, hostname, rate=1000, limit=1500) as load:
             load.wait_sent(1500)
         # An access line longer than rsyslog's default 8 KiB message limit, with slashes JSON may escape.
         assert server.get("/api/names", {"User-Agent": "x/" * 4000}).status == 200
@@ -415,7 +356,7 @@ def test_log_host_away_for_5s_under_load_loses_no_line(site: Site, how: signal.S
                                                        record_property: Callable[[str, object], None]) -> None:
     loghost = site.start_loghost()
     server = site.add_host("web-a")
-    with Load(server, "outage", rate=300) as load:
+    with shipping_load(server, "outage", rate=300) as load:
         load.wait_sent(300)
         loghost.stop(how)
         during = load.sent
@@ -436,7 +377,7 @@ def test_sender_restarted_under_load_loses_no_line(site: Site, loghost_up: bool,
     loghost = site.start_loghost()
     server = site.add_host("web-a")
     sender = site.senders["web-a"]
-    with Load(server, "restart", rate=300) as load:
+    with shipping_load(server, "restart", rate=300) as load:
         load.wait_sent(300)
         if not loghost_up:
             loghost.stop()
@@ -493,7 +434,7 @@ def test_forced_logrotate_of_the_app_logs_under_load_loses_no_line(site: Site, t
     user = f"{pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name}"
     rules = logrotate_rules("trackline", tmp_path / "app-logrotate.conf",
                             {"/var/log/trackline/": f"{server.log_dir}/", "su trackline trackline": f"su {user}"})
-    with Load(server, "rotate", rate=300) as load:
+    with shipping_load(server, "rotate", rate=300) as load:
         next_rotation = 0.0  # rotated names carry the epoch second: one rotation a second at most
         for _ in range(3):
             load.wait_sent(load.sent + 300)
@@ -515,11 +456,11 @@ def test_central_tree_rotates_and_the_log_host_reopens_its_files(site: Site, tmp
     rules = logrotate_rules("trackline-central", tmp_path / "central-logrotate.conf",
                             {"/var/log/trackline-central/": f"{site.central_dir}/",
                              "/usr/lib/rsyslog/rsyslog-rotate": f"kill -HUP {loghost.process.pid}"})
-    with Load(server, "before", rate=500, limit=200) as load:
+    with shipping_load(server, "before", rate=500, limit=200) as load:
         load.wait_sent(200)
     wait_delivered(site, "web-a")
     logrotate(rules)
-    with Load(server, "after", rate=500, limit=200) as load:
+    with shipping_load(server, "after", rate=500, limit=200) as load:
         load.wait_sent(200)
     assert server.stop() == 0
     result = wait_delivered(site, "web-a")
@@ -554,11 +495,10 @@ def test_trace_on_the_log_host_follows_one_id_across_hosts_in_time_order(site: S
 
 def through(edge: Edge, method: str, path: str, tracking_id: str) -> Any:
     """``method path`` sent to the edge with ``tracking_id``: the envelope's data (the answer carries the ID)."""
-    request = urllib.request.Request(f"http://127.0.0.1:{edge.port}{path}", method=method,
-                                     headers={"X-Tracking-ID": tracking_id})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.headers["X-Tracking-ID"] == tracking_id
-        return json.load(response)["data"]
+    response = request(f"http://127.0.0.1:{edge.port}{path}", method, {"X-Tracking-ID": tracking_id}, timeout=30)
+    assert 200 <= response.status < 300, response.body  # urllib's error statuses
+    assert response.headers["X-Tracking-ID"] == tracking_id
+    return response.json()["data"]
 
 
 @pytest.fixture

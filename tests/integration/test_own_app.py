@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import textwrap
@@ -13,19 +12,12 @@ from typing import Any
 
 import pytest
 
-from conftest import (
-    CONF,
-    REPO,
-    TRACKLINE,
-    Response,
-    Server,
-    assert_access_line,
-    assert_contract,
-    assert_lines_complete,
-    edit_yaml,
-    raw_request,
-    wait_until,
-)
+from support.conf import edit_yaml
+from support.http import Response, raw_request
+from support.logs import assert_access_line, assert_contract, assert_lines_complete
+from support.paths import REPO, TRACKLINE
+from support.server import Server, new_server
+from support.waiting import wait_until
 
 EXAMPLE = REPO / "examples" / "acme-orders"
 ACME = "acme_orders:create_app()"
@@ -34,8 +26,7 @@ HOSTILE_ID = "x" * 200  # over TRACKING_ID_MAX_LENGTH: replaced
 
 def acme_server(root: Path, how: str) -> Server:
     """The example served with ``--app`` and gunicorn.yaml's ``chdir``, or ``wsgi_app`` + ``pythonpath``."""
-    server = Server(root, probe="/prices/1", warm_up="/prices/2")
-    shutil.copytree(CONF, server.conf_dir)
+    server = new_server(root, probe="/prices/1", warm_up="/prices/2")
     if how == "--app":
         server.args = ["--app", ACME]
         edit_yaml(server.conf_dir / "gunicorn.yaml", lambda s: s.update(chdir=str(EXAMPLE)))
@@ -220,9 +211,8 @@ def test_an_app_that_cannot_load_is_one_line_from_check_config_and_serve(case: s
     code = tmp_path / "code"
     write_module(code, "plain", BARE_APP)
     write_module(code, "failing", "def create():\n    raise ValueError('no database at postgres://db')\n")
-    shutil.copytree(CONF, tmp_path / "conf")
-    edit_yaml(tmp_path / "conf" / "gunicorn.yaml", lambda s: s.update(pythonpath=str(code)))
-    server = Server(tmp_path)
+    server = new_server(tmp_path)
+    edit_yaml(server.conf_dir / "gunicorn.yaml", lambda s: s.update(pythonpath=str(code)))
     expected = f"trackline: wsgi_app {spec!r}: cannot load it: {reason}"
     for command in ("check-config", "serve"):
         done = subprocess.run([str(TRACKLINE), command, "--conf-dir", str(tmp_path / "conf"), "--app", spec],
@@ -309,13 +299,13 @@ def create_app():
 '''
 
 
+@pytest.mark.slow
 def test_an_app_imported_from_the_cwd_that_configures_logging_and_starts_a_thread(tmp_path: Path) -> None:
     """No pythonpath: the app is found in the directory trackline runs in, as plain gunicorn finds it; its own
     dictConfig does not take the log files away; its import-time thread does not hold the check."""
     write_module(tmp_path, "self_minded", SELF_MINDED)
-    shutil.copytree(CONF, tmp_path / "conf")
-    (tmp_path / "conf" / "app.yaml").write_text("DATABASE_URL: postgresql://db/acme\n")
-    server = Server(tmp_path, args=["--app", "self_minded:create_app()"], probe="/", warm_up="/")
+    server = new_server(tmp_path, args=["--app", "self_minded:create_app()"], probe="/", warm_up="/")
+    (server.conf_dir / "app.yaml").write_text("DATABASE_URL: postgresql://db/acme\n")
     checked = subprocess.run([str(TRACKLINE), "check-config", "--conf-dir", str(server.conf_dir), *server.args],
                              capture_output=True, text=True, timeout=60, env=server_env(server), cwd=tmp_path)
     assert checked.returncode == 0, checked.stderr

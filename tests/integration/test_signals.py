@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
+import itertools
 import signal
 import socket
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +12,13 @@ from typing import Any
 
 import pytest
 
-from conftest import Server, assert_contract, edit_yaml, raw_exchange, read_json_lines, wait_until
+from support.conf import edit_yaml
+from support.http import raw_exchange
+from support.load import Load
+from support.logs import assert_contract, read_json_lines
+from support.processes import open_files
+from support.server import Server
+from support.waiting import wait_until
 
 LOAD_THREADS = 4
 LOG_NAMES = ("app.log", "access.log", "error.log")
@@ -43,48 +47,26 @@ def messages_of(path: Path, tracking_id: str) -> list[str]:
     return [r["message"] for r in read_json_lines(path) if r["tracking_id"] == tracking_id]
 
 
-class Load:
-    """A few threads looping GET /api/names until stopped; records every status and every exception."""
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.done = threading.Event()
-        self.statuses: list[int] = []
-        self.errors: list[str] = []
-        self.threads = [threading.Thread(target=self._loop) for _ in range(LOAD_THREADS)]
-
-    def _loop(self) -> None:
-        deadline = time.monotonic() + 60
-        while not self.done.is_set() and time.monotonic() < deadline:
-            try:
-                self.statuses.append(self.server.request("/api/names", timeout=10).status)
-            except Exception as exc:  # any exception is a failed request
-                self.errors.append(repr(exc))
-
-    def __enter__(self) -> Load:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        for thread in self.threads:
-            thread.join()
+def load(server: Server) -> Load:
+    """A few clients looping GET /api/names, each request on a connection of its own, until the block ends."""
+    ids = (f"hup-load-{n:06d}" for n in itertools.count())
+    return Load(server.port, ids, clients=LOAD_THREADS, keep_alive=False, timeout=10)
 
 
 def test_hup_under_load_applies_a_new_log_level_with_zero_failed_requests(server: Server) -> None:
     before = health_check(server)
-    with Load(server) as load:
+    with load(server) as requests:
         time.sleep(1)
         edit_yaml(server.conf_dir / "logging.yaml", lambda config: config["root"].update(level="WARNING"))
-        served_before_hup = len(load.statuses)
+        served_before_hup = len(requests.answers)
         hup_and_wait(server)
-        served_during_reload = len(load.statuses) - served_before_hup
+        served_during_reload = len(requests.answers) - served_before_hup
         time.sleep(1)
         after = health_check(server)
     assert server.stop() == 0
-    assert load.errors == []
-    assert set(load.statuses) == {200} and served_during_reload > 0, (len(load.statuses), served_during_reload)
+    assert requests.errors == []
+    statuses = [a.status for a in requests.answers]
+    assert set(statuses) == {200} and served_during_reload > 0, (len(statuses), served_during_reload)
     app_log = server.log_dir / "app.log"
     assert messages_of(app_log, before) == ["Health check"]
     assert messages_of(app_log, after) == []  # INFO is below the new root level
@@ -182,15 +164,6 @@ def _rename_logs_then_request(server: Server, names: tuple[str, ...], reopen: Ca
     return before, after
 
 
-def _open_files(pid: int) -> set[str]:
-    """The paths of the files process ``pid`` has open."""
-    paths = set()
-    for descriptor in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(FileNotFoundError):  # closed since the listing
-            paths.add(os.readlink(descriptor))
-    return paths
-
-
 def _ids(path: Path) -> set[str | None]:
     return {r["tracking_id"] for r in read_json_lines(path)}
 
@@ -220,7 +193,7 @@ def test_usr1_reopens_plain_file_handlers(make_server: Callable[..., Server]) ->
 
     def usr1() -> None:
         server.signal(signal.SIGUSR1)  # the master reopens its files, then signals the workers to
-        wait_until(lambda: not any(_open_files(pid) & renamed for pid in processes), "every process to reopen")
+        wait_until(lambda: not any(open_files(pid) & renamed for pid in processes), "every process to reopen")
 
     before, after = _rename_logs_then_request(server, ("access.log", "error.log"), usr1)
     assert before in _ids(server.log_dir / "access.log.1") and after not in _ids(server.log_dir / "access.log.1")

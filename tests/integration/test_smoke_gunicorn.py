@@ -2,7 +2,9 @@
 
 import socket
 
-from conftest import assert_contract, raw_exchange, wait_until
+from support.http import raw_exchange
+from support.logs import assert_contract
+from support.waiting import wait_until
 
 
 def test_generated_id_reaches_response_app_and_access_logs(server):

@@ -14,13 +14,15 @@ from typing import Any
 
 import pytest
 
-from conftest import TRACKLINE, Server, assert_contract
+from support.logs import assert_contract
+from support.paths import TRACKLINE
+from support.relay import relay
+from support.server import Server
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
 SPAN = re.compile(r"[0-9a-f]{16}")
 ONE_WORKER = {"TRACKLINE_WORKERS": "1"}
-HEALTH = {"code": 200, "msg": "GET /api/health success", "data": "OK"}
 
 
 def with_downstream(server: Server, url: str) -> Server:
@@ -49,14 +51,6 @@ def trace(tracking_id: str, *servers: Server, pretty: bool = False) -> subproces
     dirs = [arg for server in servers for arg in ("--log-dir", str(server.log_dir))]
     return subprocess.run([str(TRACKLINE), "trace", tracking_id, *dirs, *(["--pretty"] if pretty else [])],
                           capture_output=True, text=True, timeout=30)
-
-
-def relay(a: Server, headers: dict[str, str], calls: int = 1) -> str:
-    """GET A/api/relay?calls=N (200, with B's health answer inside); the tracking ID A answered with."""
-    response = a.get(f"/api/relay?calls={calls}", headers=headers)
-    assert response.status == 200, response.body
-    assert response.json()["data"] == {"downstream_status": 200, "downstream": HEALTH}
-    return response.headers["X-Tracking-ID"]
 
 
 def test_one_tracking_id_spans_both_services_and_trace_merges_them(pair):

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from nginx_edge import EDGE_CONF, INSTALL, Edge, install_edge, require_nginx
-from staging import REPO, UNINSTALL, snapshot
+from support.edge import EDGE_CONF, Edge, install_edge, require_nginx
+from support.paths import INSTALL, REPO, UNINSTALL
+from support.staging import snapshot
 
 UPSTREAMS = ["10.0.0.11:8000", "10.0.0.12:8000"]
 INCLUDES = Path("etc/nginx/trackline")

@@ -8,24 +8,21 @@ A second rule for the same file would make logrotate fail ("duplicate log entry"
 from __future__ import annotations
 
 import grp
-import gzip
-import http.client
-import json
 import os
 import pwd
 import socket
 import subprocess
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import wait_until
-from nginx_edge import Edge, require_nginx
-from staging import require_commands
+from support.edge import Edge, require_nginx
+from support.load import Load
+from support.logs import read_rotated_lines
+from support.requirements import require_commands
+from support.waiting import wait_until
 
 DEBIAN_RULES = Path("/etc/logrotate.d/nginx")
 REQUESTS = 900
@@ -49,12 +46,6 @@ def rules_for(edge: Edge, dest: Path) -> Path:
     return dest
 
 
-def read_lines(path: Path) -> list[dict[str, object]]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as file:
-        return [json.loads(line) for line in file.read().splitlines()]
-
-
 def test_forced_rotations_with_debian_rules_lose_no_edge_line(tmp_path: Path) -> None:
     require_nginx()
     require_commands({"logrotate": "logrotate"})
@@ -63,49 +54,29 @@ def test_forced_rotations_with_debian_rules_lose_no_edge_line(tmp_path: Path) ->
     edge = Edge(tmp_path / "edge", [f"127.0.0.1:{refusing.getsockname()[1]}"]).start()  # every answer is a 502
     rules = rules_for(edge, tmp_path / "logrotate.conf")
     ids = [f"rotate-{n:04d}" for n in range(REQUESTS)]
-    sent: list[str] = []
-    errors: list[str] = []
-
-    def load() -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", edge.port, timeout=30)
-        started = time.monotonic()
-        try:
-            for index, tracking_id in enumerate(ids):
-                time.sleep(max(0.0, started + index / RATE - time.monotonic()))
-                connection.request("GET", "/api/names", headers={"X-Tracking-ID": tracking_id})
-                response = connection.getresponse()
-                response.read()
-                if response.status != 502 or response.getheader("X-Tracking-ID") != tracking_id:
-                    errors.append(f"{tracking_id}: {response.status} {response.getheader('X-Tracking-ID')}")
-                sent.append(tracking_id)
-        except Exception as exc:  # reported by the test, which must not pass with a failed client
-            errors.append(f"client failed: {exc!r}")
-        finally:
-            connection.close()
+    load = Load(edge.port, ids, clients=1, rate=RATE, expect=502).start()  # one keep-alive client
 
     def sent_at_least(count: int) -> Callable[[], bool]:
-        return lambda: len(sent) >= count
+        return lambda: len(load.answers) >= count
 
-    thread = threading.Thread(target=load, daemon=True)
-    thread.start()
     try:
         for rotation in range(1, ROTATIONS + 1):
             wait_until(sent_at_least(rotation * REQUESTS // (ROTATIONS + 1)), f"load before rotation {rotation}")
             done = subprocess.run(["logrotate", "--force", "--state", str(tmp_path / "state"), str(rules)],
                                   capture_output=True, text=True, timeout=60)
             assert done.returncode == 0 and not done.stderr, done.stderr
-        thread.join(120)
-        assert not thread.is_alive() and not errors, errors[:5]
+        load.join(120)
+        assert not load.errors, load.errors[:5]
         logs = edge.access_log.parent
         wait_until(lambda: Counter(r["tracking_id"] for p in logs.glob("trackline-access.log*")
-                                   for r in read_lines(p)).keys() >= set(ids), "every line in the files")
+                                   for r in read_rotated_lines(p)).keys() >= set(ids), "every line in the files")
     finally:
         assert edge.stop() == 0
         refusing.close()
     files = sorted(p.name for p in logs.glob("trackline-access.log*"))
     assert files == ["trackline-access.log", "trackline-access.log.1", "trackline-access.log.2.gz",
                      "trackline-access.log.3.gz"]
-    seen = Counter(r["tracking_id"] for p in logs.glob("trackline-access.log*") for r in read_lines(p))
+    seen = Counter(r["tracking_id"] for p in logs.glob("trackline-access.log*") for r in read_rotated_lines(p))
     assert seen == Counter(ids)  # every ID exactly once, none lost or doubled
     for name in files:  # each file got lines: nginx reopened the new file after every rotation
-        assert read_lines(logs / name), name
+        assert read_rotated_lines(logs / name), name

@@ -1,7 +1,7 @@
 """scripts/install --role edge on a real Debian layout under a real systemd: nginx -t on the whole nginx config,
 reload only when nginx runs, a refused config rolled back, Debian's logrotate rules reopening the edge's log.
 
-systemd boots as PID 1 of new namespaces on an overlay of / (tests/system/sandbox.py), never on the real root.
+systemd boots as PID 1 of new namespaces on an overlay of / (tests/support/sandbox.py), never on the real root.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_until
-from nginx_edge import require_nginx
-from sandbox import CARRIED, Sandbox
-from staging import REPO, booted, require_sandbox
+from support.edge import require_nginx
+from support.paths import REPO
+from support.sandbox import CARRIED, Sandbox
+from support.staging import booted, require_sandbox, sandbox_get
+from support.waiting import wait_until
 
 INSTALL = str(CARRIED / "repo" / "scripts" / "install")
 ACCESS_LOG = "/var/log/nginx/trackline-access.log"
@@ -37,23 +38,13 @@ def box(tmp_path: Path) -> Iterator[Sandbox]:
         yield sandbox
 
 
-def edge_get(box: Sandbox, port: int, tracking_id: str) -> tuple[int, dict[str, str], dict[str, object]]:
-    out = box.run(["curl", "-sS", "-D", "-", "--max-time", "10", "-H", f"X-Tracking-ID: {tracking_id}",
-                   f"http://127.0.0.1:{port}/api/names"], check=False).stdout
-    head, _, body = out.replace("\r\n", "\n").partition("\n\n")
-    if not head:
-        return 0, {}, {}
-    status_line, *lines = head.split("\n")
-    headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines)}
-    return int(status_line.split()[1]), headers, json.loads(body)
-
-
 def answers_502(box: Sandbox, port: int, tracking_id: str) -> bool:
-    status, headers, body = edge_get(box, port, tracking_id)
+    status, headers, body = sandbox_get(box, f"http://127.0.0.1:{port}/api/names", tracking_id, check=False)
     if status == 0:
         return False
     assert (status, headers["x-tracking-id"]) == (502, tracking_id)
-    assert body == {"code": 502, "msg": "bad gateway: no trackline host answered", "data": {"tracking_id": tracking_id}}
+    assert json.loads(body) == {"code": 502, "msg": "bad gateway: no trackline host answered",
+                                "data": {"tracking_id": tracking_id}}
     return True
 
 

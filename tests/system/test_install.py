@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from staging import INSTALL, REPO, UNINSTALL, require_venv_support, run_script, snapshot
+from support.paths import INSTALL, REPO, UNINSTALL
+from support.requirements import require_venv_support
+from support.staging import run_script, snapshot
 
 CONF_FILES = sorted(p.name for p in (REPO / "conf").glob("*.yaml"))
 
@@ -93,6 +95,7 @@ def test_a_trackline_command_that_is_not_ours_is_left_alone(staged: Path, tmp_pa
 
 
 
+@pytest.mark.slow
 def test_install_with_a_team_app_serves_it_idempotently_and_picks_up_a_new_version(staged: Path,
                                                                                   tmp_path: Path) -> None:
     require_venv_support()

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from staging import INSTALL, REPO, UNINSTALL, require_commands, require_venv_support, run_script, snapshot
+from support.paths import INSTALL, REPO, UNINSTALL
+from support.requirements import require_commands, require_venv_support
+from support.staging import run_script, snapshot
 
 
 @pytest.fixture(scope="module")

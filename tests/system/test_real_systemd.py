@@ -1,6 +1,6 @@
 """Real systemd: install, start, serve, reload an edited logging.yaml, rotate, stop, in a throwaway sandbox.
 
-systemd boots as PID 1 of new namespaces on an overlay of / (tests/system/sandbox.py), never on the real root.
+systemd boots as PID 1 of new namespaces on an overlay of / (tests/support/sandbox.py), never on the real root.
 """
 
 from __future__ import annotations
@@ -8,14 +8,15 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import assert_contract, read_json_lines
-from sandbox import CARRIED, Sandbox
-from staging import booted, build_wheelhouse, copy_repo, require_sandbox
+from support.logs import assert_contract, read_json_lines
+from support.sandbox import CARRIED, Sandbox
+from support.staging import booted, build_wheelhouse, copy_repo, require_sandbox, sandbox_get
+from support.waiting import wait_until
 
 LOG_DIR = "/var/log/trackline"
 LOGGING_YAML = "/etc/trackline/logging.yaml"
@@ -41,13 +42,9 @@ def sandbox(carry: Path, tmp_path: Path) -> Iterator[Sandbox]:
         yield box
 
 
-def curl(box: Sandbox, path: str, tracking_id: str) -> tuple[int, dict[str, str]]:
-    """GET ``path`` inside the sandbox; the status and the response headers (lower-case names)."""
-    out = box.run(["curl", "-sS", "-o", "/dev/null", "-D", "-", "--max-time", "10",
-                   "-H", f"X-Tracking-ID: {tracking_id}", URL + path]).stdout
-    status = int(out.split()[1])
-    headers = dict(line.split(": ", 1) for line in out.splitlines()[1:] if ": " in line)
-    return status, {k.lower(): v.strip() for k, v in headers.items()}
+def curl(box: Sandbox, path: str, tracking_id: str) -> tuple[int, dict[str, str], str]:
+    """GET ``path`` inside the sandbox; the status, the response headers (lower-case names) and the body."""
+    return sandbox_get(box, URL + path, tracking_id)
 
 
 def log_lines(box: Sandbox, name: str) -> list[dict[str, object]]:
@@ -65,13 +62,7 @@ def unit_state(box: Sandbox) -> dict[str, str]:
     return dict(line.split("=", 1) for line in shown.stdout.splitlines())
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.2)
-
-
+@pytest.mark.slow
 def test_install_start_reload_rotate_stop_under_systemd(sandbox: Sandbox) -> None:
     box = sandbox
     installed = box.run([str(CARRIED / "repo" / "scripts" / "install"), "--wheelhouse", str(CARRIED / "wheelhouse")],
@@ -83,10 +74,10 @@ def test_install_start_reload_rotate_stop_under_systemd(sandbox: Sandbox) -> Non
     assert started["ActiveState"] == "active", started
     assert box.run(["ps", "-o", "user=", "-p", started["MainPID"]]).stdout.strip() == "trackline"
 
-    status, headers = curl(box, "/api/health", "sandbox-before")
+    status, headers, _ = curl(box, "/api/health", "sandbox-before")
     assert status == 200 and headers["x-tracking-id"] == "sandbox-before"
-    wait_for(lambda: any(r["tracking_id"] == "sandbox-before" for r in log_lines(box, "app.log")),
-             "the INFO line of /api/health in app.log")
+    wait_until(lambda: any(r["tracking_id"] == "sandbox-before" for r in log_lines(box, "app.log")),
+               "the INFO line of /api/health in app.log")
     traced = [json.loads(line) for line in box.run([COMMAND, "trace", "sandbox-before"]).stdout.splitlines()]
     assert {(r["logger"], r["tracking_id"]) for r in traced} >= {
         ("gunicorn.access", "sandbox-before"), ("trackline.api", "sandbox-before")}, traced
@@ -96,7 +87,7 @@ def test_install_start_reload_rotate_stop_under_systemd(sandbox: Sandbox) -> Non
     box.run(["tee", LOGGING_YAML], input=text.replace("version: 1", "version: 2"))
     refused = box.run(["systemctl", "reload", "trackline"], check=False, timeout=60)
     assert refused.returncode != 0
-    wait_for(lambda: "'version: 1' is required" in journal(box), "check-config's reason in the journal")
+    wait_until(lambda: "'version: 1' is required" in journal(box), "check-config's reason in the journal")
     assert unit_state(box)["MainPID"] == started["MainPID"] and curl(box, "/api/names", "sandbox-refused")[0] == 200
 
     # The operator turns the app's loggers down to WARNING and reloads: check-config, then HUP to the master.
@@ -111,21 +102,21 @@ def test_install_start_reload_rotate_stop_under_systemd(sandbox: Sandbox) -> Non
     def info_line_gone() -> bool:  # the old workers finish gracefully, then only new ones answer
         tracking_id = f"sandbox-after-{time.monotonic_ns()}"
         assert curl(box, "/api/health", tracking_id)[0] == 200
-        wait_for(lambda: any(r["tracking_id"] == tracking_id for r in log_lines(box, "access.log")), "access line")
+        wait_until(lambda: any(r["tracking_id"] == tracking_id for r in log_lines(box, "access.log")), "access line")
         return not any(r["tracking_id"] == tracking_id for r in log_lines(box, "app.log"))
 
-    wait_for(info_line_gone, "the reloaded WARNING level to drop /api/health's INFO line")
+    wait_until(info_line_gone, "the reloaded WARNING level to drop /api/health's INFO line")
 
     # Warnings and worse also go to stderr, which is the journal.
     assert curl(box, "/api/error", "sandbox-error")[0] == 500
-    wait_for(lambda: "sandbox-error" in journal(box), "the error in the journal")
+    wait_until(lambda: "sandbox-error" in journal(box), "the error in the journal")
 
     # The installed rules, as the daily timer runs them: renamed as the service user (nocreate), and the
     # service recreates a file with its next line (app.log, now at WARNING, stays absent until it has one).
     box.run(["logrotate", "--force", "/etc/logrotate.d/trackline"])
     assert curl(box, "/api/health", "sandbox-rotated")[0] == 200
-    wait_for(lambda: any(r["tracking_id"] == "sandbox-rotated" for r in log_lines(box, "access.log")),
-             "the first line after rotation")
+    wait_until(lambda: any(r["tracking_id"] == "sandbox-rotated" for r in log_lines(box, "access.log")),
+               "the first line after rotation")
 
     box.run(["systemctl", "stop", "trackline"], timeout=90)
     stopped = unit_state(box)

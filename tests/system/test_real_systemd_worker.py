@@ -1,18 +1,18 @@
 """Real systemd, both roles on one host: trackline and trackline-worker started, one job queued through them
-on a redis-server in the sandbox, the worker reloaded and stopped (tests/system/sandbox.py: never the real /)."""
+on a redis-server in the sandbox, the worker reloaded and stopped (tests/support/sandbox.py: never the real /)."""
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import assert_contract, read_json_lines
-from sandbox import CARRIED, Sandbox
-from staging import booted, build_wheelhouse, copy_repo, require_sandbox
+from support.logs import assert_contract, read_json_lines
+from support.sandbox import CARRIED, Sandbox
+from support.staging import booted, build_wheelhouse, copy_repo, require_sandbox
+from support.waiting import wait_until
 
 LOG_DIR = "/var/log/trackline"
 COMMAND = "/usr/local/bin/trackline"
@@ -38,14 +38,7 @@ def main_pid(box: Sandbox, unit: str) -> str:
     return box.run(["systemctl", "show", unit, "-p", "MainPID", "--value"]).stdout.strip()
 
 
-def wait_for(condition, what: str, timeout: float = 60.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.2)
-    return result
-
-
+@pytest.mark.slow
 def test_a_job_queued_through_both_units_carries_the_requests_id(sandbox: Sandbox) -> None:
     box = sandbox
     for role in ("web", "worker"):
@@ -65,15 +58,16 @@ def test_a_job_queued_through_both_units_carries_the_requests_id(sandbox: Sandbo
     answer = box.run(["curl", "-sS", "--max-time", "10", "-X", "POST", "-H", "X-Tracking-ID: sandbox-job",
                       f"{URL}/api/jobs"]).stdout
     job = json.loads(answer)["data"]["job_id"]
-    wait_for(lambda: any(r.get("task_id") == job and r["message"] == "job done" for r in worker_lines(box)),
-             "the job done in worker.log")
+    wait_until(lambda: any(r.get("task_id") == job and r["message"] == "job done" for r in worker_lines(box)),
+               "the job done in worker.log", timeout=60)
     assert {r["tracking_id"] for r in worker_lines(box) if r.get("task_id") == job} == {"sandbox-job"}
     traced = [json.loads(line) for line in box.run([COMMAND, "trace", "sandbox-job"]).stdout.splitlines()]
     assert {"gunicorn.access", "trackline.jobs"} <= {r["logger"] for r in traced}
     assert any(r.get("task_id") == job for r in traced)
 
     box.run(["systemctl", "reload", "trackline-worker"], timeout=60)
-    wait_for(lambda: any(r["message"] == "logging.yaml re-applied" for r in worker_lines(box)), "the reload")
+    wait_until(lambda: any(r["message"] == "logging.yaml re-applied" for r in worker_lines(box)), "the reload",
+               timeout=60)
     assert main_pid(box, "trackline-worker") == worker_pid  # reloaded, not restarted
 
     box.run(["systemctl", "stop", "trackline-worker", "trackline"], timeout=120)

@@ -14,7 +14,8 @@ import gevent
 import pytest
 from gunicorn.config import Config
 
-from conftest import read_json_lines, run_python
+from support.logs import read_json_lines
+from support.processes import run_python
 from trackline import context
 from trackline.logs import check_logging_config
 from trackline.server.access import JsonLogger

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask import Response
 
-from conftest import read_json_lines
+from support.logs import read_json_lines
 from trackline.demo import create_app
 from trackline.policy import DEFAULTS, TrackingPolicy
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from conftest import LogReader
+from support.logs import LogReader
 from trackline import background, context
 from trackline.context import get_tracking_id
 

@@ -7,7 +7,8 @@ import io
 from flask import request
 from flask.testing import FlaskClient
 
-from conftest import LogReader, client_for
+from support.flask_client import client_for
+from support.logs import LogReader
 from trackline.demo import create_app
 
 LIMIT = 1024

@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from conftest import CONF, run_python
+from support.paths import CONF
+from support.processes import run_python
 from trackline.policy import DEFAULTS, TrackingPolicy
 
 celery_module = pytest.importorskip("trackline.celery", reason="the celery extra is not installed")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONF, TRACKLINE
+from support.paths import CONF, TRACKLINE
 
 
 def run(*args: str, stdout: int | None = subprocess.PIPE, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

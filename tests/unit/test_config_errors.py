@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from conftest import CONF, TRACKLINE, edit_yaml
+from support.conf import edit_yaml
+from support.paths import CONF, TRACKLINE
 from trackline.config import ConfigError
 from trackline.logs import configure_logging
 from trackline.server.settings import check_server_config

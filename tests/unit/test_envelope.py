@@ -10,7 +10,8 @@ import pytest
 from flask import Flask, request
 from flask.testing import FlaskClient
 
-from conftest import LogReader, client_for
+from support.flask_client import client_for
+from support.logs import LogReader
 from trackline import responses
 from trackline.demo import create_app
 from trackline.responses import Success

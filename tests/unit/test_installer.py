@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))  # scripts/installer is no installed package
-
-from installer import cli, files, layout  # noqa: E402
-from installer.options import Address, InstallOptions, parse_install, parse_uninstall  # noqa: E402
-from installer.system import Failure  # noqa: E402
+from installer import cli, files, layout
+from installer.options import Address, InstallOptions, parse_install, parse_uninstall
+from installer.system import Failure
+from support.paths import REPO
 
 EDGE = ["--role", "edge", "--upstream", "10.0.0.11:8000", "--listen", "0.0.0.0:80"]
 

@@ -8,18 +8,15 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))  # scripts/installer is no installed package
-
-from installer import edge, layout, roles, rsyslog, service, uninstall, venv  # noqa: E402
-from installer.job import Job  # noqa: E402
-from installer.options import InstallOptions, parse_install, parse_uninstall  # noqa: E402
-from installer.system import Failure  # noqa: E402
+from installer import edge, layout, roles, rsyslog, service, uninstall, venv
+from installer.job import Job
+from installer.options import InstallOptions, parse_install, parse_uninstall
+from installer.system import Failure
+from support.paths import REPO
 
 #: Stands for /usr/bin/python3 and, copied into the venv by `-m venv`, for the venv's python with its pip, which
 #: "installs" by writing bin/trackline with the staging path in its #! line, as pip does. Every call is logged.

@@ -15,7 +15,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from conftest import CONF, LogReader, assert_contract, client_for, edit_yaml, read_json_lines, run_python
+from support.conf import edit_yaml
+from support.flask_client import client_for
+from support.logs import LogReader, assert_contract, read_json_lines
+from support.paths import CONF
+from support.processes import run_python
 from trackline.logs import configure_logging
 from trackline.responses import Success
 

@@ -15,7 +15,7 @@ import gevent
 import pytest
 from gunicorn.glogging import Logger as GunicornLogger
 
-from conftest import run_python
+from support.processes import run_python
 from trackline.logs import JsonFormatter, WatchedAppendFileHandler
 from trackline.logs.handlers import MAX_PENDING_LINES
 

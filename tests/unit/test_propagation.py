@@ -25,7 +25,8 @@ import pytest
 import requests
 from flask import Flask
 
-from conftest import assert_contract, read_json_lines, run_python
+from support.logs import assert_contract, read_json_lines
+from support.processes import run_python
 from trackline import propagation
 from trackline.context import get_tracking_id
 from trackline.demo import create_app

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, TRACKLINE
+from support.paths import REPO, TRACKLINE
 
 ID = "req-1"
 #: Two zones, so that merging must compare instants, not timestamp strings.

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from conftest import read_json_lines
+from support.logs import read_json_lines
 from trackline import propagation
 from trackline.demo import create_app
 from trackline.responses import JsonResponse

@@ -9,7 +9,8 @@ import pytest
 from flask import Flask, g, request
 from flask.testing import FlaskClient
 
-from conftest import LogReader, client_for
+from support.flask_client import client_for
+from support.logs import LogReader
 from trackline import TrackingId, get_tracking_id
 from trackline.demo import create_app
 from trackline.policy import random_uuid4

@@ -15,9 +15,13 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, free_port, read_json_lines, wait_until
+from support.logs import read_json_lines
+from support.paths import INSTALL
+from support.processes import free_port, open_files, stop_process
+from support.requirements import unavailable
+from support.staging import run_script
+from support.waiting import wait_until
 
-INSTALL = REPO / "scripts" / "install"
 EDGE_CONF = "etc/nginx/conf.d/trackline.conf"
 #: The tracking-ID policy's default shape (src/trackline/policy.py) and nginx's $request_id.
 VALID_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
@@ -28,20 +32,16 @@ def require_nginx() -> str:
     """The nginx binary (scripts/test installs Debian's); skip, or fail in CI, without it."""
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
     if nginx is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI must have Debian's nginx (scripts/test installs it)")
-        pytest.skip("needs Debian's nginx (apt-get install nginx; scripts/test does it as root)")
+        unavailable("needs Debian's nginx (apt-get install nginx; scripts/test does it as root)")
     return nginx
 
 
 def install_edge(root: Path, upstreams: list[str], listen: str, *options: str) -> subprocess.CompletedProcess[str]:
     """``scripts/install --role edge --root ROOT ...``; fails the test with its output if it fails."""
-    args = [str(INSTALL), "--role", "edge", "--root", str(root), "--listen", listen, *options]
+    args = ["--role", "edge", "--root", str(root), "--listen", listen, *options]
     for upstream in upstreams:
         args += ["--upstream", upstream]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, f"install --role edge failed:\n{done.stdout}{done.stderr}"
-    return done
+    return run_script(INSTALL, *args, timeout=120)
 
 
 @dataclass
@@ -123,14 +123,7 @@ class Edge:
 
     def stop(self, timeout: float = 30.0) -> int:
         """QUIT (graceful stop) the master, our own child, by PID; kill it if it hangs."""
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else 0
-        self.process.send_signal(signal.SIGQUIT)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+        return stop_process(self.process, timeout, signal.SIGQUIT)
 
     def logs(self) -> list[dict[str, Any]]:
         return read_json_lines(self.access_log)
@@ -139,7 +132,7 @@ class Edge:
 def listens(pid: int, port: int) -> bool:
     """Process ``pid`` holds a TCP socket listening on ``port`` (not just anyone: a port can be taken)."""
     try:
-        sockets = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+        sockets = open_files(pid)
     except OSError:  # it exited meanwhile
         return False
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:

@@ -1,5 +1,5 @@
 """Helpers for the ops tests: run scripts/install, fingerprint an installed tree, build a wheelhouse, boot the
-systemd sandbox."""
+systemd sandbox (support/sandbox.py)."""
 
 from __future__ import annotations
 
@@ -11,53 +11,9 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from sandbox import Sandbox, SandboxError, prerequisites
-
-REPO = Path(__file__).resolve().parents[2]
-INSTALL = REPO / "scripts" / "install"
-UNINSTALL = REPO / "scripts" / "uninstall"
-DEBIAN_PYTHON = Path("/usr/bin/python3")
-
-
-def unavailable(reason: str) -> None:
-    """Skip for ``reason``; in CI (CI=true) the machine must have it, so fail instead."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI must be able to run this test: {reason}")
-    pytest.skip(reason)
-
-
-def apt_install(*packages: str) -> None:
-    """Install Debian ``packages`` (the test needs them); unavailable() if that is not possible here."""
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        unavailable(f"needs Debian packages {', '.join(packages)} (root and apt-get to install them)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=300)
-    done = subprocess.run(["apt-get", "install", "-y", "-qq", *packages], env=env, capture_output=True, text=True,
-                          timeout=600)
-    if done.returncode != 0:
-        unavailable(f"apt-get install {' '.join(packages)} failed: {done.stderr[-500:]}")
-
-
-def require_commands(packages: dict[str, str]) -> None:
-    """``packages`` maps a command to its Debian package: install the packages of the missing commands."""
-    missing = sorted({package for command, package in packages.items() if not shutil.which(command)})
-    if missing:
-        apt_install(*missing)
-
-
-def require_venv_support() -> None:
-    """Debian's python3 with venv + ensurepip (python3-venv): what scripts/install builds the service venv from."""
-
-    def works() -> bool:
-        check = [str(DEBIAN_PYTHON), "-c", "import ensurepip, venv"]
-        return DEBIAN_PYTHON.exists() and subprocess.run(check, capture_output=True).returncode == 0
-
-    if not works():
-        apt_install("python3", "python3-venv")
-        if not works():
-            unavailable("python3-venv did not make `/usr/bin/python3 -m venv` work")
+from support.paths import DEBIAN_PYTHON, REPO
+from support.requirements import require_commands, require_venv_support, unavailable
+from support.sandbox import Sandbox, SandboxError, prerequisites
 
 
 def run_script(script: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -134,3 +90,16 @@ def booted(tmp_path: Path, carry: Path) -> Iterator[Sandbox]:
         yield box
     finally:
         box.teardown()
+
+
+def sandbox_get(box: Sandbox, url: str, tracking_id: str, check: bool = True) -> tuple[int, dict[str, str], str]:
+    """GET ``url`` with curl inside the sandbox, sending ``tracking_id``: the status (0 if nothing answered),
+    the response headers (lower-case names) and the body."""
+    out = box.run(["curl", "-sS", "-D", "-", "--max-time", "10", "-H", f"X-Tracking-ID: {tracking_id}", url],
+                  check=check).stdout
+    head, _, body = out.replace("\r\n", "\n").partition("\n\n")
+    if not head:
+        return 0, {}, ""
+    status_line, *lines = head.split("\n")
+    headers = {name.lower(): value.strip() for name, value in (line.split(": ", 1) for line in lines)}
+    return int(status_line.split()[1]), headers, body

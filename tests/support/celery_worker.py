@@ -11,10 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conftest import CONF, TRACKLINE, Service, free_port, read_json_lines, wait_until
+from support.logs import read_json_lines
+from support.paths import CONF, REPO, TRACKLINE
+from support.processes import free_port, stop_process
+from support.server import Service
+from support.waiting import wait_until
 
 REDIS = shutil.which("redis-server")
-TEST_TASKS = Path(__file__).resolve().parent / "integration"  # where celery_tasks.py is
+TEST_TASKS = REPO / "tests" / "integration"  # where celery_tasks.py is
 
 
 @dataclass
@@ -50,9 +54,7 @@ class Redis:
             return False
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(20)
+        stop_process(self.process, 20)
 
 
 @dataclass
