@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from trackline.context import current
+from trackline.propagation.otel import span_of
 
 
 class TrackingIdFilter(logging.Filter):
@@ -25,11 +26,7 @@ class TrackingIdFilter(logging.Filter):
             return True
         if not hasattr(record, "tracking_id"):
             record.tracking_id = scope.tracking_id
-        trace = scope.trace
-        if scope.otel:  # OpenTelemetry's current span, where it has one
-            from trackline.propagation import otel
-
-            trace = otel.current_span() or trace
+        trace = span_of(scope)
         if trace is not None and not hasattr(record, "span_id"):
             record.trace_id = trace.trace_id
             record.span_id = trace.span_id

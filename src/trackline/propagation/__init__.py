@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import logging
 import threading
-import urllib.request
 from collections.abc import Callable, Mapping, MutableMapping
-from concurrent.futures import Executor, Future
 from contextvars import copy_context
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from trackline import context
 from trackline.policy import DEFAULT_POLICY
 from trackline.propagation import otel
 from trackline.tracecontext import TraceContext
+
+if TYPE_CHECKING:  # imported by their callers: the logging filter loads this package in gunicorn's master
+    import urllib.request
+    from concurrent.futures import Executor, Future
 
 __all__ = [
     "bind_context",
@@ -123,6 +125,8 @@ def outgoing_call(headers: MutableMapping[str, str], method: str, url: str, head
 def urlopen(request: str | urllib.request.Request, *args: Any, header: str | None = None, **kwargs: Any) -> Any:
     """``urllib.request.urlopen`` that sends the current tracking ID and a child ``traceparent`` along (to the URL
     given: urllib copies no such header to a redirect's target)."""
+    import urllib.request
+
     if isinstance(request, str):
         request = urllib.request.Request(request)
     headers: dict[str, str] = {}

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import MutableMapping
+from typing import TYPE_CHECKING
 
 from trackline.tracecontext import TraceContext
+
+if TYPE_CHECKING:
+    from trackline.context import Scope
 
 
 def active() -> bool:
@@ -37,6 +41,14 @@ def current_span() -> TraceContext | None:
     return TraceContext(f"{context.trace_id:032x}", f"{context.span_id:016x}",
                         f"{parent.span_id:016x}" if parent is not None else None,
                         f"{int(context.trace_flags):02x}", context.trace_state.to_header() or None)
+
+
+def span_of(scope: Scope) -> TraceContext | None:
+    """The span of what ``scope`` logs or reports now: OpenTelemetry's current one where it runs and has one,
+    else the scope's own."""
+    if scope.otel:
+        return current_span() or scope.trace
+    return scope.trace
 
 
 def inject(headers: MutableMapping[str, str]) -> None:

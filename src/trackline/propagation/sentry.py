@@ -26,6 +26,7 @@ from sentry_sdk.scope import add_global_event_processor
 from sentry_sdk.utils import capture_internal_exceptions
 
 from trackline import context
+from trackline.propagation import otel
 from trackline.tracecontext import TraceContext
 
 if TYPE_CHECKING:
@@ -65,8 +66,8 @@ def _add_scope(event: Event, hint: Hint) -> Event:
             tags = event.setdefault("tags", {})
             if isinstance(tags, MutableMapping):
                 tags.setdefault(TAG, scope.tracking_id)
-            if scope.trace is not None:
-                in_trace(event, scope.trace)
+            if (trace := otel.span_of(scope)) is not None:
+                in_trace(event, trace)
     return event
 
 
