@@ -1,5 +1,5 @@
 """Field presets (``fields:`` on JsonFormatter): the default's exact bytes, each backend's names and types, the
-values computed by hand, the one-line config errors."""
+values computed by hand, the one-line config errors, and ``trackline trace`` reading every preset."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import yaml
 from trackline.config import ConfigError
 from trackline.logs import JsonFormatter, check_logging_config
 from trackline.logs.presets import PRESETS, otel_severity_number
+from trackline.reader.trace import find, pretty
 
 REPO = Path(__file__).resolve().parents[2]
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -283,3 +284,37 @@ def _formatter_error(options: dict[str, Any]) -> str:
     except ValueError as exc:
         return str(exc)
     raise AssertionError(options)
+
+
+# -- trackline trace -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_trace_finds_orders_and_shows_a_request_in_every_preset(tmp_path: Path, preset: str) -> None:
+    options = {"gcp_project": "my-project"} if preset == "gcp" else {}
+    app, access = JsonFormatter(fields=preset, **options), JsonFormatter(fields=preset, location=False, **options)
+    failed = _record("trackline.responses", logging.ERROR, "unhandled exception: GET /api/error", exc=True,
+                     **_trace())
+    failed.created = CREATED + 0.002
+    sent = _record("gunicorn.access", message="%s %s %s", args=("GET", "/api/error", 500),
+                   **{**ACCESS, "request_path": "/api/error", "status_code": 500}, **_trace())
+    sent.created = CREATED + 0.003
+    other = _record(tracking_id="req-2", trace_id="0af7651916cd43dd8448eb211c80319c", span_id=SPAN_ID)
+    started = _record(**_trace())  # the first line, written last to its file
+    (tmp_path / "app.log").write_text("\n".join(app.format(r) for r in (failed, other, started)) + "\n")
+    (tmp_path / "access.log").write_text(access.format(sent) + "\n")
+
+    for wanted in ("req-1", TRACE_ID):
+        search = find(wanted, [tmp_path / "app.log", tmp_path / "access.log"])
+        assert [(Path(m.source).name, m.offset) for m in search.matches] == [
+            ("app.log", search.matches[0].offset), ("app.log", 0), ("access.log", 0)]
+        assert search.matches[0].line == app.format(started)
+        assert search.malformed == search.unfinished == 0
+    assert [m.record["tracking_id"] for m in find("req-2", [tmp_path / "app.log"]).matches] == ["req-2"]
+
+    rows = pretty(find("req-1", [tmp_path / "app.log", tmp_path / "access.log"]).matches)
+    level = {"datadog": "error"}.get(preset, "ERROR")
+    assert re.match(rf"13:44:07\.720 app\.log +{level} +trackline\.responses +unhandled exception: GET /api/error",
+                    rows[1]), rows
+    assert rows[2] == "    Traceback (most recent call last):"
+    assert rows[-1].startswith("13:44:07.721 access.log") and "gunicorn.access" in rows[-1]
+    assert any(row.endswith("RuntimeError: This is a test exception") for row in rows)
