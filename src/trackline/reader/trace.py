@@ -199,8 +199,8 @@ def _moment(record: Any, form: Shape) -> datetime:
 
 
 def find(request_id: str, bases: Iterable[Path], since: datetime | None = None) -> Search:
-    """Lines of ``bases`` and their rotations (``log_files``) whose ``tracking_id`` or ``trace_id`` is
-    ``request_id`` (and not before ``since``), in time order.
+    """Lines of ``bases`` and their rotations (``log_files``) whose ``tracking_id`` or trace ID is
+    ``request_id`` (and not before ``since``), in time order; each line read in its field preset (``shape``).
 
     Only lines containing the ID text are parsed, so a malformed line is counted when it could have been a
     match. A file's last line that is not JSON yet and has no newline is counted apart as unfinished: a
