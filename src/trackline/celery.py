@@ -18,7 +18,7 @@ from celery import Celery, Task, signals
 
 from trackline import context
 from trackline.policy import DEFAULT_POLICY, TrackingPolicy, rejected_fields
-from trackline.propagation import outgoing_headers
+from trackline.propagation import otel, outgoing_headers
 from trackline.tracecontext import TraceContext, parse_traceparent
 
 log = logging.getLogger("trackline.celery")
@@ -58,7 +58,7 @@ def _on_prerun(task: Task, **_: Any) -> None:
     policy = _policies.get(task.app, DEFAULT_POLICY)
     tracking_id, trace, notes = start_task(request, policy)
     task_fields = {"task_id": request.id, "task_name": task.name, "parent_task_id": request.parent_id}
-    setattr(request, _TOKEN, context.enter(tracking_id, trace, policy, task_fields))
+    setattr(request, _TOKEN, context.enter(tracking_id, trace, policy, task_fields, otel.active()))
     for level, message, extra in notes:
         log.log(level, message, extra=extra)
 

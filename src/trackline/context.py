@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from trackline.policy import DEFAULT_POLICY, TrackingPolicy
 from trackline.tracecontext import TraceContext
@@ -22,22 +22,32 @@ from trackline.tracecontext import TraceContext
 @dataclass(frozen=True, slots=True)
 class Scope:
     """What is current in a request or task: its effective tracking ID, its span (every request has one), the
-    policy whose header name and hosts outgoing calls use, and a Celery task's ``task_id``/``task_name``/
-    ``parent_task_id`` log fields."""
+    policy whose header name and hosts outgoing calls use, a Celery task's ``task_id``/``task_name``/
+    ``parent_task_id`` log fields, and whether OpenTelemetry runs (then its current span, where it has one, is
+    the span of the scope's lines and calls: ``trackline.propagation.otel``)."""
 
     tracking_id: str
     trace: TraceContext | None = None
     policy: TrackingPolicy = DEFAULT_POLICY
     task: Mapping[str, str | None] | None = None
+    otel: bool = False
 
 
 _current: ContextVar[Scope | None] = ContextVar("trackline_scope", default=None)
 
 
 def enter(tracking_id: str, trace: TraceContext | None = None, policy: TrackingPolicy = DEFAULT_POLICY,
-          task: Mapping[str, str | None] | None = None) -> Token[Scope | None]:
+          task: Mapping[str, str | None] | None = None, otel: bool = False) -> Token[Scope | None]:
     """Make a new scope current in this context (thread, greenlet or task); the token is what ``leave`` takes."""
-    return _current.set(Scope(tracking_id, trace, policy, task))
+    return _current.set(Scope(tracking_id, trace, policy, task, otel))
+
+
+def follow(trace: TraceContext) -> None:
+    """Make ``trace`` the current scope's span from now on (OpenTelemetry's server span, once it started);
+    leaving the scope still restores what was current before it."""
+    scope = _current.get()
+    if scope is not None:
+        _current.set(replace(scope, trace=trace))
 
 
 def leave(token: Token[Scope | None]) -> None:

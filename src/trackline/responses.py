@@ -6,7 +6,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, has_request_context, request
+from flask import Flask, Response, current_app, got_request_exception, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
 from trackline.context import get_tracking_id
@@ -93,7 +93,12 @@ def handle_http_error(error: HTTPException) -> JsonResponse:
 
 
 def handle_unexpected_error(error: Exception) -> JsonResponse:
-    """Anything else: the traceback goes to the log, the client gets a generic 500 and the tracking ID."""
+    """Anything else: the traceback goes to the log, the client gets a generic 500 and the tracking ID.
+
+    Flask's ``got_request_exception`` is sent as Flask sends it for an exception nobody handles, so that error
+    trackers listening to it (Sentry's Flask integration, Rollbar, ...) see the 500 too."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    got_request_exception.send(app, _async_wrapper=app.ensure_sync, exception=error)
     log.error("unhandled exception: %s %s", request.method, request.path, exc_info=error)
     return Fail(msg="internal error", data={"tracking_id": get_tracking_id()})
 

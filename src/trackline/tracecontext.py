@@ -62,10 +62,12 @@ class TraceContext:
         return {"traceparent": self.traceparent()}
 
     def log_fields(self) -> dict[str, str]:
-        """``trace_id``, ``span_id`` and (when the span has one) ``parent_span_id``: the log-line fields."""
-        if self.parent_id is None:
-            return {"trace_id": self.trace_id, "span_id": self.span_id}
-        return {"trace_id": self.trace_id, "span_id": self.span_id, "parent_span_id": self.parent_id}
+        """``trace_id``, ``span_id``, ``trace_flags`` and (when the span has one) ``parent_span_id``: the log-line
+        fields (OpenTelemetry's log data model's names)."""
+        fields = {"trace_id": self.trace_id, "span_id": self.span_id, "trace_flags": self.flags}
+        if self.parent_id is not None:
+            fields["parent_span_id"] = self.parent_id
+        return fields
 
 
 def parse_traceparent(value: str | None, tracestate: str | None = None) -> TraceContext | None:
@@ -91,15 +93,22 @@ def parse_traceparent(value: str | None, tracestate: str | None = None) -> Trace
 
 def parse_tracestate(value: str | None) -> str | None:
     """The ``tracestate`` to propagate, normalized (members joined by "," alone): ``None`` when it is missing,
-    empty or invalid (a member breaking the grammar, more than 32 members, a duplicate key). A valid one over
-    512 characters loses whole members: those over 128 characters first, then from the end."""
+    empty or invalid (a member breaking the grammar, more than 32 members as received, duplicates counted).
+
+    A key that comes more than once keeps its left-most member only (the most recent: a vendor moves a member
+    it changes to the left). The spec lets a vendor drop duplicate keys it did not add, and what trackline then
+    sends has one entry per key, as the spec asks of every sender; W3C's test suite accepts this (or the
+    duplicates as-is). A valid one over 512 characters loses whole members: those over 128 characters first,
+    then from the end."""
     if not value:
         return None
     members = [member for member in (part.strip(_OWS) for part in value.split(",")) if member]
     if not members or len(members) > MAX_MEMBERS or not all(_MEMBER.fullmatch(member) for member in members):
         return None
-    if len({member.partition("=")[0] for member in members}) != len(members):
-        return None
+    first_of_each_key: dict[str, str] = {}
+    for member in members:
+        first_of_each_key.setdefault(member.partition("=")[0], member)
+    members = list(first_of_each_key.values())
     while len(",".join(members)) > MAX_TRACESTATE:
         long = [index for index, member in enumerate(members) if len(member) > LONG_MEMBER]
         del members[long[-1] if long else -1]

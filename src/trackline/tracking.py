@@ -18,6 +18,7 @@ from trackline.appconfig import AppConfig
 from trackline.body_limit import with_body_limit
 from trackline.context import get_tracking_id
 from trackline.policy import DEFAULTS, TrackingPolicy, rejected_fields
+from trackline.propagation import otel
 from trackline.tracecontext import parse_traceparent
 from trackline.wsgi import (
     DATETIME_HEADER,
@@ -60,16 +61,25 @@ class TrackingMiddleware:
         trace = parse_traceparent(incoming_trace, environ.get("HTTP_TRACESTATE"))
         keys = self.header_keys
         tracking_id, rejected = self.policy.resolve(lambda header: environ.get(keys[header]), trace)
-        token = context.enter(tracking_id, trace or self.policy.start_trace(tracking_id), self.policy)
+        follows_otel = otel.active()
+        token = context.enter(tracking_id, trace or self.policy.start_trace(tracking_id), self.policy,
+                              otel=follows_otel)
         environ[SCOPE_TOKEN_KEY] = token
         environ[TRACKING_ID_KEY] = environ[keys[self.policy.header]] = tracking_id
+        notes: list[tuple[str, dict[str, Any]]] = []
         if rejected is not None:
             header, value = rejected
-            log.warning("replaced invalid tracking ID from %s", header, extra=rejected_fields(value))
+            notes.append((f"replaced invalid tracking ID from {header}", rejected_fields(value)))
         if incoming_trace is not None and trace is None:
-            log.warning("ignored invalid traceparent", extra={"rejected_length": len(incoming_trace)})
+            notes.append(("ignored invalid traceparent", {"rejected_length": len(incoming_trace)}))
+        if not follows_otel:
+            _log(notes)
 
         def start_with_headers(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if follows_otel:  # OpenTelemetry's server span runs now: the request's lines from here on are its
+                if (server_span := otel.current_span()) is not None:  # (the access line's too)
+                    context.follow(server_span)
+                _log(notes)
             kept = [(name, value) for name, value in headers if name.lower() not in self.drop]
             kept.extend(echo_headers(self.policy.header, tracking_id))
             if self.policy.expose_header:
@@ -80,9 +90,18 @@ class TrackingMiddleware:
         try:
             return _LeaveOnClose(self.app(environ, start_with_headers), leave)
         except BaseException:
+            _log(notes)
             if leave is not None:
                 context.leave(leave)
             raise
+
+
+def _log(notes: list[tuple[str, dict[str, Any]]]) -> None:
+    """Log (once) what the middleware noticed about a request's headers: a replaced ID, an ignored traceparent.
+    With OpenTelemetry, not before its server span is current, so that they carry it."""
+    while notes:
+        message, fields = notes.pop(0)
+        log.warning(message, extra=fields)
 
 
 def _exposing(header: str, headers: list[tuple[str, str]]) -> str:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 
 from trackline.context import current
+from trackline.propagation.otel import span_of
 
 
 class TrackingIdFilter(logging.Filter):
     """Sets ``record.tracking_id`` (``None`` outside a request) and, in a request (every request is in a trace),
-    ``trace_id`` and ``span_id`` (plus ``parent_span_id`` when the caller sent a ``traceparent``), and in a
-    Celery task ``task_id``, ``task_name`` and ``parent_task_id``.
+    ``trace_id``, ``span_id`` and ``trace_flags`` (plus ``parent_span_id`` when the span has a parent), and in a
+    Celery task ``task_id``, ``task_name`` and ``parent_task_id``. When OpenTelemetry runs, the span is the one
+    it has current when the line is written.
 
     Values the caller passed with ``extra=`` are kept: a record with its own ``span_id`` (the line of an
     outgoing call, in the call's child span) keeps its trace fields.
@@ -24,10 +26,11 @@ class TrackingIdFilter(logging.Filter):
             return True
         if not hasattr(record, "tracking_id"):
             record.tracking_id = scope.tracking_id
-        trace = scope.trace
+        trace = span_of(scope)
         if trace is not None and not hasattr(record, "span_id"):
             record.trace_id = trace.trace_id
             record.span_id = trace.span_id
+            record.trace_flags = trace.flags
             if trace.parent_id is not None:
                 record.parent_span_id = trace.parent_id
         if scope.task is not None and not hasattr(record, "task_id"):

@@ -16,6 +16,8 @@ from typing import Any
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter as _PjlJsonFormatter
 
+from trackline.logs import presets
+
 # Record attributes that are either rendered under a contract name or never shown.
 _NOT_EXTRA = frozenset(RESERVED_ATTRS) | {"tracking_id", "taskName", "message"}
 
@@ -32,15 +34,22 @@ class JsonFormatter(_PjlJsonFormatter):
     """python-json-logger formatter emitting the contract fields first, then static, extra and exception fields.
 
     ``location: false`` drops ``loc``/``func`` (the access log has no useful source location).
+    ``fields`` names the field preset (``trackline``, the default, or ``ecs``, ``gcp``, ``datadog``, ``otel``:
+    ``trackline.logs.presets``); ``gcp_project`` is the Google Cloud project ID that ``fields: gcp`` needs.
     Other keyword arguments are python-json-logger's (``static_fields``, ``json_ensure_ascii``, ...).
     """
 
-    def __init__(self, *args: Any, location: bool = True, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, location: bool = True, fields: str = "trackline", gcp_project: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.location = location
         self._skip_fields |= _NOT_EXTRA
         self._second: tuple[int, str, str] = (-1, "", "")
         self._encode = self._make_encoder()
+        self.fields = fields
+        preset = presets.build(fields, self, gcp_project)  # chosen once: the default keeps add_fields below
+        if preset is not None:
+            self.add_fields = preset  # type: ignore[method-assign,assignment]
 
     def _make_encoder(self) -> Callable[[dict[str, Any]], str]:
         """``json.dumps`` with this formatter's options, its encoder built once instead of once per line."""

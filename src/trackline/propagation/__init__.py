@@ -1,9 +1,10 @@
 """Carry the current tracking ID (and trace) into threads, pools, greenlets and outgoing HTTP calls.
 
-A request's ID lives in ContextVars; new threads and greenlets start with an empty context, so work handed
-off during a request would log ``tracking_id: null``. These helpers run it in a copy of the caller's context.
-Outgoing calls get the tracking header and a child span of the request's trace (``traceparent`` with a new
-parent-id per call, and the ``tracestate``): ``outgoing_headers()``, ``urlopen()``, and ``instrument(client)``
+A request's ID lives in its scope (``trackline.context``, a ContextVar); new threads and greenlets start with an
+empty context, so work handed off during a request would log ``tracking_id: null``. These helpers run it in a
+copy of the caller's context. Outgoing calls get the tracking header and a child span of the request's trace
+(``traceparent`` with a new parent-id per call, and the ``tracestate``; with OpenTelemetry, its propagator's
+headers for its current span): ``outgoing_headers()``, ``urlopen()``, and ``instrument(client)``
 (``trackline.propagation.http``) for ``requests`` and ``httpx`` clients. docs/tracing.md has the details.
 """
 
@@ -11,16 +12,19 @@ from __future__ import annotations
 
 import logging
 import threading
-import urllib.request
 from collections.abc import Callable, Mapping, MutableMapping
-from concurrent.futures import Executor, Future
 from contextvars import copy_context
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from trackline import context
 from trackline.policy import DEFAULT_POLICY
+from trackline.propagation import otel
 from trackline.tracecontext import TraceContext
+
+if TYPE_CHECKING:  # imported by their callers: the logging filter loads this package in gunicorn's master
+    import urllib.request
+    from concurrent.futures import Executor, Future
 
 __all__ = [
     "bind_context",
@@ -76,6 +80,9 @@ def _child_call(url: str | None, header: str | None) -> tuple[dict[str, str], Tr
     if scope is None or (url is not None and not scope.policy.propagates_to(urlsplit(url).hostname)):
         return {}, None
     headers = {header or scope.policy.header: scope.tracking_id}
+    if scope.otel and otel.current_span() is not None:  # OpenTelemetry's span and propagator (an instrumented
+        otel.inject(headers)  # client's own client span replaces it): one traceparent on the wire
+        return headers, None
     if scope.trace is None:  # a scope entered with only a tracking ID
         return headers, None
     child = scope.trace.child()
@@ -118,6 +125,8 @@ def outgoing_call(headers: MutableMapping[str, str], method: str, url: str, head
 def urlopen(request: str | urllib.request.Request, *args: Any, header: str | None = None, **kwargs: Any) -> Any:
     """``urllib.request.urlopen`` that sends the current tracking ID and a child ``traceparent`` along (to the URL
     given: urllib copies no such header to a redirect's target)."""
+    import urllib.request
+
     if isinstance(request, str):
         request = urllib.request.Request(request)
     headers: dict[str, str] = {}

@@ -11,7 +11,7 @@ import json
 import os
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -131,14 +131,76 @@ def _lines_containing(needle: bytes, blocks: Iterable[bytes]) -> Iterator[tuple[
         yield start, carry
 
 
-def _moment(record: Any) -> datetime:
-    moment = datetime.fromisoformat(record["@timestamp"])
+def _get(record: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at ``path`` in ``record`` (nested objects), or ``None``."""
+    value: Any = record
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Where a field preset (``fields:`` in logging.yaml, trackline.logs.presets) keeps what ``trace`` reads.
+
+    Paths are keys into nested objects; ``marker`` is a top-level key that only this preset's lines have.
+    ``shown`` are the top-level keys that ``--pretty`` shows in its columns (or never), not as ``key=value``.
+    """
+
+    name: str
+    marker: str
+    timestamp: str
+    level: tuple[str, ...]
+    logger: tuple[str, ...]
+    message: str
+    traceback: tuple[str, ...]
+    trace_id: tuple[str, ...] = ("trace_id",)
+    trace_prefix: str = ""  # GCP's trace is a path: projects/PROJECT/traces/TRACE_ID
+    shown: frozenset[str] = frozenset()
+
+    def trace(self, record: dict[str, Any]) -> Any:
+        value = _get(record, self.trace_id)
+        if self.trace_prefix and isinstance(value, str):
+            return value.rpartition(self.trace_prefix)[2]
+        return value
+
+
+#: trackline's own names (the default preset, and the edge's nginx lines).
+TRACKLINE = Shape("trackline", "level", "@timestamp", ("level",), ("logger",), "message", ("exc_info",))
+#: The other presets, in the order their markers are tried.
+SHAPES = (
+    Shape("ecs", "log.level", "@timestamp", ("log.level",), ("log", "logger"), "message", ("error", "stack_trace"),
+          ("trace", "id"), shown=frozenset({"ecs.version", "log", "process", "error"})),
+    Shape("gcp", "severity", "time", ("severity",), ("logger",), "message", ("stack_trace",),
+          ("logging.googleapis.com/trace",), "/traces/",
+          frozenset({"pid", "logging.googleapis.com/sourceLocation"})),
+    Shape("otel", "severity_text", "timestamp", ("severity_text",), ("instrumentation_scope", "name"), "body",
+          ("attributes", "exception.stacktrace"), shown=frozenset({"severity_number", "resource"})),
+    Shape("datadog", "status", "timestamp", ("status",), ("logger", "name"), "message", ("error", "stack"),
+          shown=frozenset({"pid", "loc", "error"})),
+)
+
+
+def shape(record: dict[str, Any]) -> Shape:
+    """The preset ``record`` was written in: trackline's when it has ``@timestamp`` and ``level``."""
+    if "level" in record and "@timestamp" in record:
+        return TRACKLINE
+    for candidate in SHAPES:
+        if candidate.marker in record:
+            return candidate
+    return TRACKLINE
+
+
+def _moment(record: Any, form: Shape) -> datetime:
+    moment = datetime.fromisoformat(record[form.timestamp])
     return moment if moment.tzinfo else moment.astimezone()
 
 
 def find(request_id: str, bases: Iterable[Path], since: datetime | None = None) -> Search:
-    """Lines of ``bases`` and their rotations (``log_files``) whose ``tracking_id`` or ``trace_id`` is
-    ``request_id`` (and not before ``since``), in time order.
+    """Lines of ``bases`` and their rotations (``log_files``) whose ``tracking_id`` or trace ID is
+    ``request_id`` (and not before ``since``), in time order; each line read in its field preset (``shape``).
 
     Only lines containing the ID text are parsed, so a malformed line is counted when it could have been a
     match. A file's last line that is not JSON yet and has no newline is counted apart as unfinished: a
@@ -189,14 +251,15 @@ def _scan(request_id: str, path: Path, since: datetime | None) -> _Scan:
                 line = raw.decode("utf-8", errors="replace")
                 try:
                     record = json.loads(line)
-                    moment = _moment(record)
+                    form = shape(record)
+                    moment = _moment(record, form)
                 except (ValueError, KeyError, TypeError):  # not JSON, not an object, or no usable timestamp
                     if raw.endswith(b"\n"):
                         scan.malformed += 1
                     else:
                         scan.unfinished += 1
                     continue
-                if request_id in (record.get("tracking_id"), record.get("trace_id")) and not (since and moment < since):
+                if request_id in (record.get("tracking_id"), form.trace(record)) and not (since and moment < since):
                     scan.found.append((Match(moment, str(path), offset, line.rstrip("\n"), record), raw.rstrip(b"\n")))
     except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a damaged / half-written .gz
         scan.unreadable.append(f"{path}: {exc}")
@@ -210,7 +273,7 @@ _SHOWN = frozenset({"@timestamp", "level", "logger", "tracking_id", "message", "
 
 def pretty(matches: list[Match]) -> list[str]:
     """A compact human view: time (and date, over several days), [hostname,] file, level, logger, then the
-    message and the other fields.
+    message and the other fields; each line read in its own field preset.
 
     Each column is as wide as its longest value among ``matches``, so long rotated file names keep it aligned.
     """
@@ -220,19 +283,28 @@ def pretty(matches: list[Match]) -> list[str]:
     days = {match.timestamp.astimezone().date() for match in matches}
     clock = "%H:%M:%S.%f" if len(days) == 1 else "%Y-%m-%d %H:%M:%S.%f"  # the date when the story spans days
     files = [Path(match.source).name for match in matches]
-    widths = [max(len(str(match.record.get(key, "-"))) for match in matches) for key in ("hostname", "level", "logger")]
+    views = [_columns(match.record) for match in matches]
+    widths = [max(len(view[column]) for view in views) for column in range(3)]
     file_width = max(map(len, files))
     rows = []
-    for match, file in zip(matches, files, strict=True):
-        record = match.record
+    for match, file, (hostname, level, logger) in zip(matches, files, views, strict=True):
+        record, form = match.record, shape(match.record)
         when = match.timestamp.astimezone().strftime(clock)[:-3]  # local time: one zone for the merged view
-        columns = [when, *([f"{record.get('hostname', '-'):<{widths[0]}}"] if hosted else []),
-                   f"{file:<{file_width}}", f"{record.get('level', '-'):<{widths[1]}}",
-                   f"{record.get('logger', '-'):<{widths[2]}}", _summary(record)]
+        summary = _summary(record) if form is TRACKLINE else _preset_summary(record, form)
+        columns = [when, *([f"{hostname:<{widths[0]}}"] if hosted else []),
+                   f"{file:<{file_width}}", f"{level:<{widths[1]}}", f"{logger:<{widths[2]}}", summary]
         rows.append(" ".join(columns).rstrip())
-        if record.get("exc_info"):
-            rows.extend("    " + row for row in str(record["exc_info"]).splitlines())
+        if traceback := _get(record, form.traceback):
+            rows.extend("    " + row for row in str(traceback).splitlines())
     return rows
+
+
+def _columns(record: dict[str, Any]) -> tuple[str, str, str]:
+    """The hostname, level and logger columns of a line (``-`` where it has none)."""
+    form = shape(record)
+    level, logger = _get(record, form.level), _get(record, form.logger)
+    return (str(record.get("hostname", "-")), "-" if level is None else str(level),
+            "-" if logger is None else str(logger))
 
 
 def _summary(record: dict[str, Any]) -> str:
@@ -242,6 +314,19 @@ def _summary(record: dict[str, Any]) -> str:
         query = f"?{record['query_string']}" if record.get("query_string") else ""
         text = f"{record.get('request_method')} {record.get('request_path')}{query} -> {record.get('status_code')}" \
                f" ({record.get('request_time')}s)"
+    return _with_fields(text, record, _SHOWN)
+
+
+def _preset_summary(record: dict[str, Any], form: Shape) -> str:
+    """A preset's line: its message, then its top-level fields but those the columns show (``key=value``, an
+    object as JSON)."""
+    shown = {form.timestamp, form.level[0], form.logger[0], form.message, "tracking_id", "hostname", *form.shown}
+    if len(form.traceback) == 1:  # a field of its own (not an attribute among others)
+        shown.add(form.traceback[0])
+    return _with_fields(str(record.get(form.message, "")), record, shown)
+
+
+def _with_fields(text: str, record: dict[str, Any], shown: Collection[str]) -> str:
     extras = [f"{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in record.items()
-              if key not in _SHOWN and value not in (None, "")]
+              if key not in shown and value not in (None, "")]
     return "  ".join([text, " ".join(extras)]) if extras else text

@@ -26,6 +26,7 @@ from gunicorn.http.errors import InvalidHeader, InvalidHeaderName
 from trackline import context
 from trackline.envelope import envelope
 from trackline.policy import TrackingPolicy
+from trackline.propagation import otel
 from trackline.wsgi import EXPOSE_HEADERS, SCOPE_TOKEN_KEY, echo_headers
 
 #: The attribute of a gunicorn request that holds the scope it had when ``post_request`` left it: gunicorn's
@@ -55,7 +56,7 @@ def answer_as_trackline(worker: Any, policy: TrackingPolicy) -> None:
         had: context.Scope | None = getattr(req, SCOPE_ATTRIBUTE, None)  # the app had this request: its ID
         tracking_id = had.tracking_id if had is not None else policy.generate()
         trace = had.trace if had is not None and had.trace is not None else policy.start_trace(tracking_id)
-        token = context.enter(tracking_id, trace, policy)
+        token = context.enter(tracking_id, trace, policy, otel=otel.active())
         started = datetime.now()
         try:
             handle_error(req, client, addr, exc)
