@@ -406,8 +406,10 @@ MEMORY_BASELINE = 10_000
 
 def memory_report(args: argparse.Namespace, tmp: Path) -> str:
     """Each worker's RSS after ``MEMORY_BASELINE`` requests and after ``args.memory_requests``, for trackline with
-    and without OTel, one server after the other (a flat line is a growth of at most 2 MiB)."""
-    servers = [trackline_server("(c) trackline", tmp / "c"), otel_trackline_server("(f) trackline + OTel", tmp / "f")]
+    and without OTel, and OTel's app without trackline for reference, one server after the other (a flat line
+    is a growth of at most 2 MiB)."""
+    servers = [trackline_server("(c) trackline", tmp / "c"), otel_trackline_server("(f) trackline + OTel", tmp / "f"),
+               stock_server("(e) OTel + --access-logfile", tmp / "e", "apps:create_otel_flask_app()")]
     lines = [f"## Memory: GET {args.path}, wrk -t{args.threads} -c{args.connections}; RSS per worker, MiB", "",
              f"| server | after {MEMORY_BASELINE:,} requests | after {args.memory_requests:,} | growth (max) |",
              "|---|---:|---:|---:|"]
