@@ -31,6 +31,29 @@ def raw_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iter
     return [body]
 
 
+def create_otel_flask_app() -> Any:
+    """The bare Flask app instrumented as a team running OpenTelemetry does it: the SDK's TracerProvider with a
+    batching processor, Flask's and logging's instrumentation; the exporter drops the spans (what is measured is
+    the app's side). Each gunicorn worker builds its own provider: the factory runs after the fork."""
+    from opentelemetry import trace
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+    from opentelemetry.instrumentation.logging import LoggingInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class DropSpans(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(DropSpans()))
+    trace.set_tracer_provider(provider)
+    LoggingInstrumentor().instrument()
+    app = create_flask_app()
+    FlaskInstrumentor().instrument_app(app)
+    return app
+
+
 def create_flask_app() -> Any:
     """A bare Flask app with the same routes and bodies: what a user would write without trackline."""
     from flask import Flask, Response, request

@@ -1,10 +1,14 @@
 """What trackline's tracking and JSON logging cost: (a) raw WSGI, (b) bare Flask, (c) trackline, and (d) what
-most users run instead, bare Flask with gunicorn's stock text access log, side by side.
+most users run instead, bare Flask with gunicorn's stock text access log, side by side; and beside
+OpenTelemetry: (e) the bare Flask app instrumented with OTel (SDK, batched, Flask and logging instrumentation)
+with the stock access log, (f) the same OTel-instrumented app served by trackline.
 
-All four run under gunicorn with the same settings (gunicorn_conf.SHARED) on 127.0.0.1; wrk loads them in
-interleaved cycles a, b, c, d, a, b, c, d ... with the same client settings. Prints markdown tables:
-requests/s, p50/p99 latency, the c/b and c/d ratios per cycle and their medians, worker CPU per request, RSS
-per worker, and the JSON formatters' lines/s. ``--trace`` times ``trackline trace`` instead (trace_bench.py).
+All six run under gunicorn with the same settings (gunicorn_conf.SHARED) on 127.0.0.1; wrk loads them in
+interleaved cycles a, b, c, d, e, f, a, ... with the same client settings. Prints markdown tables:
+requests/s, p50/p99 latency, the c/b, c/d and f/e ratios per cycle and their medians, worker CPU per request,
+RSS per worker, and the JSON formatters' lines/s. ``--memory`` loads trackline with and without OTel for
+200,000 requests and compares each worker's RSS after 10,000 and after 200,000. ``--trace`` times
+``trackline trace`` instead (trace_bench.py).
 Run it through ``scripts/bench``, which installs wrk and the venv first.
 """
 
@@ -151,11 +155,26 @@ def make_servers(tmp: Path) -> list[Server]:
         port = free_port()
         servers.append(Server(label, tmp / key, [*gunicorn, target], {"BENCH_BIND": f"127.0.0.1:{port}"}, port))
     servers.append(trackline_server("(c) trackline", tmp / "c"))
-    port, root = free_port(), tmp / "d"
-    stock = [*gunicorn, "--access-logfile", str(root / "access.log"), "apps:create_flask_app()"]
-    servers.append(Server("(d) stock: bare Flask + --access-logfile", root, stock,
-                          {"BENCH_BIND": f"127.0.0.1:{port}"}, port))
+    servers.append(stock_server("(d) stock: bare Flask + --access-logfile", tmp / "d", "apps:create_flask_app()"))
+    servers.append(stock_server("(e) OTel: bare Flask + OTel + --access-logfile", tmp / "e",
+                                "apps:create_otel_flask_app()"))
+    servers.append(otel_trackline_server("(f) trackline + OTel", tmp / "f"))
     return servers
+
+
+def stock_server(label: str, root: Path, target: str) -> Server:
+    """``target`` under gunicorn with its stock text access log in ``root``."""
+    port = free_port()
+    argv = [str(BIN / "gunicorn"), "-c", str(HERE / "gunicorn_conf.py"), "--chdir", str(HERE), "--access-logfile",
+            str(root / "access.log"), target]
+    return Server(label, root, argv, {"BENCH_BIND": f"127.0.0.1:{port}"}, port)
+
+
+def otel_trackline_server(label: str, root: Path) -> Server:
+    """trackline serving the OTel-instrumented bare Flask app (``--app``), as (c) serves the demo."""
+    server = trackline_server(label, root, pythonpath=str(HERE))
+    server.argv += ["--app", "apps:create_otel_flask_app()"]
+    return server
 
 
 def trackline_server(label: str, root: Path, **settings: object) -> Server:
@@ -245,24 +264,27 @@ def count_lines(path: Path) -> int:
 
 def report(args: argparse.Namespace, servers: list[Server], formatters: list[tuple[str, float, float]]) -> str:
     """The markdown tables: per cycle, per server (medians over cycles), per JSON formatter."""
-    a, b, c, d = servers
+    _, b, c, d, e, f = servers
     ratios = [lc.rps / lb.rps for lb, lc in zip(b.loads, c.loads, strict=True)]
     stock_ratios = [lc.rps / ld.rps for ld, lc in zip(d.loads, c.loads, strict=True)]
+    otel_ratios = [lf.rps / le.rps for le, lf in zip(e.loads, f.loads, strict=True)]
     median_ratio, median_stock = statistics.median(ratios), statistics.median(stock_ratios)
+    median_otel = statistics.median(otel_ratios)
     lines = [
         f"## GET {args.path}: wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s --latency, "
-        f"{args.cycles} cycles a, b, c, d interleaved; gunicorn gevent, {SHARED['workers']} workers, "
+        f"{args.cycles} cycles a to f interleaved; gunicorn gevent, {SHARED['workers']} workers, "
         f"{SHARED['worker_connections']} worker_connections, {os.cpu_count()} CPUs shared with wrk",
         "",
-        "| cycle | (a) raw WSGI req/s | (b) bare Flask req/s | (c) trackline req/s | (d) stock req/s | c/b | c/d |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| cycle | (a) raw WSGI req/s | (b) bare Flask req/s | (c) trackline req/s | (d) stock req/s "
+        "| (e) OTel + stock req/s | (f) trackline + OTel req/s | c/b | c/d | f/e |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for cycle, (la, lb, lc, ld) in enumerate(zip(a.loads, b.loads, c.loads, d.loads, strict=True), 1):
-        lines.append(f"| {cycle} | {la.rps:.0f} | {lb.rps:.0f} | {lc.rps:.0f} | {ld.rps:.0f} | "
-                     f"{ratios[cycle - 1]:.2f} | {stock_ratios[cycle - 1]:.2f} |")
+    for cycle, loads in enumerate(zip(*(server.loads for server in servers), strict=True), 1):
+        lines.append(f"| {cycle} | " + " | ".join(f"{load.rps:.0f}" for load in loads) + " | "
+                     f"{ratios[cycle - 1]:.2f} | {stock_ratios[cycle - 1]:.2f} | {otel_ratios[cycle - 1]:.2f} |")
     lines += [
-        f"| median | {median(a, 'rps'):.0f} | {median(b, 'rps'):.0f} | {median(c, 'rps'):.0f} | "
-        f"{median(d, 'rps'):.0f} | **{median_ratio:.2f}** | **{median_stock:.2f}** |",
+        "| median | " + " | ".join(f"{median(server, 'rps'):.0f}" for server in servers) + " | "
+        f"**{median_ratio:.2f}** | **{median_stock:.2f}** | **{median_otel:.2f}** |",
         "",
         "| server (medians over cycles) | req/s | p50 ms | p99 ms | worker CPU us/request | errors "
         "| RSS per worker MiB |",
@@ -276,9 +298,10 @@ def report(args: argparse.Namespace, servers: list[Server], formatters: list[tup
     logs = c.root / "logs"
     lines += [
         "",
-        f"median c/b ratio: **{median_ratio:.2f}** (target >= 0.90); median c/d (trackline / stock) ratio: "
-        f"**{median_stock:.2f}** (goal > 1.00); worker CPU per request c/d: "
-        f"{median(c, 'cpu_us') / median(d, 'cpu_us'):.2f}. trackline wrote "
+        f"median c/b (trackline / bare Flask): **{median_ratio:.2f}** (target >= 0.85); c/d (trackline / stock): "
+        f"**{median_stock:.2f}** (target >= 1.05); f/e (trackline + OTel / OTel + stock): **{median_otel:.2f}** "
+        f"(target >= 0.90); worker CPU per request c/d: {median(c, 'cpu_us') / median(d, 'cpu_us'):.2f}, "
+        f"f/e: {median(f, 'cpu_us') / median(e, 'cpu_us'):.2f}. trackline wrote "
         f"{count_lines(logs / 'access.log')} access lines and {count_lines(logs / 'app.log')} app lines for "
         f"{sum(load.requests for load in c.loads) + c.warmup_requests} requests counted by wrk; stock gunicorn "
         f"wrote {count_lines(d.root / 'access.log')} text access lines.",
@@ -308,6 +331,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     parser.add_argument("--max-requests", metavar="N,N,...", type=lambda text: [int(n) for n in text.split(",")],
                         help="instead: trackline servers differing only in max_requests (jitter N/10), side by side")
+    parser.add_argument("--memory", action="store_true",
+                        help="instead: each worker's RSS after 10,000 and after --memory-requests requests, trackline"
+                             " with and without OTel")
+    parser.add_argument("--memory-requests", type=int, default=200_000, metavar="N",
+                        help="requests for --memory (default 200000)")
     trace_bench.add_arguments(parser)
     parser.add_argument("--celery-publish", action="store_true",
                         help="instead: what queueing a Celery task costs a request, with and without trackline's"
@@ -341,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
             run_cycles(args, servers)
             print(max_requests_report(args, servers))
             return 0
+        if args.memory:
+            print(memory_report(args, tmp))
+            return 0
         servers = make_servers(tmp)
         run_cycles(args, servers)
         formatters = formatter_rates(tmp, args.formatter_seconds)
@@ -367,6 +398,40 @@ def run_cycles(args: argparse.Namespace, servers: list[Server]) -> None:
     finally:
         for server in servers:
             server.stop()
+
+
+#: The first RSS reading of ``--memory``: after the caches and pools of a worker are warm.
+MEMORY_BASELINE = 10_000
+
+
+def memory_report(args: argparse.Namespace, tmp: Path) -> str:
+    """Each worker's RSS after ``MEMORY_BASELINE`` requests and after ``args.memory_requests``, for trackline with
+    and without OTel, and OTel's app without trackline for reference, one server after the other (a flat line
+    is a growth of at most 2 MiB)."""
+    servers = [trackline_server("(c) trackline", tmp / "c"), otel_trackline_server("(f) trackline + OTel", tmp / "f"),
+               stock_server("(e) OTel + --access-logfile", tmp / "e", "apps:create_otel_flask_app()")]
+    lines = [f"## Memory: GET {args.path}, wrk -t{args.threads} -c{args.connections}; RSS per worker, MiB", "",
+             f"| server | after {MEMORY_BASELINE:,} requests | after {args.memory_requests:,} | growth (max) |",
+             "|---|---:|---:|---:|"]
+    for server in servers:
+        try:
+            server.start()
+            server.wait_ready(args.path)
+            served, readings = 0, []
+            for checkpoint in (MEMORY_BASELINE, args.memory_requests):
+                while served < checkpoint:
+                    served += wrk(server.url(args.path), 3, args.threads, args.connections).requests
+                server.rss_kib.clear()
+                server.record_rss()
+                readings.append(sorted(server.rss_kib))
+                print(f"==> {server.label}: {served} requests, RSS {readings[-1]} KiB", file=sys.stderr, flush=True)
+        finally:
+            server.stop()
+        before, after = readings
+        growth = max(late - early for early, late in zip(before, after, strict=True)) / 1024
+        lines.append(f"| {server.label} | {', '.join(f'{kib / 1024:.1f}' for kib in before)} | "
+                     f"{', '.join(f'{kib / 1024:.1f}' for kib in after)} | **{growth:.2f}** |")
+    return "\n".join(lines)
 
 
 def max_requests_report(args: argparse.Namespace, servers: list[Server]) -> str:

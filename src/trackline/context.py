@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from trackline.policy import DEFAULT_POLICY, TrackingPolicy
 from trackline.tracecontext import TraceContext
 
 
-@dataclass(frozen=True, slots=True)
-class Scope:
+class Scope(NamedTuple):
     """What is current in a request or task: its effective tracking ID, its span (every request has one), the
     policy whose header name and hosts outgoing calls use, a Celery task's ``task_id``/``task_name``/
     ``parent_task_id`` log fields, and whether OpenTelemetry runs (then its current span, where it has one, is
@@ -47,7 +46,7 @@ def follow(trace: TraceContext) -> None:
     leaving the scope still restores what was current before it."""
     scope = _current.get()
     if scope is not None:
-        _current.set(replace(scope, trace=trace))
+        _current.set(scope._replace(trace=trace))
 
 
 def leave(token: Token[Scope | None]) -> None:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import fnmatch
-import os
 import pkgutil
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from random import getrandbits
 from typing import Any
 
-from trackline.tracecontext import TraceContext, new_trace, trace_id_of
+from trackline.tracecontext import TraceContext, new_span_id, new_trace_flags, random_trace_id, trace_id_of
 
 #: How much of a rejected header value is kept in the log.
 REJECTED_KEEP = 64
@@ -35,12 +35,17 @@ DEFAULTS: dict[str, Any] = {
 _ID_FIELDS = {"x-amzn-trace-id": re.compile(r"(?:^|;)\s*Root=([^;]*)")}
 
 
+#: The bits a UUID4 fixes: version 4 (bits 76-79) and variant 10 (bits 62-63), RFC 9562.
+_UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62))
+_UUID4_SET = (0x4 << 76) | (0x2 << 62)
+
+
 def random_uuid4() -> str:
-    """What ``str(uuid.uuid4())`` returns (122 random bits, RFC 9562 version 4), without building a ``UUID``."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = raw[6] & 0x0F | 0x40  # version 4
-    raw[8] = raw[8] & 0x3F | 0x80  # variant 10xx (RFC 9562)
-    digits = raw.hex()
+    """What ``str(uuid.uuid4())`` returns (122 random bits, RFC 9562 version 4), without building a ``UUID`` and
+    without a system call: the bits come from ``random.getrandbits``, as OpenTelemetry's SDK draws its trace and
+    span IDs (the random module reseeds itself in each forked worker). A tracking ID names a request; it is
+    no secret and no token."""
+    digits = f"{getrandbits(128) & _UUID4_CLEAR | _UUID4_SET:032x}"
     return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
@@ -113,7 +118,8 @@ class TrackingPolicy:
     def start_trace(self, tracking_id: str) -> TraceContext:
         """The trace a request without a valid ``traceparent`` starts: a UUID4 tracking ID's 32 hex digits are
         its trace-id (so one value finds both), else a random one; sampled per ``TRACE_SAMPLED``."""
-        return new_trace(trace_id_of(tracking_id), sampled=self.sampled)
+        return TraceContext(trace_id_of(tracking_id) or random_trace_id(), new_span_id(), None,
+                            new_trace_flags(self.sampled))
 
     def propagates_to(self, host: str | None) -> bool:
         """Whether a call to ``host`` gets the tracking header and the trace (``TRACKING_ID_PROPAGATE_TO``)."""

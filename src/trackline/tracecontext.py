@@ -8,8 +8,8 @@ sends is always version ``00``.
 from __future__ import annotations
 
 import re
-import secrets
-from dataclasses import dataclass
+from random import getrandbits
+from typing import NamedTuple
 
 SAMPLED = 0x01
 #: Level 2's random-trace-id flag: the right-most 7 bytes of the trace-id are random. Kept when continuing a trace.
@@ -36,10 +36,9 @@ LONG_MEMBER = 128
 _UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class TraceContext:
+class TraceContext(NamedTuple):
     """A span of a distributed trace: this request's (parent: the caller's span, or none when we started the
-    trace) or an outgoing call's (parent: the request's span)."""
+    trace) or an outgoing call's (parent: the request's span). A tuple: made on every request, cheaply."""
 
     trace_id: str
     span_id: str
@@ -120,8 +119,12 @@ def new_trace(trace_id: str | None = None, sampled: bool = True, tracestate: str
     7 bytes, as ``trace_id_of`` makes) or a random one; the random-trace-id flag is set, sampled as told."""
     if trace_id is not None and (_TRACE_ID.fullmatch(trace_id) is None or trace_id == _ZERO_TRACE):
         raise ValueError(f"not a trace-id (32 lowercase hex digits, not all zero): {trace_id!r}")
-    flags = RANDOM | (SAMPLED if sampled else 0)
-    return TraceContext(trace_id or _random_trace_id(), new_span_id(), None, f"{flags:02x}", tracestate)
+    return TraceContext(trace_id or random_trace_id(), new_span_id(), None, new_trace_flags(sampled), tracestate)
+
+
+def new_trace_flags(sampled: bool) -> str:
+    """The flags of a trace trackline starts: random trace-id, and sampled as told."""
+    return f"{RANDOM | (SAMPLED if sampled else 0):02x}"
 
 
 def trace_id_of(tracking_id: str) -> str | None:
@@ -131,13 +134,15 @@ def trace_id_of(tracking_id: str) -> str | None:
     return tracking_id.replace("-", "").lower()
 
 
-def _random_trace_id() -> str:
-    while (trace_id := secrets.token_hex(16)) == _ZERO_TRACE:
+def random_trace_id() -> str:
+    """32 random hex digits, not all zero, from ``random.getrandbits`` as OpenTelemetry's SDK draws them (no
+    system call; the random module reseeds itself in each forked worker)."""
+    while not (bits := getrandbits(128)):
         pass
-    return trace_id
+    return f"{bits:032x}"
 
 
 def new_span_id() -> str:
-    while (span := secrets.token_hex(8)) == _ZERO_SPAN:
+    while not (bits := getrandbits(64)):
         pass
-    return span
+    return f"{bits:016x}"

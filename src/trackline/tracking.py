@@ -54,6 +54,22 @@ class TrackingMiddleware:
         if policy.expose_header:
             self.drop.add(EXPOSE_HEADERS.lower())
 
+    def response_headers(self, headers: list[tuple[str, str]], tracking_id: str) -> list[tuple[str, str]]:
+        """The app's ``headers`` without those trackline sets, then the tracking header, X-DateTime and (if the
+        policy says so) ``Access-Control-Expose-Headers`` naming it beside the names the app exposed itself."""
+        kept, exposed, drop = [], [], self.drop
+        for name, value in headers:
+            lower = name.lower()
+            if lower not in drop:
+                kept.append((name, value))
+            elif lower == _EXPOSE_LOWER:
+                exposed.append(value)
+        header = self.policy.header
+        kept += echo_headers(header, tracking_id)
+        if self.policy.expose_header:
+            kept.append((EXPOSE_HEADERS, _exposing(header, exposed) if exposed else header))
+        return kept
+
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if TRACKING_ID_KEY in environ:  # an outer TrackingMiddleware has the request (an app wrapped around a
             return self.app(environ, start_response)  # tracked Flask app): one ID, one set of headers
@@ -72,7 +88,7 @@ class TrackingMiddleware:
             notes.append((f"replaced invalid tracking ID from {header}", rejected_fields(value)))
         if incoming_trace is not None and trace is None:
             notes.append(("ignored invalid traceparent", {"rejected_length": len(incoming_trace)}))
-        if not follows_otel:
+        if notes and not follows_otel:
             _log(notes)
 
         def start_with_headers(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -80,11 +96,7 @@ class TrackingMiddleware:
                 if (server_span := otel.current_span()) is not None:  # (the access line's too)
                     context.follow(server_span)
                 _log(notes)
-            kept = [(name, value) for name, value in headers if name.lower() not in self.drop]
-            kept.extend(echo_headers(self.policy.header, tracking_id))
-            if self.policy.expose_header:
-                kept.append((EXPOSE_HEADERS, _exposing(self.policy.header, headers)))
-            return start_response(status, kept, exc_info)
+            return start_response(status, self.response_headers(headers, tracking_id), exc_info)
 
         leave = None if environ.get(SERVER_LEAVES_KEY) else token
         try:
@@ -104,10 +116,12 @@ def _log(notes: list[tuple[str, dict[str, Any]]]) -> None:
         log.warning(message, extra=fields)
 
 
-def _exposing(header: str, headers: list[tuple[str, str]]) -> str:
+_EXPOSE_LOWER = EXPOSE_HEADERS.lower()
+
+
+def _exposing(header: str, values: list[str]) -> str:
     """``Access-Control-Expose-Headers``: the names the app's own such headers gave, plus ``header`` if missing."""
-    names = [name.strip() for key, value in headers if key.lower() == EXPOSE_HEADERS.lower()
-             for name in value.split(",") if name.strip()]
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
     if header.lower() not in (name.lower() for name in names):
         names.append(header)
     return ", ".join(names)
