@@ -102,13 +102,14 @@ def json_select(view: str, files: Sequence[tuple[Path, str]], *, prefer_line_hos
     own = COMMON | VIEWS[view][1]
     structure = {"@timestamp": "TIMESTAMPTZ", "hostname": "VARCHAR", **own, **PRESET_KEYS}
     names = "[" + ", ".join(literal(str(path)) for path, _ in files) + "]"
-    hosts = ", ".join(f"({literal(str(path))}, {literal(host)})" for path, host in files)
+    folder = "CASE l.filename " + " ".join(f"WHEN {literal(str(path))} THEN {literal(host)}"
+                                          for path, host in files) + " END"
     moment = 't."@timestamp"'
     moment = f"coalesce({moment}, t.\"time\", t.\"timestamp\")"
     day = f"CAST(timezone('UTC', {moment}) AS DATE)"
     if fallback_date is not None:
         day = f"coalesce({day}, DATE {literal(fallback_date.isoformat())})"
-    hostname = "coalesce(t.hostname, h.host)" if prefer_line_hostname else "h.host"
+    hostname = f"coalesce(t.hostname, {folder})" if prefer_line_hostname else folder
     trace_id = ("coalesce(t.trace_id, t.\"trace\".id,"
                 " nullif(regexp_extract(t.\"logging.googleapis.com/trace\", '/traces/([^/]+)$', 1), ''))")
     selected = [f"{moment} AS \"@timestamp\"", f"{day} AS date", f"{hostname} AS hostname", "l.filename AS file"]
@@ -117,8 +118,7 @@ def json_select(view: str, files: Sequence[tuple[Path, str]], *, prefer_line_hos
     selected.append("l.json AS fields")
     return (f"SELECT {', '.join(selected)} FROM (SELECT filename, json, json_transform(json, "
             f"{literal(json.dumps(structure))}) AS t FROM read_json_objects({names}, format='newline_delimited', "
-            f"ignore_errors=true, filename=true) WHERE json IS NOT NULL) AS l(filename, json, t) "
-            f"JOIN (VALUES {hosts}) AS h(file, host) ON h.file = l.filename")
+            f"ignore_errors=true, filename=true) WHERE json IS NOT NULL) AS l(filename, json, t)")
 
 
 def parquet_select(view: str, files: Sequence[Path]) -> str:
@@ -273,6 +273,17 @@ def skipped_lines(con: duckdb.DuckDBPyConnection, sources: dict[str, Sources], v
     return skipped
 
 
+def referenced_views(con: duckdb.DuckDBPyConnection, query: str) -> set[str]:
+    """The views ``query`` reads (all of them when DuckDB cannot tell)."""
+    try:
+        names = con.get_table_names(query, qualified=False)
+    except Exception as exc:
+        if not is_duckdb_error(exc):
+            raise
+        return {"lines"}
+    return {name for name in names if name in VIEWS or name == "lines"}
+
+
 def one_line(error: BaseException) -> str:
     """DuckDB's (multi-line) message as one line."""
     return " ".join(str(error).split())
@@ -382,9 +393,6 @@ def run(query: str, bases: Sequence[Path], log_dirs: Sequence[Path], *, since: d
     try:
         sources = gather(bases, log_dirs, since, until)
         create_views(con, sources, since, until)
-        import duckdb
-
-        referenced = duckdb.get_table_names(query, qualified=False)
         cursor = con.execute(query)
         if cursor.description is None:
             return Outcome(0, 0)
@@ -397,7 +405,7 @@ def run(query: str, bases: Sequence[Path], log_dirs: Sequence[Path], *, since: d
         else:
             rows = write_table(out, names, [[_text(value) for value in row] for row in cursor.fetchall()])
         out.flush()
-        return Outcome(rows, skipped_lines(con, sources, referenced))
+        return Outcome(rows, skipped_lines(con, sources, referenced_views(con, query)))
     finally:
         con.close()
 
