@@ -32,7 +32,8 @@ def access_line(moment: datetime, tracking_id: str, hostname: str | None = "web-
     return record | fields
 
 
-def app_line(moment: datetime, tracking_id: str | None, hostname: str | None = "web-1", **fields: Any) -> dict[str, Any]:
+def app_line(moment: datetime, tracking_id: str | None, hostname: str | None = "web-1",
+             **fields: Any) -> dict[str, Any]:
     record: dict[str, Any] = {} if hostname is None else {"hostname": hostname}
     record |= {"@timestamp": moment.isoformat(timespec="milliseconds"), "level": "INFO", "logger": "acme.orders",
                "tracking_id": tracking_id, "message": "order created", "pid": 4242, "loc": "orders.py:7",

@@ -305,8 +305,10 @@ def compact(log_dir: Path, keep_json_days: int = 7, keep_parquet_days: int = 0, 
                     continue
                 try:
                     report.compacted.append(compact_source(con, log_dir, base, source, checkpoint))
-                except (CompactionError, OSError, EOFError, zlib.error) as exc:
+                except CompactionError as exc:
                     report.failed.append(str(exc))
+                except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a damaged .gz
+                    report.failed.append(f"{source.relative_to(log_dir)}: {exc}")
                 except Exception as exc:  # a DuckDB error on one file (a damaged .gz): the others go on
                     if type(exc).__module__.split(".")[0] not in ("duckdb", "_duckdb"):
                         raise
