@@ -4,7 +4,8 @@ most users run instead, bare Flask with gunicorn's stock text access log, side b
 All four run under gunicorn with the same settings (gunicorn_conf.SHARED) on 127.0.0.1; wrk loads them in
 interleaved cycles a, b, c, d, a, b, c, d ... with the same client settings. Prints markdown tables:
 requests/s, p50/p99 latency, the c/b and c/d ratios per cycle and their medians, worker CPU per request, RSS
-per worker, and the JSON formatters' lines/s. ``--trace`` times ``trackline trace`` instead (trace_bench.py).
+per worker, and the JSON formatters' lines/s. ``--trace`` times ``trackline trace`` instead (trace_bench.py);
+``--sql`` a month of gz JSON against its Parquet history (sql_bench.py).
 Run it through ``scripts/bench``, which installs wrk and the venv first.
 """
 
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import yaml
 
+import sql_bench
 import trace_bench
 from gunicorn_conf import SHARED
 from trackline import context
@@ -309,6 +311,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-requests", metavar="N,N,...", type=lambda text: [int(n) for n in text.split(",")],
                         help="instead: trackline servers differing only in max_requests (jitter N/10), side by side")
     trace_bench.add_arguments(parser)
+    sql_bench.add_arguments(parser)
     parser.add_argument("--celery-publish", action="store_true",
                         help="instead: what queueing a Celery task costs a request, with and without trackline's"
                              " instrumentation (benchmarks/celery_publish.py)")
@@ -326,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.trace:
         return trace_bench.main(args)
+    if args.sql:
+        return sql_bench.main(args)
     if args.celery_publish:
         from celery_publish import run as celery_publish
 
