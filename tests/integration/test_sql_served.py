@@ -7,7 +7,6 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +30,7 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Served:
     """One server: named and generated IDs, a 500, and the hostile corpus (gunicorn's own 400s log UUIDs in
     error.log); its logs read once it has stopped."""
     server = new_server(tmp_path_factory.mktemp("sql-served"))
@@ -45,7 +44,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             ids[case.name] = raw_request(server.port, case.request()).headers["X-Tracking-ID"]
     finally:
         assert server.stop() == 0
-    yield Served(server.log_dir, {view: read_json_lines(server.log_dir / name) for view, name in FILES.items()},
+    return Served(server.log_dir, {view: read_json_lines(server.log_dir / name) for view, name in FILES.items()},
                  ids)
 
 
