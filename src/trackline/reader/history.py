@@ -165,9 +165,9 @@ def trace_scans(request_id: str, parquet: list[tuple[Path, Path, Path]], since: 
             names = "[" + ", ".join(literal(str(path)) for _, path, _ in wanted) + "]"
             # one filter per column, each pushed into the scan: only the ID columns are read, and `fields` only
             # for the rows that match (an OR of two columns would read every column of every row)
-            scan = (f"SELECT filename, file_row_number, CAST(fields AS VARCHAR) FROM read_parquet({names},"
+            columns = (f"SELECT filename, file_row_number, CAST(fields AS VARCHAR) FROM read_parquet({names},"
                     " filename=true, file_row_number=true, union_by_name=true) WHERE malformed IS NULL AND ")
-            rows = con.execute(f"{scan} tracking_id = $id UNION {scan} trace_id = $id",
+            rows = con.execute(f"{columns} tracking_id = $id UNION {columns} trace_id = $id",
                                {"id": request_id}).fetchall()
         else:
             rows = []
