@@ -1,4 +1,4 @@
-"""trackline serve | check-config | trace | worker: the commands an operator and systemd run.
+"""trackline serve | check-config | trace | sql | compact | worker: the commands an operator and systemd run.
 
 Modules behind a command are imported when it runs: ``trace`` starts without gunicorn or Flask.
 """
@@ -114,6 +114,18 @@ def _trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sql(args: argparse.Namespace) -> int:
+    from trackline.reader.sql import run_command
+
+    return run_command(args, _log_bases)
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from trackline.reader.compact import run_command
+
+    return run_command(args)
+
+
 def _request_id(value: str) -> str:
     if not value.strip():
         raise argparse.ArgumentTypeError("must not be empty")
@@ -170,6 +182,28 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--since", help="only lines from this time on: ISO 8601 or a span such as 15m, 2h, 1d")
     trace.add_argument("--pretty", action="store_true", help="a compact human view instead of JSON lines")
     trace.set_defaults(run=_trace)
+    sql = command("sql", "run a SQL query (DuckDB) over the logs' typed views: access, app, error, worker, edge,"
+                         " lines (docs/sql.md)")
+    sql.add_argument("query", metavar="QUERY", help='e.g. "SELECT status_code, count(*) FROM access GROUP BY 1"')
+    sql.add_argument("--log-dir", action="append",
+                     help="a log directory or a log host's tree, with its Parquet history; repeatable (default: the"
+                          " files that the config directory's logging.yaml writes)")
+    sql.add_argument("--conf-dir", help=conf_help)
+    sql.add_argument("--since", help="only lines from this time on: ISO 8601 or a span such as 15m, 2h, 1d")
+    sql.add_argument("--until", help="only lines before this time: ISO 8601 or a span back from now")
+    sql_output = sql.add_mutually_exclusive_group()
+    sql_output.add_argument("--csv", dest="output", action="store_const", const="csv", help="CSV with a header")
+    sql_output.add_argument("--json", dest="output", action="store_const", const="json", help="JSON lines")
+    sql.set_defaults(run=_sql, output="table")
+    compact = command("compact", "turn a log directory's rotated files into its Parquet history and apply"
+                                 " retention (the log host's timer runs it; docs/sql.md)")
+    compact.add_argument("--log-dir", default="/var/log/trackline-central",
+                         help="the log directory (default: /var/log/trackline-central)")
+    compact.add_argument("--keep-json-days", type=int, default=7, metavar="N",
+                         help="delete compacted rotations N days after they were rotated (default 7)")
+    compact.add_argument("--keep-parquet-days", type=int, default=0, metavar="N",
+                         help="delete history dates older than N days (default 0: keep them all)")
+    compact.set_defaults(run=_compact)
     worker = command("worker", "run the Celery worker of worker.yaml in the foreground")
     worker.add_argument("--conf-dir", help=conf_help)
     worker.set_defaults(run=_worker)

@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from trackline.reader.history import split, trace_scans
+
 #: The files of one host: trackline's three, the Celery worker's and the edge's nginx JSON access log.
 LOG_NAMES = ("app.log", "access.log", "error.log", "worker.log", "trackline-access.log")
 #: How much is read (or decompressed) at a time.
@@ -211,12 +213,15 @@ def find(request_id: str, bases: Iterable[Path], since: datetime | None = None) 
     Files are read by a few threads at once (reading and decompressing release the GIL), each keeping only its
     matches, so memory stays flat whatever the size of the tree.
     """
-    files = log_files(bases)
+    bases = list(bases)
+    history = split(bases, log_files(bases))  # sources compacted into Parquet are read there (docs/sql.md)
+    files = history.json
     search = Search()
     shipped: set[tuple[Path, bytes]] = set()
     with ThreadPoolExecutor(max_workers=min(READERS, len(files) or 1)) as pool:
         scans = pool.map(lambda file: _scan(request_id, file[1], since), files)
-        for (base, _), scan in zip(files, scans, strict=True):  # in file order: the first copy of a duplicate stays
+        parquet = trace_scans(request_id, history.parquet, since)
+        for (base, _), scan in [*zip(files, scans, strict=True), *parquet]:  # in file order: a duplicate's first stays
             search.malformed += scan.malformed
             search.unfinished += scan.unfinished
             search.unreadable.extend(scan.unreadable)
