@@ -60,9 +60,10 @@ class InFlight:
     def scope(self) -> context.Scope | None:
         """The request's scope, as its own greenlet sees it."""
         if self.greenlet is _getcurrent():
-            return context.current()
-        ctx = getattr(self.greenlet, "gr_context", None)
-        scope = ctx.get(context._current) if ctx is not None else None
+            scope = context.current()
+        else:
+            ctx = getattr(self.greenlet, "gr_context", None)
+            scope = ctx.get(context._current) if ctx is not None else None
         if scope is None and (tracking_id := self.environ.get(TRACKING_ID_KEY)):
             scope = context.Scope(tracking_id)
         return scope
