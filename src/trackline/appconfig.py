@@ -19,10 +19,14 @@ from trackline.policy import DEFAULTS, TrackingPolicy
 
 #: Give a served Flask app the demo API's JSON envelope error handlers (not put in its config).
 ERROR_ENVELOPE = "TRACKLINE_ERROR_ENVELOPE"
+#: A request still running after this many seconds is logged once (WARNING) and its access line says ``slow``;
+#: ``null`` turns it off (docs/forensics.md).
+SLOW_REQUEST = "TRACKLINE_SLOW_REQUEST_SECONDS"
+SLOW_REQUEST_DEFAULT = 10.0
 
 #: Prefixes of trackline's own keys: a key with one that trackline does not know is a misspelling.
 OWN_PREFIXES = ("TRACKING_ID_", "TRACE_", "TRACKLINE_")
-OWN_KEYS = (*DEFAULTS, ERROR_ENVELOPE)
+OWN_KEYS = (*DEFAULTS, ERROR_ENVELOPE, SLOW_REQUEST)
 
 #: Keys whose values check-config shows; other keys (``SECRET_KEY``, a database URL) only by name.
 SHOWN_KEYS = frozenset(OWN_KEYS) | {"MAX_CONTENT_LENGTH", "DOWNSTREAM_URL"}
@@ -68,6 +72,12 @@ class AppConfig:
         return bool(self.raw.get(ERROR_ENVELOPE, False))
 
     @property
+    def slow_request_seconds(self) -> float | None:
+        """``TRACKLINE_SLOW_REQUEST_SECONDS`` (10 unless set; ``None``: off)."""
+        seconds = self.raw.get(SLOW_REQUEST, SLOW_REQUEST_DEFAULT)
+        return None if seconds is None else float(seconds)
+
+    @property
     def jobs_broker_url(self) -> str | None:
         """The demo API's Celery broker (``JOBS_BROKER_URL``), if set."""
         url = self.raw.get("JOBS_BROKER_URL")
@@ -104,6 +114,9 @@ def _value_problems(raw: Mapping[str, Any]) -> list[str]:
     problems = []
     if not isinstance(raw.get(ERROR_ENVELOPE, False), bool):
         problems.append(f"{ERROR_ENVELOPE}: must be true or false, not {raw[ERROR_ENVELOPE]!r}")
+    slow = raw.get(SLOW_REQUEST)
+    if slow is not None and (isinstance(slow, bool) or not isinstance(slow, (int, float)) or slow <= 0):
+        problems.append(f"{SLOW_REQUEST}: must be a number of seconds above 0 (or null: off), not {slow!r}")
     limit = raw.get("MAX_CONTENT_LENGTH")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
         problems.append(f"MAX_CONTENT_LENGTH: must be a number of bytes (or null), not {limit!r}")

@@ -9,6 +9,7 @@ from typing import Any
 from gunicorn import glogging
 
 from trackline.context import get_tracking_id
+from trackline.server import inflight
 from trackline.wsgi import TRACKING_ID_KEY
 
 
@@ -62,12 +63,20 @@ class JsonLogger(glogging.Logger):
         log = self.access_log
         if not self.access_log_enabled or not log.isEnabledFor(logging.INFO):
             return
+        completed = getattr(resp, "completed", True)
+        if completed and environ.get(inflight.NEVER_COMPLETED_KEY):
+            return  # its line, status 504, is out already (trackline.server.inflight)
         try:
             fields = access_fields(resp, req, environ, request_time)
+            if not completed:
+                fields["completed"] = False
+            if inflight.is_slow(request_time):
+                fields["slow"] = True
             # What log.info("%s %s %s", ..., extra=fields) does, minus its caller lookup (a stack walk per line)
             # and its check of each extra key against the record's attributes (these names never collide).
             record = log.makeRecord(log.name, logging.INFO, __file__, _LINE, "%s %s %s",
-                                    (fields["request_method"], fields["request_path"], fields["status_code"]),
+                                    (fields["request_method"] or "-", fields["request_path"] or "-",
+                                     fields["status_code"]),
                                     None, "access")
             record.__dict__.update(fields)
             log.handle(record)

@@ -57,7 +57,7 @@ class ServerConfig:
             cfg.set(name, value)
         cfg.set("logconfig_dict", self.logging)
         cfg.set("logger_class", LOGGER_CLASS)
-        install_hooks(cfg, self.app.policy)
+        install_hooks(cfg, self.app, envelope=self.source.spec is None or self.app.error_envelope)
 
     def gunicorn_config(self) -> Config:
         """A gunicorn ``Config`` as ``trackline serve`` runs it (gunicorn's defaults filled in)."""
