@@ -114,6 +114,13 @@ class Redactor:
         redacted = self.query(text) if key in _QUERY_ONLY and "?" not in text else self.url(text)
         return value if redacted is text else redacted
 
+    def args(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        """A record's ``%`` arguments with each string holding a ``?`` redacted as a URL (gunicorn's ``Error
+        handling request /path?query``, an app's ``log.info("calling %s", url)``)."""
+        if not any(isinstance(arg, str) and "?" in arg for arg in args):
+            return args
+        return tuple(self.url(arg) if isinstance(arg, str) else arg for arg in args)
+
     def record(self, attributes: dict[str, Any]) -> None:
         """Redact a log record's ``__dict__`` in place (its fields named like secrets, URLs or headers)."""
         for name in attributes.keys() & self.field_names:
