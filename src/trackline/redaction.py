@@ -27,6 +27,8 @@ URL_FIELDS = frozenset({"url", "uri", "request_uri", "raw_uri", "request_url", "
                         "query_string", "query", "referer", "referrer", "location", "href", "next"})
 #: ``extra`` fields holding headers (a mapping, or a list of name-value pairs): listed headers' values are redacted.
 HEADER_FIELDS = frozenset({"headers", "request_headers", "response_headers"})
+#: Headers whose value is a URL.
+_URL_HEADERS = frozenset({"referer", "location", "content-location"})
 #: Fields holding only a query string (no ``?`` before it).
 _QUERY_ONLY = frozenset({"query_string", "query"})
 
@@ -87,17 +89,23 @@ class Redactor:
         return url if redacted is query else f"{head}?{redacted}{hash_}{fragment}"
 
     def headers(self, headers: Any) -> Any:
-        """A copy of ``headers`` (a mapping, or name-value pairs) with the listed headers' values replaced."""
+        """A copy of ``headers`` (a mapping, or name-value pairs) with the listed headers' values replaced and the
+        URL in a ``Referer`` or ``Location`` redacted; ``headers`` itself when nothing changes."""
         if isinstance(headers, Mapping):
-            if not any(str(name).lower() in self.header_names for name in headers):
-                return headers
-            return {name: MARKER if str(name).lower() in self.header_names else value
-                    for name, value in headers.items()}
-        if isinstance(headers, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in headers):
-            if not any(str(name).lower() in self.header_names for name, _ in headers):
-                return headers
-            return [(name, MARKER if str(name).lower() in self.header_names else value) for name, value in headers]
-        return headers
+            pairs = list(headers.items())
+        elif isinstance(headers, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in headers):
+            pairs = [(name, value) for name, value in headers]
+        else:
+            return headers
+        redacted = [(name, self._header(str(name).lower(), value)) for name, value in pairs]
+        if all(new is old for (_, new), (_, old) in zip(redacted, pairs, strict=True)):
+            return headers
+        return dict(redacted) if isinstance(headers, Mapping) else redacted
+
+    def _header(self, name: str, value: Any) -> Any:
+        if name in self.header_names:
+            return MARKER
+        return self.url(value) if name in _URL_HEADERS and isinstance(value, str) else value
 
     def field(self, name: str, value: Any) -> Any:
         """The value an ``extra`` field ``name`` is logged with."""
