@@ -15,7 +15,7 @@ from gunicorn.errors import ConfigError as GunicornConfigError
 from trackline.appconfig import AppConfig, load_app_config
 from trackline.config import GUNICORN_FILE, LOGGING_FILE, ConfigError, read_yaml, writable_directory
 from trackline.logs.setup import check_logging_config, handler_files
-from trackline.server.access import is_gevent_worker
+from trackline.server.access import is_gevent_worker, use_app_config
 from trackline.server.hooks import install_hooks
 from trackline.server.loading import AppSource, import_problem
 
@@ -57,6 +57,7 @@ class ServerConfig:
             cfg.set(name, value)
         cfg.set("logconfig_dict", self.logging)
         cfg.set("logger_class", LOGGER_CLASS)
+        use_app_config(cfg, self.app)  # redaction and access sample: docs/redaction.md
         install_hooks(cfg, self.app, envelope=self.source.spec is None or self.app.error_envelope)
 
     def gunicorn_config(self) -> Config:
