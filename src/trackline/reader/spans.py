@@ -35,7 +35,7 @@ EDGE, REQUEST, CALL, TASK, SPAN = "edge", "request", "call", "task", "span"
 #: How a span came under its parent (``Span.link``).
 LINKS = {
     "parent_span_id": "its parent_span_id is the parent's span_id",
-    "edge": "an app request of the edge's tracking ID that started while the edge's request was open",
+    "edge": "an app request of the edge's tracking ID that ran within the edge's request",
     "parent_task_id": "its parent span is not in the logs; its parent_task_id is the parent's task",
     "retry": "its parent span is not in the logs; an earlier attempt of the same task queued it",
     "named": "its parent span is not in the logs; a line of the parent names its task ID",
@@ -47,7 +47,7 @@ OPEN_REASONS = {
     REQUEST: "no access line: the request did not finish, or its worker was killed",
     CALL: "no request of the callee in the logs",
     TASK: "no Celery result line: the task is still running, or its worker died",
-    SPAN: "its end is not in the logs",
+    SPAN: "no access line or task result: still running, or its process was killed",
     EDGE: "its end is not in the logs",
 }
 _CELERY_RESULT = re.compile(r"Task (?P<name>\S+)\[(?P<id>[^\]]+)\] (?P<what>succeeded|raised|retry|ignored|"
@@ -469,11 +469,13 @@ def _link(spans: list[Span], edges: list[Span]) -> None:
         for link, parent in candidates:
             if parent is not None and _attach(span, parent, link):
                 break
-    for edge in sorted(edges, key=_order):  # the edge is the parent of the app requests it proxied
-        for span in spans:
-            if (span.parent is None and span.tracking_id is not None and span.tracking_id == edge.tracking_id
-                    and edge.end is not None and edge.start - _SLACK <= span.start <= edge.end + _SLACK):
-                _attach(span, edge, "edge")
+    for span in spans:  # the edge is the parent of the app requests it proxied: those it was open around
+        if span.parent is not None or span.tracking_id is None:
+            continue
+        around = [edge for edge in edges if edge.tracking_id == span.tracking_id and edge.end is not None
+                  and edge.start - _SLACK <= span.start and (span.end or span.last) <= edge.end + _SLACK]
+        if around:
+            _attach(span, max(around, key=_order), "edge")  # the innermost: the one that started last
 
 
 #: Timestamps have milliseconds, cut down: a span may seem to start up to that much before its parent.

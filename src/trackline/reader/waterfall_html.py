@@ -83,7 +83,7 @@ SCRIPT = r"""
   var total = Math.max(data.duration_ms, 0.001);
   var LINKS = {
     parent_span_id: "its parent_span_id is the parent's span_id",
-    edge: "an app request of the edge's tracking ID that started while the edge's request was open",
+    edge: "an app request of the edge's tracking ID that ran within the edge's request",
     parent_task_id: "its parent span is not in the logs; placed by its parent_task_id",
     retry: "its parent span is not in the logs; placed under an earlier attempt of the same task",
     named: "its parent span is not in the logs; placed under the span with a line naming its task ID",
@@ -345,8 +345,10 @@ SCRIPT = r"""
     unplaced.hidden = true;
   }
 
-  // open the first span with an error, else the first one
-  var first = order.filter(function (id) { return byId[id].error; })[0] || order[0];
+  // open the first span with a traceback, else the first with an error, else the first one
+  function has(test) { return order.filter(function (id) { return test(byId[id]); })[0]; }
+  var first = has(function (span) { return span.lines.some(function (line) { return line.traceback; }); }) ||
+    has(function (span) { return span.error; }) || order[0];
   if (first) { select(first); } else { detail.hidden = true; }
   document.body.dataset.ready = "true";
 })();
