@@ -42,10 +42,11 @@ class Glyphs:
     ellipsis: str
     arrow: str
     error: str
+    note: str
 
 
-UNICODE = Glyphs("█", "░", "├─ ", "└─ ", "│  ", "≥", "…", "→", "✗")
-ASCII = Glyphs("#", ".", "|- ", "`- ", "|  ", ">=", "~", "->", "!")
+UNICODE = Glyphs("█", "░", "├─ ", "└─ ", "│  ", "≥", "…", "→", "✗", "·")
+ASCII = Glyphs("#", ".", "|- ", "`- ", "|  ", ">=", "~", "->", "!", "*")
 
 
 def clean(text: str) -> str:
@@ -57,6 +58,7 @@ def clean(text: str) -> str:
 class Style:
     colour: bool
     glyphs: Glyphs
+    cut: bool = False  # a terminal: a log line's row is cut to its width (a file or a pipe keeps it whole)
 
     def paint(self, text: str, *codes: str) -> str:
         codes = tuple(code for code in codes if code)
@@ -70,6 +72,10 @@ class Style:
             text = text[: max(width - len(self.glyphs.ellipsis), 0)] + self.glyphs.ellipsis
             text = text[:width]
         return text.rjust(width) if right else text.ljust(width)
+
+    def row(self, text: str, width: int) -> str:
+        """A free-text row: cut to ``width`` on a terminal."""
+        return self.fit(text, width).rstrip() if self.cut else text
 
 
 def _count(number: int, noun: str) -> str:
@@ -91,24 +97,35 @@ class _Layout:
     bar: int
 
 
-def _layout(tree: Tree, names: dict[str, str], labels: dict[str, str], width: int) -> _Layout:
-    """Column widths: the bar takes what the others leave of ``width`` (at least ``_MIN_BAR``)."""
+def _layout(tree: Tree, names: dict[str, str], labels: dict[str, str], width: int, glyphs: Glyphs) -> _Layout:
+    """Column widths: the bar takes what the others leave of ``width`` (at least ``_MIN_BAR``); on a narrow
+    terminal the other columns give way: the service, the name, the numbers, the status, the place, then the
+    service and the name again."""
     spans = [span for _, span in tree.spans()]
+    starts = max(len(_ms((span.start - tree.start).total_seconds())) for span in spans)
+    durations = max(len(_duration(span, glyphs)) for span in spans)
     layout = _Layout(name=min(max([len(text) for text in names.values()] + [4]), max(24, width * 2 // 5)),
                      where=min(max([len(label) for label in labels.values()] + [7]), 16) if labels else 0,
                      service=min(max([len(span.service) for span in spans] + [7]), 18),
                      status=min(max([len(span.status or "-") for span in spans] + [6]), 9),
-                     start=8, duration=9, bar=0)
+                     start=max(starts, 8), duration=max(durations, 8), bar=0)
     usable = width - 1  # a row as wide as the terminal would wrap on some
-    layout.bar = usable - _fixed(layout)
-    if layout.bar < _MIN_BAR:  # a narrow terminal: the name gives way first, then the service
-        layout.name = max(16, layout.name - (_MIN_BAR - layout.bar))
-        layout.bar = usable - _fixed(layout)
-    if layout.bar < _MIN_BAR:
-        layout.service = max(7, layout.service - (_MIN_BAR - layout.bar))
-        layout.bar = usable - _fixed(layout)
-    layout.bar = max(_MIN_BAR, layout.bar)
+    steps = (("service", 12), ("name", 20), ("start", max(starts, 5)), ("duration", max(durations, 5)),
+             ("status", 6), ("where", min(layout.where, 8)), ("service", 8), ("name", 12))
+    for column, narrowest in steps:
+        short = _MIN_BAR - (usable - _fixed(layout))
+        if short <= 0:
+            break
+        setattr(layout, column, max(narrowest, getattr(layout, column) - short))
+    layout.bar = max(_MIN_BAR, usable - _fixed(layout))
     return layout
+
+
+def _duration(span: Span, glyphs: Glyphs) -> str:
+    """The duration column: the span's, or for an open-ended span how long it is known to have lasted."""
+    if span.duration is not None:
+        return _ms(span.duration)
+    return glyphs.at_least + _ms((span.last - span.start).total_seconds())
 
 
 def _fixed(layout: _Layout) -> int:
@@ -117,13 +134,14 @@ def _fixed(layout: _Layout) -> int:
             + layout.start + 1 + layout.duration + 1)
 
 
-def render(tree: Tree, width: int = 100, colour: bool = False, glyphs: Glyphs = UNICODE) -> list[str]:
-    """The waterfall of ``tree`` as lines of text at most ``width`` wide (log lines may be longer when not
-    ``colour``, that is when not on a terminal: a file keeps whole messages)."""
-    style = Style(colour, glyphs)
+def render(tree: Tree, width: int = 100, colour: bool = False, glyphs: Glyphs = UNICODE,
+           cut: bool = False) -> list[str]:
+    """The waterfall of ``tree`` as rows of text: span rows at most ``width`` - 1 wide; the rows of log lines
+    and notes too when ``cut`` (on a terminal), else whole (a file or a pipe keeps every message)."""
+    style = Style(colour, glyphs, cut)
     names = dict(_tree_names(tree, glyphs))
     labels = tree.places()
-    layout = _layout(tree, names, labels, width)
+    layout = _layout(tree, names, labels, width, glyphs)
     total = max((tree.end - tree.start).total_seconds(), 0.0)
     spans = [span for _, span in tree.spans()]
     summary = [_count(len(spans), "span"), _count(tree.lines, "line")]
@@ -147,15 +165,16 @@ def render(tree: Tree, width: int = 100, colour: bool = False, glyphs: Glyphs = 
     if layout.where:
         columns.append(style.fit("host" if any(span.host for span in spans) else "log dir", layout.where))
     columns += [style.fit("service", layout.service), style.fit("status", layout.status, right=True),
-                style.fit("start ms", layout.start, right=True), style.fit("dur ms", layout.duration, right=True),
+                style.fit("start ms" if layout.start >= 8 else "start", layout.start, right=True),
+                style.fit("dur ms" if layout.duration >= 6 else "dur", layout.duration, right=True),
                 axis]
     rows.append(style.paint(" ".join(columns), _DIM))
     for root in tree.roots:
         rows.extend(_span_rows(root, "", tree, names, labels, layout, style, total))
     if tree.unplaced:
         rows.append("")
-        rows.append(style.paint(f"lines in no span ({len(tree.unplaced)}): no span_id, so their place in the tree"
-                                " is not known", _BOLD))
+        rows.append(style.paint(style.row(f"lines in no span ({len(tree.unplaced)}): no span_id, so their place in"
+                                          " the tree is not known", width), _BOLD))
         for line in tree.unplaced:
             rows.extend(_line_rows(line, "  ", tree, style, width, where=Path(line.match.source).name))
     return rows
@@ -196,7 +215,9 @@ def _bar(span: Span, tree: Tree, layout: _Layout, style: Style, total: float) ->
     if span.end is not None:
         stop = max(begin + 1, min(width, round(cell(span.end) + 0.4999)))
         return " " * begin + style.paint(style.glyphs.bar * (stop - begin), colour) + " " * (width - stop)
-    known = max(begin + 1, min(width, round(cell(span.last) + 0.4999)))
+    known = max(begin + 1, min(width - 1, round(cell(span.last) + 0.4999)))  # at least a cell of its open tail
+    if begin == width - 1:  # it starts in the last cell: all of it is the open tail
+        known = begin
     solid = style.paint(style.glyphs.bar * (known - begin), colour)
     return " " * begin + solid + style.paint(style.glyphs.open * (width - known), colour, _DIM)
 
@@ -205,10 +226,7 @@ def _span_rows(span: Span, lead: str, tree: Tree, names: dict[str, str], labels:
                layout: _Layout, style: Style, total: float) -> Iterator[str]:
     glyphs = style.glyphs
     start = (span.start - tree.start).total_seconds()
-    if span.duration is not None:
-        duration = _ms(span.duration)
-    else:
-        duration = glyphs.at_least + _ms((span.last - span.start).total_seconds())
+    duration = _duration(span, glyphs)
     status = span.status or "-"
     columns = [style.fit(names[span.key], layout.name)]
     if layout.where:
@@ -233,11 +251,12 @@ def _span_rows(span: Span, lead: str, tree: Tree, names: dict[str, str], labels:
     if span.fields.get("upstream_addr"):
         notes.append("upstream " + ", ".join(f"{key.removeprefix('upstream_')}={value}" for key, value in
                                                span.fields.items() if key.startswith("upstream_")))
+    width = _fixed(layout) + layout.bar
     for note in notes:
-        yield style.paint(clean(f"{inner}{glyphs.ellipsis if span.open and note.startswith('open') else '·'} {note}"),
-                          _DIM)
+        mark = glyphs.ellipsis if span.open and note.startswith("open") else glyphs.note
+        yield style.paint(style.row(clean(f"{inner}{mark} {note}"), width), _DIM)
     for line in span.lines:
-        yield from _line_rows(line, inner, tree, style, _fixed(layout) + layout.bar)
+        yield from _line_rows(line, inner, tree, style, width)
     for index, child in enumerate(children):
         last = index == len(children) - 1
         yield from _span_rows(child, lead + ("   " if last else glyphs.down), tree, names, labels, layout, style,
@@ -247,22 +266,19 @@ def _span_rows(span: Span, lead: str, tree: Tree, names: dict[str, str], labels:
 def _line_rows(line: Line, prefix: str, tree: Tree, style: Style, width: int, where: str = "") -> Iterator[str]:
     offset = (line.time - tree.start).total_seconds()
     mark = style.glyphs.error if line.error else " "
-    level = line.level.upper()
+    level = clean(line.level.upper())
     colour = _RED if line.error else _LEVEL_COLOURS.get(level, "")
     head = f"{prefix}{mark}{'+' + _ms(offset):>9} ms "
     text = f"{clean(line.logger)}  {clean(line.message)}"
     if where:
         text = f"{clean(where)}  {text}"
     body = f"{level:<7} {text}"
-    if style.colour:  # a terminal: one row each, cut to its width
+    if style.cut:  # a terminal: one row each, cut to its width
         body = style.fit(body, max(width - len(head), 10)).rstrip()
-        yield style.paint(head, _DIM) + style.paint(body[:8], colour, _BOLD if line.error else "") + body[8:]
-    else:
-        yield head + body
+    yield style.paint(head, _DIM) + style.paint(body[:8], colour, _BOLD if line.error else "") + body[8:]
     if line.traceback:
         last = next((row for row in reversed(line.traceback.strip().splitlines()) if row.strip()), "")
-        tail = f"{prefix}    {style.glyphs.arrow} {clean(last.strip())}"
-        yield style.paint(style.fit(tail, width).rstrip() if style.colour else tail, _RED)
+        yield style.paint(style.row(f"{prefix}    {style.glyphs.arrow} {clean(last.strip())}", width), _RED)
 
 
 def wants_colour(stream: TextIO) -> bool:
@@ -302,5 +318,6 @@ def emit(matches: list[Match], query: str, *, waterfall: bool = False, as_json: 
         out.write(json.dumps(tree_json(tree), ensure_ascii=False) + "\n")
     if waterfall:
         width = shutil.get_terminal_size().columns
-        out.write("".join(f"{row}\n" for row in render(tree, width, wants_colour(out), glyphs_for(out))))
+        rows = render(tree, width, wants_colour(out), glyphs_for(out), cut=out.isatty())
+        out.write("".join(f"{row}\n" for row in rows))
     return True

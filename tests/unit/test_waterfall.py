@@ -1,17 +1,29 @@
-"""The span tree of ``trackline trace ID --waterfall / --json / --html`` (trackline.reader.spans), from lines as
-each writer logs them: the edge's nginx, two trackline services, an outgoing call, a Celery task and its retry."""
+"""`trackline trace ID --waterfall / --json / --html`: the span tree (trackline.reader.spans), from lines as each
+writer logs them (the edge's nginx, two trackline services, an outgoing call, a Celery task and its retry, in every
+field preset); the terminal waterfall (trackline.reader.waterfall); the HTML page (trackline.reader.waterfall_html);
+the `trace` options that ask for them."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import json
+import os
+import re
+import subprocess
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support.paths import TRACKLINE
 from trackline.reader.spans import CALL, EDGE, REQUEST, SPAN, TASK, Span, Tree, build, tree_json
 from trackline.reader.trace import Match, directory_bases, find
+from trackline.reader.waterfall import ASCII, UNICODE, clean, emit, glyphs_for, render, wants_colour
+from trackline.reader.waterfall_html import SCRIPT, STYLE, embed, page
 
 ID = "relay-7f3a"
 TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -319,3 +331,254 @@ def test_find_then_build_reads_real_files(tmp_path: Path) -> None:
     bases = [base for folder in ("edge", "a", "b", "w") for base in directory_bases(tmp_path / folder)]
     tree = build(find(ID, bases).matches, ID)
     assert rows(tree) == rows(build(matches(chain()), ID))
+
+
+# -- the terminal waterfall ---------------------------------------------------------------------------------------
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+SPAN_ROW = re.compile(r"\s(\d+\.\d)\s+(≥?\d+\.\d) [ █░]+$")
+
+
+def story(**changes: list[dict[str, Any]]) -> Tree:
+    files = chain()
+    files.update(changes)
+    return build(matches(files), ID)
+
+
+def span_rows(rows: list[str]) -> list[str]:
+    return [row for row in rows if SPAN_ROW.search(ANSI.sub("", row))]
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 160, 240])
+def test_span_rows_fit_the_terminal_and_every_span_has_a_bar(width: int) -> None:
+    tree = story()
+    rows = render(tree, width)
+    spans = span_rows(rows)
+    assert len(spans) == sum(1 for _ in tree.spans())
+    for row in spans:
+        assert len(row) <= width - 1, (width, row)
+        assert "█" in row
+    assert "\x1b[" not in "".join(rows)
+
+
+def test_bars_sit_on_one_time_axis() -> None:
+    """A span's bar starts in the cell its start falls in; the span that ends the trace ends the axis."""
+    tree = story()
+    rows = render(tree, 200)
+    heading = next(row for row in rows if row.startswith("span "))
+    width = len(heading) - (heading.index("dur ms") + len("dur ms") + 1)
+    assert heading.endswith(f"{(tree.end - tree.start).total_seconds() * 1000:.1f} ms") and width >= 10
+    total = (tree.end - tree.start).total_seconds()
+    for row, (_, span) in zip(span_rows(rows), tree.spans(), strict=True):
+        bar = row[-width:]
+        assert bar.index("█") == min(int((span.start - tree.start).total_seconds() / total * width), width - 1)
+    last = span_rows(rows)[-1][-width:]
+    assert last.endswith("█")
+
+
+def test_open_spans_trail_to_the_end_and_say_why() -> None:
+    tree = story(**{"w/worker.log": chain()["w/worker.log"][:3]})  # the retry's worker died: no result line
+    rows = render(tree, 120)
+    [retry] = [row for row in span_rows(rows) if "≥" in row]
+    assert retry.rstrip().endswith("░")
+    assert any("open-ended: no Celery result line" in row for row in rows)
+
+
+def test_lines_are_under_their_span_with_offsets_and_errors_marked() -> None:
+    error = line(20, "unhandled exception: GET /api/relay", A_SPAN, "trackline.responses", "ERROR",
+                 exc_info="Traceback (most recent call last):\n  File \"x.py\", line 1\nRuntimeError: boom\n")
+    tree = story(**{"a/app.log": [*chain()["a/app.log"], error]})
+    rows = render(tree, 120)
+    at = rows.index(next(row for row in rows if "unhandled exception" in row))
+    assert "✗" in rows[at] and "ERROR" in rows[at]
+    assert rows[at + 1].endswith("    → RuntimeError: boom")
+    owner = max(i for i, row in enumerate(rows[:at]) if SPAN_ROW.search(row))
+    assert "GET /api/relay?calls=1" in rows[owner] and "gunicorn.access" in rows[owner]
+    offset = (tree.roots[0].children[0].lines[0].time - tree.start).total_seconds() * 1000
+    assert f"+{offset:.1f} ms" in "".join(rows)
+
+
+def test_lines_in_no_span_are_listed_apart() -> None:
+    lone = line(50, "no trace fields here")
+    rows = render(story(**{"a/error.log": [lone]}), 120)
+    at = rows.index("lines in no span (1): no span_id, so their place in the tree is not known")
+    assert "no trace fields here" in rows[at + 1] and "error.log" in rows[at + 1]
+
+
+def test_colour_paints_kinds_errors_and_levels() -> None:
+    error = line(20, "boom", A_SPAN, level="ERROR")
+    rows = render(story(**{"a/app.log": [*chain()["a/app.log"], error]}), 120, colour=True)
+    text = "\n".join(rows)
+    assert "\x1b[35m█" in text and "\x1b[33m█" in text and "\x1b[32m█" in text  # edge, call, task
+    assert "\x1b[31m█" in text  # the request with an ERROR line
+    plain = render(story(**{"a/app.log": [*chain()["a/app.log"], error]}), 120, colour=False)
+    assert [ANSI.sub("", row) for row in rows] == [row[:len(ANSI.sub("", coloured))] for row, coloured
+                                                   in zip(plain, rows, strict=True)]
+
+
+def test_ascii_where_stdout_cannot_encode_box_drawing() -> None:
+    rows = render(story(), 120, glyphs=ASCII)
+    assert all(ord(char) < 128 for row in rows for char in row)
+    assert any(row.startswith("`- ") for row in rows) and any("#" in row for row in span_rows(rows) or rows)
+    assert glyphs_for(io.TextIOWrapper(io.BytesIO(), encoding="ascii")) is ASCII
+    assert glyphs_for(io.TextIOWrapper(io.BytesIO(), encoding="utf-8")) is UNICODE
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("tty", "no_color", "expected"), [
+    (True, None, True), (True, "1", False), (True, "", True), (False, None, False)])
+def test_colour_only_on_a_terminal_without_no_color(monkeypatch: pytest.MonkeyPatch, tty: bool,
+                                                    no_color: str | None, expected: bool) -> None:
+    if no_color is None:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    else:
+        monkeypatch.setenv("NO_COLOR", no_color)
+    assert wants_colour(_Tty() if tty else io.StringIO()) is expected
+
+
+def test_control_characters_from_the_lines_cannot_drive_the_terminal() -> None:
+    hostile = "GET /\x1b]0;owned\x07\x1b[2J\r\nx\x9b31m"
+    assert clean(hostile) == "GET /\\u001b]0;owned\\u0007\\u001b[2J\\r\\nx\\u009b31m"
+    access = line(55, hostile, A_SPAN, "gunicorn.access", request_method="GET", request_path="/\x1b[2Jx",
+                  query_string="a=\x1b[31m", status_code=200, request_time=0.0531)
+    rows = render(story(**{"a/access.log": [access]}), 200, colour=False)
+    assert not any(char in "".join(rows) for char in "\x1b\x07\r\x9b")
+
+
+def test_a_wide_tree_of_500_spans_and_10000_lines_renders_quickly() -> None:
+    tree = build(matches(big_story()), ID)
+    started = time.perf_counter()
+    rows = render(tree, 160)
+    page(tree)
+    assert time.perf_counter() - started < 5
+    assert len(span_rows(rows)) == 500 and sum(1 for _, span in tree.spans()) == 500
+    assert tree.lines == 10_000
+
+
+def big_story(spans: int = 500, lines: int = 10_000) -> dict[str, list[dict[str, Any]]]:
+    """One request (A) whose 499 calls each caused a request of B: 500 spans of the tree, ``lines`` lines."""
+    files: dict[str, list[dict[str, Any]]] = {"a/app.log": [], "b/app.log": [], "a/access.log": [], "b/access.log": []}
+    per_span = lines // spans
+    files["a/access.log"].append(line(10_000, "GET /api/relay 200", A_SPAN, "gunicorn.access", request_method="GET",
+                                      request_path="/api/relay", query_string="", status_code=200,
+                                      request_time=10.0))
+    for number in range((spans - 1) // 2):
+        call, callee = f"{number:016x}", f"{number + 100000:016x}"
+        start = 20 * number + 5
+        files["a/app.log"].append(line(start, f"GET http://b/{number}", call, "trackline.propagation",
+                                       parent_span_id=A_SPAN, request_method="GET", url=f"http://b/{number}"))
+        for extra in range(per_span - 1):
+            files["b/app.log"].append(line(start + 1 + extra / per_span, f"working {extra}", callee,
+                                           parent_span_id=call))
+        files["b/access.log"].append(line(start + 15, "GET /b 200", callee, "gunicorn.access", request_method="GET",
+                                          request_path=f"/b/{number}", query_string="", status_code=200,
+                                          request_time=0.014, parent_span_id=call))
+    while sum(map(len, files.values())) < lines:
+        files["a/app.log"].append(line(9_990, "filler", A_SPAN))
+    if (spans - 1) % 2:  # an odd count: one more span of A's, a thread of its own
+        files["a/app.log"].append(line(9_995, "a span of its own", "f" * 16, parent_span_id=A_SPAN))
+        files["a/app.log"].pop(-2)
+    return files
+
+
+# -- the HTML page -----------------------------------------------------------------------------------------------
+
+def test_the_page_embeds_the_tree_as_json_that_cannot_end_its_element() -> None:
+    hostile = "</script><script>alert(1)</script><!-- \u2028 & <img src=x onerror=alert(2)>"
+    tree = story(**{"a/app.log": [*chain()["a/app.log"], line(45, hostile, A_SPAN)]})
+    text = page(tree)
+    assert hostile not in text and "<img" not in text and "alert(1)</script>" not in text
+    found = re.search(r'<script type="application/json" id="waterfall-data">(.*?)</script>', text, re.S)
+    assert found is not None and json.loads(found.group(1)) == json.loads(json.dumps(tree_json(tree)))
+    assert "<" not in found.group(1) and ">" not in found.group(1) and "&" not in found.group(1)
+    assert embed({"a": "</script>\u2028&"}) == '{"a":"\\u003c/script\\u003e\\u2028\\u0026"}'
+
+
+def test_the_page_loads_nothing_and_runs_only_its_own_script() -> None:
+    text = page(story())
+    policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', text)
+    assert policy is not None and "default-src &#x27;none&#x27;" in policy.group(1)
+    for part in (SCRIPT, STYLE):
+        digest = base64.b64encode(hashlib.sha256(part.encode()).digest()).decode()
+        assert f"sha256-{digest}" in policy.group(1)
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "Function(", "fetch(",
+                 "XMLHttpRequest", "import(", "src =", ".src=", "href"):
+        assert sink not in SCRIPT, sink
+    skeleton = text[:text.index('id="waterfall-data">')] + SCRIPT + STYLE
+    assert "http:" not in skeleton and "https:" not in skeleton and "url(" not in skeleton
+    assert "<link" not in text and "@import" not in text and "@font-face" not in text
+
+
+# -- the command line ------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def log_dirs(tmp_path: Path) -> list[Path]:
+    for name, records in chain().items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return [tmp_path / folder for folder in ("edge", "a", "b", "w")]
+
+
+def trace(*args: str, dirs: list[Path], columns: int = 120) -> subprocess.CompletedProcess[str]:
+    command = [str(TRACKLINE), "trace", *args]
+    for directory in dirs:
+        command += ["--log-dir", str(directory)]
+    env = {key: value for key, value in os.environ.items() if key != "NO_COLOR"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, env={**env, "COLUMNS": str(columns)})
+
+
+def test_the_trace_options(log_dirs: list[Path], tmp_path: Path) -> None:
+    drawn = trace(ID, "--waterfall", dirs=log_dirs)
+    assert drawn.returncode == 0 and drawn.stderr == ""
+    assert drawn.stdout.splitlines() == render(build(matches(chain()), ID), 120)
+    assert len(span_rows(drawn.stdout.splitlines())) == 6 and "\x1b[" not in drawn.stdout
+    as_json = trace(ID, "--json", dirs=log_dirs)
+    assert as_json.returncode == 0 and json.loads(as_json.stdout)["counts"]["spans"] == 6
+    out = tmp_path / "page.html"
+    written = trace(ID, "--html", str(out), dirs=log_dirs)
+    assert written.returncode == 0 and written.stdout == f"wrote {out}: 6 spans, 11 lines\n"
+    assert out.read_text().startswith("<!DOCTYPE html>")
+    both = trace(ID, "--html", str(tmp_path / "again.html"), "--json", dirs=log_dirs)
+    assert both.returncode == 0 and json.loads(both.stdout)["counts"]["spans"] == 6
+    assert (tmp_path / "again.html").exists()
+
+
+def test_the_views_exclude_each_other_and_a_missing_request_writes_nothing(log_dirs: list[Path],
+                                                                          tmp_path: Path) -> None:
+    clash = trace(ID, "--pretty", "--waterfall", dirs=log_dirs)
+    assert clash.returncode == 2 and "not allowed with argument" in clash.stderr
+    out = tmp_path / "none.html"
+    missing = trace("no-such-request", "--waterfall", "--html", str(out), dirs=log_dirs)
+    assert missing.returncode == 1 and missing.stdout == "" and not out.exists()
+    assert "no lines for no-such-request" in missing.stderr
+
+
+def test_a_page_that_cannot_be_written_is_said_and_exits_2(log_dirs: list[Path], tmp_path: Path) -> None:
+    result = trace(ID, "--html", str(tmp_path / "no" / "such" / "dir.html"), dirs=log_dirs)
+    assert result.returncode == 2 and "trackline: cannot write" in result.stderr and result.stdout == ""
+
+
+def test_emit_writes_nothing_without_lines() -> None:
+    out = io.StringIO()
+    assert emit([], ID, waterfall=True, as_json=True, out=out) and out.getvalue() == ""
+
+
+def test_times_shown_are_local_and_relative() -> None:
+    tree = story()
+    head = render(tree, 200)[0]
+    assert tree.start.astimezone().strftime("%Y-%m-%d %H:%M:%S") in head
+    assert (tree.end - tree.start) == timedelta(milliseconds=298.1) and "(298.1 ms)" in head
+
+
+def test_a_terminal_cuts_long_lines_a_pipe_keeps_them_whole() -> None:
+    long = line(20, "x" * 500, A_SPAN)
+    tree = story(**{"a/app.log": [*chain()["a/app.log"], long]})
+    whole = render(tree, 100)
+    assert any("x" * 500 in row for row in whole)
+    cut = render(tree, 100, cut=True)
+    assert max(len(row) for row in cut) <= 99 and any(row.endswith("x…") for row in cut)
