@@ -201,6 +201,22 @@ def test_a_request_that_came_with_a_traceparent_is_still_under_its_edge() -> Non
     assert rows(tree)[1] == (1, REQUEST, "GET /api/relay?calls=1", "edge")
 
 
+def test_with_opentelemetry_a_callee_whose_parent_is_an_unlogged_client_span_is_placed_by_time() -> None:
+    """OpenTelemetry's client span of an instrumented HTTP client is not in any line (trackline's call line is in
+    the server span then): B's request is placed under the span of its trace that it ran within, and says so."""
+    client = "9" * 16
+    files = {
+        "a/app.log": [line(5, "GET http://b/api/health", A_SPAN, "trackline.propagation", request_method="GET",
+                           url="http://b/api/health"), line(31, "downstream answered", A_SPAN)],
+        "a/access.log": [access(55, "/api/relay", 200, 0.0531, A_SPAN)],
+        "b/app.log": [line(12, "Health check", B_SPAN, parent_span_id=client)],
+        "b/access.log": [access(30, "/api/health", 200, 0.020, B_SPAN, parent_span_id=client)],
+    }
+    tree = build(matches(files), ID)
+    assert rows(tree) == [(0, REQUEST, "GET /api/relay", "root"), (1, REQUEST, "GET /api/health", "time")]
+    assert "placed by time" in "\n".join(render(tree, 160))
+
+
 def test_cycles_in_the_lines_do_not_loop() -> None:
     files = {"a/app.log": [line(1, "one", A_SPAN, parent_span_id=B_SPAN),
                            line(2, "two", B_SPAN, parent_span_id=A_SPAN)]}

@@ -13,10 +13,11 @@ whose spans are OpenTelemetry's draw the same. Times come from what the lines sa
   opened itself) starts at its first line and is *open-ended*: its end is not in the logs.
 
 The edge's line has no span (nginx does not trace): it becomes a span of its own, parent of the app requests of
-its tracking ID that started while it was open. A span whose parent is not in the logs (the span of a Celery
-message, an OpenTelemetry client span) is placed under the span that queued it when the lines tell
-(``parent_task_id``; an earlier attempt of the same task; a line naming the task's ID), else it is a root that
-says its parent is missing. Lines without a span are kept apart, never dropped.
+its tracking ID that ran within it. A span whose parent is not in the logs (the span of a Celery message, an
+OpenTelemetry client span) is placed under the span that queued it when the lines tell (``parent_task_id``; an
+earlier attempt of the same task; a line naming the task's ID), else under the innermost span of its trace that
+it ran within, else it is a root that says its parent is missing. Every such placement says how it was made
+(``Span.link``). Lines without a span are kept apart, never dropped.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ LINKS = {
     "parent_task_id": "its parent span is not in the logs; its parent_task_id is the parent's task",
     "retry": "its parent span is not in the logs; an earlier attempt of the same task queued it",
     "named": "its parent span is not in the logs; a line of the parent names its task ID",
+    "time": "its parent span is not in the logs; the innermost span of its trace that it ran within",
     "root": "no parent: the trace starts here",
     "missing": "its parent span is not in the logs",
 }
@@ -466,6 +468,7 @@ def _link(spans: list[Span], edges: list[Span]) -> None:
             earlier = [other for other in tasks.get(span.task_id, []) if other is not span]
             candidates.append(("retry", _latest_before(earlier, span)))
             candidates.append(("named", _latest_before(named.get(span.task_id, []), span)))
+        candidates.append(("time", _innermost_around(spans, span)))
         for link, parent in candidates:
             if parent is not None and _attach(span, parent, link):
                 break
@@ -486,6 +489,18 @@ def _latest_before(candidates: list[Span], span: Span) -> Span | None:
     """The candidate that started last, not after ``span`` (give or take the timestamps' millisecond)."""
     before = [other for other in candidates if other is not span and other.start <= span.start + _SLACK]
     return max(before, key=_order) if before else None
+
+
+def _innermost_around(spans: list[Span], span: Span) -> Span | None:
+    """The span of the same trace that ``span`` ran within (its start and end inside the other's), the innermost
+    (the one that started last, then the shorter): where an unlogged parent span, such as an OpenTelemetry client
+    span, most likely was."""
+    if span.trace_id is None:
+        return None
+    finish = span.end or span.last
+    around = [other for other in spans if other is not span and other.trace_id == span.trace_id
+              and other.end is not None and other.start - _SLACK <= span.start and finish <= other.end + _SLACK]
+    return max(around, key=lambda other: (other.start, -(other.duration or 0.0), other.key), default=None)
 
 
 def _naming_spans(spans: list[Span], task_ids: set[str]) -> dict[str, list[Span]]:

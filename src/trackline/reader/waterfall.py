@@ -244,9 +244,10 @@ def _span_rows(span: Span, lead: str, tree: Tree, names: dict[str, str], labels:
         notes.append(f"open-ended: {span.open_reason}")
     if span.link == "missing":
         notes.append(f"parent span {span.parent_span_id} is not in the logs")
-    elif span.link in ("parent_task_id", "retry", "named"):
+    elif span.link in ("parent_task_id", "retry", "named", "time"):
         how = {"parent_task_id": f"its parent_task_id {span.parent_task_id}",
-               "retry": "an earlier attempt of the same task", "named": f"a line naming task {span.task_id}"}
+               "retry": "an earlier attempt of the same task", "named": f"a line naming task {span.task_id}",
+               "time": "time (it ran within this span of its trace)"}
         notes.append(f"parent span {span.parent_span_id} is not in the logs: placed by {how[span.link]}")
     if span.fields.get("upstream_addr"):
         notes.append("upstream " + ", ".join(f"{key.removeprefix('upstream_')}={value}" for key, value in

@@ -87,6 +87,7 @@ SCRIPT = r"""
     parent_task_id: "its parent span is not in the logs; placed by its parent_task_id",
     retry: "its parent span is not in the logs; placed under an earlier attempt of the same task",
     named: "its parent span is not in the logs; placed under the span with a line naming its task ID",
+    time: "its parent span is not in the logs; placed under the innermost span of its trace that it ran within",
     root: "no parent: the trace starts here",
     missing: "its parent span is not in the logs"
   };
