@@ -17,12 +17,14 @@ import signal
 import subprocess
 import textwrap
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -325,11 +327,11 @@ def chromium() -> str:
     return found
 
 
-def browse(page: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def browse(page: Path, out: Path, *args: str, fragment: str = "") -> subprocess.CompletedProcess[str]:
     """Headless Chromium on ``page`` (file://) with every network request sent to a dead proxy."""
     command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--proxy-server=127.0.0.1:9", f"--user-data-dir={out / 'profile'}", *args, page.as_uri()]
+               "--proxy-server=127.0.0.1:9", f"--user-data-dir={out / 'profile'}", *args, page.as_uri() + fragment]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=out)
 
 
@@ -342,10 +344,15 @@ class _Dom(html.parser.HTMLParser):
         self.tags: list[str] = []
         self.loads: list[tuple[str, str, str]] = []
         self.body: dict[str, str] = {}
+        self.classes: list[str] = []
+        self.buttons: list[str] = []
+        self._button = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = {name: value or "" for name, value in attrs}
         self.tags.append(tag)
+        self.classes.append(attributes.get("class", ""))
+        self._button = tag == "button" and "more" in attributes.get("class", "") and "hidden" not in attributes
         if tag == "body":
             self.body = attributes
         if tag == "div" and "row" in attributes.get("class", "").split() and "data-id" in attributes:
@@ -354,6 +361,12 @@ class _Dom(html.parser.HTMLParser):
             if name in ("src", "href", "srcset", "action", "poster", "data", "formaction", "background") or (
                     name == "style" and "url(" in value):
                 self.loads.append((tag, name, value))
+
+
+    def handle_data(self, data: str) -> None:
+        if self._button and data.strip():
+            self.buttons.append(data.strip())
+            self._button = False
 
 
 def test_the_html_page_draws_the_same_tree_and_loads_nothing(chain: Chain, story: dict[str, Any],
@@ -384,6 +397,54 @@ def test_the_html_page_draws_the_same_tree_and_loads_nothing(chain: Chain, story
                   "--virtual-time-budget=5000", "--hide-scrollbars")
     assert shot.returncode == 0, shot.stderr[-2000:]
     assert (tmp_path / "waterfall.png").stat().st_size > 10_000  # kept as the test's artifact
+
+
+def test_a_request_of_500_spans_and_10000_lines_stays_usable(tmp_path: Path) -> None:
+    """The page of a big request draws every span's row at once and a span's lines 500 at a time: Chromium has it
+    ready in seconds, with the span the address names open."""
+    tracking_id, server = "wf-big-1", "a" * 16
+    trace_id = "1" * 32
+    moment = datetime(2026, 1, 17, 8, 0, tzinfo=UTC)
+    files: dict[str, list[str]] = {"a/app.log": [], "a/access.log": [], "b/app.log": [], "b/access.log": []}
+
+    def put(name: str, ms: float, message: str, span: str, parent: str | None = None, **fields: Any) -> None:
+        record = {"@timestamp": (moment + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds"),
+                  "level": "INFO", "logger": "trackline.api", "tracking_id": tracking_id, "message": message,
+                  "pid": 1, "trace_id": trace_id, "span_id": span, **({"parent_span_id": parent} if parent else {}),
+                  **fields}
+        files[name].append(json.dumps(record))
+
+    put("a/access.log", 9000, "GET /api/fan-out 200", server, logger="gunicorn.access", request_method="GET",
+        request_path="/api/fan-out", query_string="", status_code=200, request_time=9.0)
+    for number in range(249):  # 249 calls, each the parent of one request of B's: 498 spans, and A's own
+        call, callee = f"c{number:015x}", f"d{number:015x}"
+        put("a/app.log", 30 * number + 10, f"GET http://b/{number}", call, server, logger="trackline.propagation",
+            request_method="GET", url=f"http://b/{number}")
+        for step in range(30):
+            put("b/app.log", 30 * number + 11 + step / 2, f"step {step} of {number}", callee, call)
+        put("b/access.log", 30 * number + 28, f"GET /b/{number} 200", callee, call, logger="gunicorn.access",
+            request_method="GET", request_path=f"/b/{number}", query_string="", status_code=200, request_time=0.016)
+    put("a/app.log", 8999, "a thread of its own", "e" * 16, server)  # the 500th span
+    while sum(map(len, files.values())) < 10_000:
+        put("a/app.log", 8990, "working", server)
+    for name, lines in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("".join(f"{line}\n" for line in lines))
+    page = tmp_path / "big.html"
+    written = trace(tracking_id, [tmp_path / "a", tmp_path / "b"], "--html", str(page))
+    assert written.returncode == 0 and written.stdout == f"wrote {page}: 500 spans, 10000 lines\n", written.stdout
+    started = time.monotonic()
+    dumped = browse(page, tmp_path, "--dump-dom", fragment="#span=" + quote(f"{trace_id}/{server}", safe=""))
+    took = time.monotonic() - started
+    assert dumped.returncode == 0, dumped.stderr[-2000:]
+    dom = _Dom()
+    dom.feed(dumped.stdout)
+    assert dom.body.get("data-ready") == "true" and len(dom.rows) == 500
+    assert dom.classes.count("line") == 500  # A's first 500 lines; the rest a click away
+    own = sum(1 for line in files["a/app.log"] if f'"span_id": "{server}"' in line) + 1
+    assert dom.buttons == [f"show 500 more of {own - 500} lines"]
+    drawn = int(dom.body["data-drawn-ms"])  # the page's own time to parse its data and draw: ~0.1 s here
+    assert took < 30 and drawn < 10_000, f"Chromium took {took:.1f} s, the page {drawn} ms to draw"
 
 
 def page_requests(netlog: Path) -> list[str]:

@@ -79,6 +79,7 @@ button.more { margin: 6px 0; }
 SCRIPT = r"""
 "use strict";
 (function () {
+  var began = performance.now();
   var data = JSON.parse(document.getElementById("waterfall-data").textContent);
   var total = Math.max(data.duration_ms, 0.001);
   var LINKS = {
@@ -311,6 +312,7 @@ SCRIPT = r"""
     if (previous) { previous.classList.remove("selected"); }
     var row = rowOf(id);
     if (row) { row.classList.add("selected"); }
+    try { history.replaceState(null, "", "#span=" + encodeURIComponent(id)); } catch (error) { /* file: in some */ }
     while (detail.firstChild) { detail.removeChild(detail.firstChild); }
     detail.hidden = false;
     detail.appendChild(el("h2", "", span.kind + ": " + (span.name || "(no name)")));
@@ -346,12 +348,16 @@ SCRIPT = r"""
     unplaced.hidden = true;
   }
 
-  // open the first span with a traceback, else the first with an error, else the first one
+  // open the span the address names (#span=ID), else the first with a traceback, else the first with an error,
+  // else the first one
   function has(test) { return order.filter(function (id) { return test(byId[id]); })[0]; }
-  var first = has(function (span) { return span.lines.some(function (line) { return line.traceback; }); }) ||
+  var named = location.hash.indexOf("#span=") === 0 ? decodeURIComponent(location.hash.slice(6)) : "";
+  var first = (Object.prototype.hasOwnProperty.call(byId, named) ? named : "") ||
+    has(function (span) { return span.lines.some(function (line) { return line.traceback; }); }) ||
     has(function (span) { return span.error; }) || order[0];
   if (first) { select(first); } else { detail.hidden = true; }
   document.body.dataset.ready = "true";
+  document.body.dataset.drawnMs = String(Math.round(performance.now() - began));
 })();
 """
 
