@@ -104,9 +104,9 @@ def _layout(tree: Tree, names: dict[str, str], labels: dict[str, str], width: in
     spans = [span for _, span in tree.spans()]
     starts = max(len(_ms((span.start - tree.start).total_seconds())) for span in spans)
     durations = max(len(_duration(span, glyphs)) for span in spans)
-    layout = _Layout(name=min(max([len(text) for text in names.values()] + [4]), max(24, width * 2 // 5)),
+    layout = _Layout(name=min(max([len(text) for text in names.values()] + [4]), max(24, width * 3 // 10)),
                      where=min(max([len(label) for label in labels.values()] + [7]), 16) if labels else 0,
-                     service=min(max([len(span.service) for span in spans] + [7]), 18),
+                     service=min(max([len(span.service) for span in spans] + [7]), 16),
                      status=min(max([len(span.status or "-") for span in spans] + [6]), 9),
                      start=max(starts, 8), duration=max(durations, 8), bar=0)
     usable = width - 1  # a row as wide as the terminal would wrap on some
