@@ -82,6 +82,23 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
+def _some(values: list[str], shown: int = 3) -> str:
+    """The first ``shown`` of ``values`` (cleaned), and how many more there are."""
+    more = f" and {len(values) - shown} more" if len(values) > shown else ""
+    return ", ".join(map(clean, values[:shown])) + more
+
+
+def _span_of(seconds: float) -> str:
+    """A duration for people: ms below 10 s, then seconds, then days, hours and minutes."""
+    if seconds < 10:
+        return f"{_ms(seconds)} ms"
+    if seconds < 600:
+        return f"{seconds:.1f} s"
+    minutes = int(seconds // 60)
+    days, hours, minutes = minutes // 1440, minutes // 60 % 24, minutes % 60
+    return " ".join(f"{value}{unit}" for value, unit in ((days, "d"), (hours, "h"), (minutes, "min")) if value)
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f}"
 
@@ -152,11 +169,12 @@ def render(tree: Tree, width: int = 100, colour: bool = False, glyphs: Glyphs = 
     day = "%Y-%m-%d %H:%M:%S.%f"
     head = [clean(tree.query)]
     if tree.tracking_ids and tree.tracking_ids != [tree.query]:
-        head.append(f"tracking_id {', '.join(map(clean, tree.tracking_ids))}")
+        head.append(f"tracking_id {_some(tree.tracking_ids)}")
     if tree.trace_ids and tree.trace_ids != [tree.query]:
-        head.append(f"trace_id {', '.join(map(clean, tree.trace_ids))}")
-    head.append(f"{tree.start.astimezone().strftime(day)[:-3]} {glyphs.arrow} "
-                f"{tree.end.astimezone().strftime('%H:%M:%S.%f')[:-3]} ({_ms(total)} ms)")
+        head.append(f"trace_id {_some(tree.trace_ids)}")
+    end = tree.end.astimezone().strftime(day if tree.end.astimezone().date() != tree.start.astimezone().date()
+                                         else "%H:%M:%S.%f")[:-3]
+    head.append(f"{tree.start.astimezone().strftime(day)[:-3]} {glyphs.arrow} {end} ({_span_of(total)})")
     head.append(", ".join(summary))
     rows = [style.paint(row, _BOLD) for row in _wrap(head, width)]
     axis_right = f"{_ms(total)} ms"
