@@ -147,17 +147,24 @@ SCRIPT = r"""
     if (total / (step * factor) <= 8) { step = step * factor; return true; }
     return false;
   });
+  var ticks = [];
   for (var at = 0; at <= total + 1e-9; at += step) {
     var label = el("span", at === 0 ? "first" : "", (at === 0 ? "0" : ms(at).replace(/\.0$/, "")) + " ms");
     label.style.left = pct(at) + "%";
-    if (pct(at) > 88) { continue; }
     axis.appendChild(label);
+    ticks.push([at, label]);
   }
   var endLabel = el("span", "end", ms(total) + " ms");
   endLabel.style.left = "100%";
   axis.appendChild(endLabel);
   heading.appendChild(axis);
   rows.appendChild(heading);
+  var axisWidth = axis.getBoundingClientRect().width;
+  ticks.forEach(function (tick) {  // a label that would run into the end's is left out
+    if (tick[0] > 0 && pct(tick[0]) / 100 * axisWidth > axisWidth - 40 - endLabel.getBoundingClientRect().width) {
+      axis.removeChild(tick[1]);
+    }
+  });
 
   var byId = {};
   var order = [];
@@ -263,6 +270,7 @@ SCRIPT = r"""
       .forEach(function (name) { headRow.appendChild(el("th", "", name)); });
     table.appendChild(headRow);
     var shown = 0;
+    var opened = false;  // the table's first traceback is open, the others a click away
     function more() {
       lines.slice(shown, shown + PAGE).forEach(function (line) {
         var tr = el("tr", "line" + (line.error ? " error" : ""));
@@ -274,6 +282,8 @@ SCRIPT = r"""
         var msg = el("td", "msg", line.message);
         if (line.traceback) {
           var details = el("details");
+          details.open = !opened;
+          opened = true;
           details.appendChild(el("summary", "", "traceback"));
           details.appendChild(el("pre", "", line.traceback));
           details.addEventListener("click", function (event) { event.stopPropagation(); });
