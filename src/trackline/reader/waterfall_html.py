@@ -66,6 +66,11 @@ td, th { text-align: left; padding: 3px 8px; border-bottom: 1px solid #f3f4f6; v
 th { color: #6b7280; font-weight: 500; white-space: nowrap; }
 .fields td:first-child { color: #6b7280; width: 150px; white-space: nowrap; }
 .mono, .fields td, pre { font-family: ui-monospace, monospace; font-size: 12px; }
+table.lines { table-layout: fixed; }
+.lines th:nth-child(1) { width: 70px; } .lines th:nth-child(2) { width: 160px; }
+.lines th:nth-child(3) { width: 90px; } .lines th:nth-child(4) { width: 190px; }
+.lines th:nth-child(5) { width: 140px; }
+.lines td { overflow-wrap: anywhere; }
 .lines tr.line { cursor: pointer; }
 .lines tr.line:hover { background: #f9fafb; }
 .lines tr.error td { color: var(--error); }
