@@ -87,16 +87,6 @@ SCRIPT = r"""
   var began = performance.now();
   var data = JSON.parse(document.getElementById("waterfall-data").textContent);
   var total = Math.max(data.duration_ms, 0.001);
-  var LINKS = {
-    parent_span_id: "its parent_span_id is the parent's span_id",
-    edge: "an app request of the edge's tracking ID that ran within the edge's request",
-    parent_task_id: "its parent span is not in the logs; placed by its parent_task_id",
-    retry: "its parent span is not in the logs; placed under an earlier attempt of the same task",
-    named: "its parent span is not in the logs; placed under the span with a line naming its task ID",
-    time: "its parent span is not in the logs; placed under the innermost span of its trace that it ran within",
-    root: "no parent: the trace starts here",
-    missing: "its parent span is not in the logs"
-  };
   var PAGE = 500;
 
   function el(tag, cls, text) {
@@ -337,7 +327,7 @@ SCRIPT = r"""
                  ["duration", span.duration_ms !== null ? ms(span.duration_ms) + " ms" : duration(span) + " ms so far"],
                  ["host", span.host], ["log dir", span.log_dir], ["service", span.service],
                  ["tracking_id", span.tracking_id], ["trace_id", span.trace_id], ["span_id", span.span_id],
-                 ["parent_span_id", span.parent_span_id], ["placed", LINKS[span.link] || span.link]];
+                 ["parent_span_id", span.parent_span_id], ["placed", span.placed]];
     Object.keys(span.fields).forEach(function (key) { pairs.push([key, span.fields[key]]); });
     detail.appendChild(fieldsTable(pairs));
     detail.appendChild(el("h2", "", span.lines.length + " line(s)"));
