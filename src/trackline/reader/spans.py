@@ -297,7 +297,8 @@ class Span:
                 return line.service
         if self.kind == TASK:
             return "celery"
-        defining = next((line for line in self.lines if line.is_access or line.call), self.lines[0])
+        defining = next((line for line in self.lines if line.is_access), None)  # a request's, before its calls'
+        defining = defining or next((line for line in self.lines if line.call), self.lines[0])
         return defining.logger
 
     def walk(self, depth: int = 0) -> Iterator[tuple[int, Span]]:
