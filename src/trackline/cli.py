@@ -96,8 +96,15 @@ def _trace(args: argparse.Namespace) -> int:
               " the service's user)", file=sys.stderr)
         return 2
     search = find(args.id, bases, since)
-    rows = pretty(search.matches) if args.pretty else [match.line for match in search.matches]
-    sys.stdout.write("".join(f"{row}\n" for row in rows))
+    if args.waterfall or args.json or args.html:
+        from trackline.reader.waterfall import emit  # the span tree: docs/waterfall.md
+
+        if not emit(search.matches, args.id, waterfall=args.waterfall, as_json=args.json, html=args.html,
+                    pretty=args.pretty):
+            return 2
+    else:
+        rows = pretty(search.matches) if args.pretty else [match.line for match in search.matches]
+        sys.stdout.write("".join(f"{row}\n" for row in rows))
     for problem in search.unreadable:
         print(f"trackline: skipped unreadable file {problem}", file=sys.stderr)
     if search.malformed:
@@ -180,7 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
                             " (default: the files that the config directory's logging.yaml writes)")
     trace.add_argument("--conf-dir", help=conf_help)
     trace.add_argument("--since", help="only lines from this time on: ISO 8601 or a span such as 15m, 2h, 1d")
-    trace.add_argument("--pretty", action="store_true", help="a compact human view instead of JSON lines")
+    view = trace.add_mutually_exclusive_group()
+    view.add_argument("--pretty", action="store_true", help="a compact human view instead of JSON lines")
+    view.add_argument("--waterfall", action="store_true",
+                      help="the request as a tree of spans on a time axis, each with its lines")
+    view.add_argument("--json", action="store_true", help="the tree of spans as one JSON document")
+    trace.add_argument("--html", metavar="FILE", help="write the waterfall as one self-contained HTML page")
     trace.set_defaults(run=_trace)
     sql = command("sql", "run a SQL query (DuckDB) over the logs' typed views: access, app, error, worker, edge,"
                          " lines (docs/sql.md)")
