@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import random
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +66,33 @@ def test_gzip_members_inflate_whole(monkeypatch: pytest.MonkeyPatch, block: int)
     first, second = sample(rng) + b"\n", sample(rng)
     stream = io.BytesIO(gzip.compress(first) + gzip.compress(second) + b"\0" * 5)
     assert b"".join(reader._inflated(stream)) == first + second
+
+
+@pytest.mark.parametrize("readers", [1, 2, 4])
+def test_every_file_is_read_once_and_a_readers_failure_is_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 readers: int) -> None:
+    """Files go to the readers biggest first; the results come back in order all the same; an error in any reader
+    (not a file problem, which is reported as unreadable) reaches the caller."""
+    monkeypatch.setattr(reader, "READERS", readers)
+    line = '{"@timestamp": "2026-01-17T16:44:00.000+08:00", "level": "INFO", "tracking_id": "req-1", "n": %d}\n'
+    for number, name in enumerate(["app.log", "app.log.1", "app.log.2.gz", "access.log", "error.log"]):
+        text = (line % number) * (number + 1) * 50  # sizes differ: the order of reading is not the file order
+        (tmp_path / name).write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+    bases = [tmp_path / name for name in ("app.log", "access.log", "error.log")]
+    search = reader.find("req-1", bases)
+    files = [path.name for _, path in reader.log_files(bases)]
+    assert files == ["app.log", "app.log.1", "app.log.2.gz", "access.log", "error.log"]
+    # one timestamp: in the order of the files' paths (access.log, app.log, ...), then of the offsets
+    assert [m.record["n"] for m in search.matches] == [n for n in (3, 0, 1, 2, 4) for _ in range((n + 1) * 50)]
+    assert [m.offset for m in search.matches[:3]] == [0, len(line % 3), 2 * len(line % 3)]
+
+    scan = reader._scan
+
+    def failing(needle: bytes, request_id: str, path: Path, since: object, buffer: bytearray) -> object:
+        if path.name == "access.log":
+            raise RuntimeError("a bug")
+        return scan(needle, request_id, path, since, buffer)
+
+    monkeypatch.setattr(reader, "_scan", failing)
+    with pytest.raises(RuntimeError, match="a bug"):
+        reader.find("req-1", bases)

@@ -365,9 +365,14 @@ def _scan_all(needle: bytes, request_id: str, paths: list[Path], since: datetime
 
     def reader() -> None:
         buffer = bytearray(BLOCK)  # one per reader, reused for every plain file it reads
+        for index in todo:  # shared: next() on a list iterator is atomic under the GIL
+            if failed:
+                return
+            scans[index] = _scan(needle, request_id, paths[index], since, buffer)
+
+    def helper() -> None:
         try:
-            for index in todo:  # shared: next() on a list iterator is atomic under the GIL
-                scans[index] = _scan(needle, request_id, paths[index], since, buffer)
+            reader()
         except BaseException as exc:  # a bug, or memory: raised again in the caller's thread
             failed.append(exc)
 
@@ -375,12 +380,16 @@ def _scan_all(needle: bytes, request_id: str, paths: list[Path], since: datetime
     if min(READERS, len(paths)) > 1:
         import threading
 
-        helpers = [threading.Thread(target=reader, daemon=True) for _ in range(min(READERS, len(paths)) - 1)]
-        for helper in helpers:
-            helper.start()
-    reader()
-    for helper in helpers:
-        helper.join()
+        helpers = [threading.Thread(target=helper, daemon=True) for _ in range(min(READERS, len(paths)) - 1)]
+        for thread in helpers:
+            thread.start()
+    try:
+        reader()
+    except BaseException as exc:  # Ctrl-C too: the helpers stop after their current file
+        failed.append(exc)
+        raise
+    for thread in helpers:
+        thread.join()
     if failed:
         raise failed[0]
     return [scan for scan in scans if scan is not None]
