@@ -269,8 +269,10 @@ def report(args: argparse.Namespace, trees: list[Tree], loads: tuple[str, str], 
     for tree in trees:
         trackline, grep = _median(tree.tools[0].seconds), _median(tree.tools[1].seconds)
         per_round = ", ".join(f"{ratio:.2f}" for ratio in tree.ratios(1))
+        cpu = _median(tree.tools[0].cpu) / _median(tree.tools[1].cpu)
         text = (f"{tree.label}: trackline / (grep + zgrep) **{trackline / grep:.2f}** (target <= "
-                f"{SHAPES[tree.shape][2]}; per round {per_round})")
+                f"{SHAPES[tree.shape][2]}; per round {per_round}: median {_median(tree.ratios(1)):.2f}; in CPU time"
+                f" {cpu:.2f})")
         if shutil.which("rg"):
             text += f", trackline / rg -z **{trackline / _median(tree.tools[2].seconds):.2f}**"
         if args.trace_baseline:
