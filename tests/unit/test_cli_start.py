@@ -41,14 +41,20 @@ print(json.dumps(sorted(sys.modules)), file=sys.stderr)
 """
 
 
-def imported(*args: str, env: dict[str, str] | None = None) -> set[str]:
-    """The modules (and their parent packages) loaded after ``main(args)`` in a fresh interpreter; the command
-    must succeed."""
-    result = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args)], capture_output=True, text=True,
+def loaded(probe: str, *args: str, env: dict[str, str] | None = None) -> set[str]:
+    """The modules (and their parent packages) loaded when ``probe`` has run in a fresh interpreter."""
+    result = subprocess.run([sys.executable, "-c", probe, json.dumps(args)], capture_output=True, text=True,
                             timeout=60, env={**os.environ, **(env or {})})
     assert result.returncode == 0, result.stderr
     modules = json.loads(result.stderr.splitlines()[-1])
     return {module.rsplit(".", depth)[0] for module in modules for depth in range(module.count(".") + 1)}
+
+
+def imported(*args: str, env: dict[str, str] | None = None) -> set[str]:
+    """What ``main(args)`` imports, beyond what the interpreter loaded before it (a sitecustomize or a coverage
+    hook may load more than a bare start does); the command must succeed."""
+    bare = loaded("import json, sys; print(json.dumps(sorted(sys.modules)), file=sys.stderr)", env=env)
+    return loaded(PROBE, *args, env=env) - bare
 
 
 @pytest.fixture
