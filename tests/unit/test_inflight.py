@@ -12,11 +12,11 @@ from typing import Any
 import greenlet
 import pytest
 
-from trackline import context
+from trackline import context, redaction
 from trackline.appconfig import AppConfig
 from trackline.config import ConfigError
 from trackline.server import inflight
-from trackline.server.access import JsonLogger
+from trackline.server.access import AccessSample, JsonLogger
 from trackline.wsgi import TRACKING_ID_KEY
 
 
@@ -54,6 +54,7 @@ class BareLogger(JsonLogger):
 
     def __init__(self, error: logging.Logger, access: logging.Logger) -> None:
         self.error_log, self.access_log = error, access
+        self.redactor, self.sample = redaction.active(), AccessSample({})  # what setup() makes without app.yaml
 
 
 def worker(error: logging.Logger, access: logging.Logger) -> Any:

@@ -22,10 +22,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `trackline trace` starts at once
+if TYPE_CHECKING:
+    from typing import Any
 
 #: The history's folder inside a log directory; its markers' folder and its scratch folder inside that.
 PARQUET_DIR = "parquet"
@@ -34,15 +36,18 @@ STAGING = ".staging"
 MARKER_SUFFIX = ".json"
 
 
-@dataclass(frozen=True)
 class Commit:
-    """One compacted source, as its marker says: paths relative to the log directory ``log_dir``."""
+    """One compacted source, as its marker says: paths relative to the log directory ``log_dir``. (A plain class:
+    dataclasses would cost `trackline trace` its start-up.)"""
 
-    log_dir: Path
-    source: str  # web-1/access.log-20261207-1765100000.gz
-    base: str  # web-1/access.log
-    files: tuple[str, ...]  # parquet/date=.../hostname=web-1/access.log-20261207-1765100000.parquet, ...
-    rows: int
+    __slots__ = ("base", "files", "log_dir", "rows", "source")
+
+    def __init__(self, log_dir: Path, source: str, base: str, files: tuple[str, ...], rows: int) -> None:
+        self.log_dir = log_dir
+        self.source = source  # web-1/access.log-20261207-1765100000.gz
+        self.base = base  # web-1/access.log
+        self.files = files  # parquet/date=.../hostname=web-1/access.log-20261207-1765100000.parquet, ...
+        self.rows = rows
 
     @property
     def source_path(self) -> Path:
@@ -99,13 +104,15 @@ def log_dirs_of(bases: Iterable[Path]) -> list[Path]:
     return [directory for directory in candidates if (directory / PARQUET_DIR / MARKERS).is_dir()]
 
 
-@dataclass
 class Split:
     """What to read for a set of base files: JSON files ``(base, file)`` and Parquet files ``(base, file,
     source)``, each line in exactly one of them."""
 
-    json: list[tuple[Path, Path]]
-    parquet: list[tuple[Path, Path, Path]] = field(default_factory=list)
+    __slots__ = ("json", "parquet")
+
+    def __init__(self, json: list[tuple[Path, Path]]) -> None:
+        self.json = json
+        self.parquet: list[tuple[Path, Path, Path]] = []
 
 
 def split(bases: Iterable[Path], files: list[tuple[Path, Path]]) -> Split:

@@ -17,12 +17,11 @@ import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
-if TYPE_CHECKING:
+from trackline.reader.history import TYPE_CHECKING, split, trace_scans
+
+if TYPE_CHECKING:  # typing.TYPE_CHECKING without importing typing
     from collections.abc import Collection, Iterable, Iterator
     from typing import Any
-
-from trackline.reader.history import split, trace_scans
 
 #: The files of one host: trackline's three, the Celery worker's and the edge's nginx JSON access log.
 LOG_NAMES = ("app.log", "access.log", "error.log", "worker.log", "trackline-access.log")
