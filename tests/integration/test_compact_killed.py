@@ -43,10 +43,14 @@ def test_killed_at_random_points_then_finished_loses_and_doubles_nothing(tmp_pat
     started = time.monotonic()
     subprocess.run([*command[:3], str(tmp_path / "empty")], capture_output=True)  # the import time, about
     startup = time.monotonic() - started
+    build(tmp_path / "probe")  # the same work, timed whole: the kills spread over the job's life on any machine
+    started = time.monotonic()
+    subprocess.run([*command[:3], str(tmp_path / "probe"), *command[4:]], capture_output=True, check=True)
+    whole = max(time.monotonic() - started - startup, 0.1)
     kills = 0
     for _ in range(12):
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(startup + rng.uniform(0, 1.5))
+        time.sleep(startup + rng.uniform(0, whole / 6))
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)  # our own child, by its PID
             kills += 1
