@@ -100,7 +100,7 @@ def serve(conf_dir: Path, app_spec: str | None = None) -> None:
         raise
     application = TracklineApplication(config, app_spec)
     _check_listen(application.cfg.address)
-    print(f"trackline: serving on {', '.join(application.cfg.bind)}, logging to {', '.join(config.log_files)}",
+    print(f"trackline: serving on {', '.join(application.cfg.bind)}, logging to {config.logs_to}",
           file=sys.stderr, flush=True)
     application.run()
 

@@ -40,6 +40,9 @@ OWNED_SETTINGS = {
 #: The longest path a unix socket can bind to on Linux (``sun_path`` is 108 bytes with its NUL).
 MAX_UNIX_SOCKET_PATH = 107
 
+#: ``TRACKLINE_LOG_TO``: where every log line goes, and the dictConfig file of the config directory that says how.
+LOG_TO = {"files": LOGGING_FILE, "stdout": "logging.stdout.yaml"}
+
 #: Settings naming a file whose directory trackline creates if missing (like the log directory).
 RUNTIME_FILES = frozenset({"pidfile", "control_socket"})
 
@@ -52,6 +55,7 @@ class ServerConfig:
     logging: dict[str, Any]
     app: AppConfig
     source: AppSource
+    logging_file: str = LOGGING_FILE  # logging.yaml, or logging.stdout.yaml with TRACKLINE_LOG_TO=stdout
 
     def apply(self, cfg: Config) -> None:
         """Put these settings, the logging dictConfig and trackline's logger class into gunicorn's ``cfg``."""
@@ -70,7 +74,12 @@ class ServerConfig:
     @property
     def log_files(self) -> list[str]:
         """The files ``logging.yaml`` writes to."""
-        return [str(file) for file in handler_files(self.logging, self.conf_dir / LOGGING_FILE)]
+        return [str(file) for file in handler_files(self.logging, self.conf_dir / self.logging_file)]
+
+    @property
+    def logs_to(self) -> str:
+        """Where the lines go, as ``serve`` and ``check-config`` say it: the files, else the logging file."""
+        return ", ".join(self.log_files) or f"stdout ({self.conf_dir / self.logging_file})"
 
     def describe(self) -> str:
         """What ``trackline serve`` runs with this config (gunicorn's defaults filled in)."""
@@ -80,7 +89,7 @@ class ServerConfig:
             f"  app:          {self.source.describe()}",
             f"  bind:         {', '.join(cfg.bind)}",
             f"  workers:      {cfg.workers} x {cfg.worker_class_str} ({cfg.worker_connections} connections each)",
-            f"  log files:    {', '.join(self.log_files) or '(none)'}",
+            f"  log files:    {self.logs_to}",
         ]
         if (shown := self.app.describe()) is not None:
             lines.append(f"  app settings: {shown}")
@@ -116,17 +125,28 @@ def check_server_config(conf_dir: Path, create_dirs: bool = False,
     """
     problems: list[str] = []
     settings = _collect(problems, lambda: _load_settings(conf_dir / GUNICORN_FILE, create_dirs))
-    logging_config = _collect(problems, lambda: check_logging_config(conf_dir / LOGGING_FILE, create_dirs))
+    logging_file = _collect(problems, _logging_file)
+    logging_config = logging_file and _collect(problems, lambda: check_logging_config(conf_dir / logging_file,
+                                                                                     create_dirs))
     app = _collect(problems, lambda: load_app_config(conf_dir))
     if problems:
         return problems
-    config = ServerConfig(conf_dir, settings, logging_config, app, AppSource.from_settings(settings, app_spec))
+    config = ServerConfig(conf_dir, settings, logging_config, app, AppSource.from_settings(settings, app_spec),
+                          logging_file)
     if config.source.spec is not None:
         cfg = config.gunicorn_config()
         problem = import_problem(config.source, app, gevent=is_gevent_worker(cfg), timeout=max(cfg.timeout, 1))
         if problem:
             return [problem]
     return config
+
+
+def _logging_file() -> str:
+    """The logging file that ``TRACKLINE_LOG_TO`` names: ``files`` (the default) or ``stdout``."""
+    log_to = os.environ.get("TRACKLINE_LOG_TO") or "files"
+    if log_to not in LOG_TO:
+        raise ConfigError(f"TRACKLINE_LOG_TO={log_to!r}: must be one of {', '.join(LOG_TO)}")
+    return LOG_TO[log_to]
 
 
 def _collect(problems: list[str], load: Callable[[], Any]) -> Any:
