@@ -168,7 +168,8 @@ def _traceback(exc: BaseException) -> str:
 def _reason(exc: BaseException) -> str:
     """``TypeName: message (file:line)`` on one line, the place where the app raised it; gunicorn's
     ``AppImportError`` speaks for itself."""
-    text = " ".join(str(exc).split())
+    message = exc.msg if isinstance(exc, SyntaxError) and exc.filename else str(exc)  # its place comes below
+    text = " ".join(message.split())
     if type(exc).__name__ == "AppImportError":
         return text
     reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
