@@ -39,6 +39,8 @@ def _check_config(args: argparse.Namespace) -> int:
     if isinstance(checked, list) or celery_problems:
         # dict.fromkeys: a logging.yaml problem that both checks find is said once
         for problem in dict.fromkeys([*(checked if isinstance(checked, list) else []), *celery_problems]):
+            if args.verbose and (traceback := getattr(problem, "traceback", "")):  # the app's, from its check
+                print(traceback, file=sys.stderr)
             print(f"trackline: {problem}", file=sys.stderr)
         return 1
     print("\n".join([checked.describe(), *(f"  {note}" for note in celery_notes)]))
@@ -253,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     " load the app as a worker would")
     check.add_argument("--conf-dir", help=conf_help)
     check.add_argument("--app", metavar="SPEC", help=app_help)
+    check.add_argument("--verbose", "-v", action="store_true",
+                       help="when the app cannot be loaded, print its full traceback above the one line")
     check.set_defaults(run=_check_config)
     trace = command("trace", "print every log line of one request (tracking ID or W3C trace-id), in time order")
     trace.add_argument("id", metavar="ID", type=_request_id, help="a tracking ID or a trace_id")
