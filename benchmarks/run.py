@@ -8,7 +8,8 @@ interleaved cycles a, b, c, d, e, f, a, ... with the same client settings. Print
 requests/s, p50/p99 latency, the c/b, c/d and f/e ratios per cycle and their medians, worker CPU per request,
 RSS per worker, and the JSON formatters' lines/s. ``--memory`` loads trackline with and without OTel for
 200,000 requests and compares each worker's RSS after 10,000 and after 200,000. ``--trace`` times
-``trackline trace`` instead (trace_bench.py).
+``trackline trace`` instead (trace_bench.py); ``--sql`` a month of gz JSON against its Parquet history
+(sql_bench.py).
 Run it through ``scripts/bench``, which installs wrk and the venv first.
 """
 
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import yaml
 
+import sql_bench
 import trace_bench
 from gunicorn_conf import SHARED
 from trackline import context
@@ -337,6 +339,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory-requests", type=int, default=200_000, metavar="N",
                         help="requests for --memory (default 200000)")
     trace_bench.add_arguments(parser)
+    sql_bench.add_arguments(parser)
     parser.add_argument("--celery-publish", action="store_true",
                         help="instead: what queueing a Celery task costs a request, with and without trackline's"
                              " instrumentation (benchmarks/celery_publish.py)")
@@ -354,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.trace:
         return trace_bench.main(args)
+    if args.sql:
+        return sql_bench.main(args)
     if args.celery_publish:
         from celery_publish import run as celery_publish
 

@@ -19,7 +19,11 @@ RUNTIME_DIR = "/run/trackline"
 UNIT_DIR = "/etc/systemd/system"
 WEB_UNIT = "trackline.service"
 WORKER_UNIT = "trackline-worker.service"
-UNITS = (WEB_UNIT, WORKER_UNIT)
+#: The log host's daily `trackline compact` (docs/sql.md): a oneshot service and the timer that starts it.
+COMPACT_UNIT = "trackline-compact.service"
+COMPACT_TIMER = "trackline-compact.timer"
+UNITS = (WEB_UNIT, WORKER_UNIT, COMPACT_UNIT)
+TIMERS = (COMPACT_TIMER,)
 LOGROTATE_D = "/etc/logrotate.d"
 RULES = f"{LOGROTATE_D}/trackline"  # logrotate/trackline: the web and worker logs
 CENTRAL_RULES = f"{LOGROTATE_D}/trackline-central"  # logrotate/trackline-central: the log host's tree

@@ -6,6 +6,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from .compact import install_compaction
 from .edge import install_edge
 from .job import Job
 from .layout import PYTHON, REPO, WEB_UNIT, WORKER_UNIT
@@ -42,10 +43,12 @@ def edge(job: Job) -> None:
 
 
 def loghost(job: Job) -> None:
-    """The central log host (docs/log-host.md): the venv and command for `trackline trace`, rsyslog's receiver."""
-    ensure_venv(job)
+    """The central log host (docs/log-host.md): the venv (with trackline[sql]) and command for `trackline trace`
+    and `sql`, rsyslog's receiver, and the daily `trackline compact` (docs/sql.md)."""
+    ensure_venv(job, extras=",sql")
     install_command(job)
     install_loghost(job)
+    install_compaction(job)
 
 
 ROLES: dict[str, Callable[[Job], None]] = {"web": web, "worker": worker, "edge": edge, "loghost": loghost}

@@ -19,6 +19,7 @@ from .layout import (
     RULES,
     SERVICE_USER,
     SNIPPETS,
+    TIMERS,
     UNIT_DIR,
     UNITS,
     Host,
@@ -50,8 +51,8 @@ def remove(host: Host, *paths: str) -> list[str]:
 
 
 def stop_services(host: Host) -> None:
-    """Stop and disable the web and worker units that systemd knows."""
-    for unit in UNITS:
+    """Stop and disable the timers, then the units, that systemd knows."""
+    for unit in (*TIMERS, *UNITS):
         if host.systemd_running() and succeeds(["systemctl", "cat", unit]):
             run(["systemctl", "disable", "--now", unit])
             say(f"stopped and disabled {unit}")
@@ -59,7 +60,7 @@ def stop_services(host: Host) -> None:
 
 def remove_services(host: Host, prefix: str) -> None:
     """The units, the rules, the venv (and the prefix if that leaves it empty), and the command if ours."""
-    remove(host, *(f"{UNIT_DIR}/{unit}" for unit in UNITS), RULES, f"{prefix}/venv")
+    remove(host, *(f"{UNIT_DIR}/{unit}" for unit in (*UNITS, *TIMERS)), RULES, f"{prefix}/venv")
     if is_ours(host):
         remove(host, COMMAND)
     else:

@@ -8,8 +8,10 @@ loaded on first use: ``import trackline`` imports nothing more (the ``trackline`
 from __future__ import annotations
 
 import importlib
-import warnings
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ``trackline --version`` needs none of it
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "JsonFormatter",
@@ -44,6 +46,8 @@ def __getattr__(name: str) -> Any:
     if name == "propagation":
         return importlib.import_module("trackline.propagation")
     if name == "create_app":
+        import warnings
+
         warnings.warn("trackline.create_app is the demo's factory and moved to trackline.demo.create_app; "
                       "the old name goes in the next release", DeprecationWarning, stacklevel=2)
         from trackline.demo import create_app

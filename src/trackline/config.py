@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `trackline trace` reads YAML, not types
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^{}]*))?\}")
 _MAX_NESTING = 8
@@ -92,6 +94,8 @@ def writable_directory(directory: Path, where: str, create: bool) -> None:
 def _try_mkdir(parent: Path, directory: Path, where: str) -> None:
     """Create and remove a directory in ``parent`` as ``mkdir`` would for ``directory``: the filesystem may
     refuse what the permission bits allow (``/proc``, a read-only mount)."""
+    import tempfile
+
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".trackline-check-", dir=parent))
     except OSError as exc:

@@ -25,3 +25,14 @@ def envelope(code: int, msg: str, data: Any = None) -> bytes:
     """The body of an answer: ``code`` is its HTTP status. Raises ``TypeError``/``ValueError`` for ``data`` JSON
     cannot hold even as text (non-string keys, a circular reference)."""
     return _encode({"code": int(code), "msg": msg, "data": data}).encode()
+
+
+#: The ``Content-Type`` of ``plain_page``.
+PLAIN_TYPE = "text/plain; charset=utf-8"
+
+
+def plain_page(code: int, reason: str, msg: str, tracking_id: str | None) -> bytes:
+    """The body of an answer trackline gives for a served app that does not use the envelope (an HTML app):
+    the status, what was wrong and the tracking ID, one per line, as plain text."""
+    lines = [f"{int(code)} {reason}", *([msg] if msg else []), f"tracking ID: {tracking_id or '-'}"]
+    return ("\n".join(lines) + "\n").encode()

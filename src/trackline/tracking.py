@@ -191,11 +191,12 @@ def track_app(app: Any, app_config: AppConfig) -> WsgiApp:
     ``app.config``, so it is never wrapped twice. Any other WSGI callable is wrapped in ``TrackingMiddleware``
     with its ``policy``. Either way a ``MAX_CONTENT_LENGTH`` is
     enforced for every route (``BodyLimit``, inside the tracking layer so that its 413 carries the tracking
-    headers).
+    headers; the envelope with ``TRACKLINE_ERROR_ENVELOPE: true``, else plain text).
     """
     settings = app_config.settings
     if not isinstance(app, Flask):
-        return TrackingMiddleware(with_body_limit(app, settings.get("MAX_CONTENT_LENGTH")), app_config.policy)
+        return TrackingMiddleware(with_body_limit(app, settings.get("MAX_CONTENT_LENGTH"), app_config.error_envelope),
+                                  app_config.policy)
     app.config.update(settings)
     middleware = app.extensions.get(EXTENSION)
     if middleware is None:
@@ -203,5 +204,5 @@ def track_app(app: Any, app_config: AppConfig) -> WsgiApp:
         middleware = app.extensions[EXTENSION]
     else:
         middleware.use(TrackingPolicy.from_config(app.config))
-    middleware.app = with_body_limit(middleware.app, app.config.get("MAX_CONTENT_LENGTH"))
+    middleware.app = with_body_limit(middleware.app, app.config.get("MAX_CONTENT_LENGTH"), app_config.error_envelope)
     return app

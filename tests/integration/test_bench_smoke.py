@@ -59,9 +59,18 @@ def test_trace_bench_finds_the_same_lines_as_grep_and_prints_the_ratio(tmp_path)
                              "--trace-dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    rows = re.findall(r"^\| `([^`]+)` \| [\d.]+ \| [\d., ]+ \| [\d.]+ \| (\d+) \| [\d.]+ \|$", out, re.M)
-    labels = [label for label, _ in rows]
-    assert labels[:2] == ["trackline trace ID --log-dir TREE", "grep -rF ID TREE (plain) + zgrep -F ID *.gz"], out
-    assert len({found for _, found in rows}) == 1 and int(rows[0][1]) > 0, out  # every tool found the same lines
-    assert re.search(r"^trackline / \(grep \+ zgrep\): \*\*\d+\.\d\d\*\*", out, re.M), out
+    row = re.compile(r"^\| ([^|]+?) \| `([^`]+)` \| [\d.]+ \| [\d., ]+ \| [\d.]+ \| \d+ \| (\d+) \| [\d.]+ \|$", re.M)
+    trees: dict[str, list[tuple[str, int]]] = {}
+    name = ""
+    for tree, tool, found in row.findall(out):
+        name = name if tree == "〃" else tree.split(":")[0]  # 〃: the tree of the row above
+        trees.setdefault(name, []).append((tool, int(found)))
+    assert set(trees) == {"mostly plain", "gz-heavy"}, out
+    for tools in trees.values():
+        assert [tool for tool, _ in tools[:2]] == ["trackline trace ID --log-dir TREE",
+                                                   "grep -rF ID TREE (plain) + zgrep -F ID *.gz"], out
+        assert len({found for _, found in tools}) == 1 and tools[0][1] > 0, out  # every tool found the same lines
+    for shape in ("mostly plain", "gz-heavy"):
+        assert re.search(rf"^- {shape}: trackline / \(grep \+ zgrep\) \*\*\d+\.\d\d\*\*", out, re.M), out
+    assert re.search(r"^\| `trackline --version` \| [\d.]+ \|", out, re.M), out
     assert list(tmp_path.iterdir()) == []  # the tree is removed

@@ -431,7 +431,7 @@ def test_loghost_stages_the_receiver_the_rules_and_the_command_but_no_service(ro
     assert (root / "etc/logrotate.d/trackline-central").read_bytes() == \
         (REPO / "logrotate/trackline-central").read_bytes()
     assert (root / "usr/local/bin/trackline").exists() and (root / "opt/trackline/venv/bin/python").exists()
-    assert not (root / "etc/systemd").exists() and not (root / "etc/trackline").exists()
+    assert not (root / "etc/systemd/system/trackline.service").exists() and not (root / "etc/trackline").exists()
     before = snapshot(root)
     install(root, fakes, "--role", "loghost", "--listen", "[::1]:10514")
     assert snapshot(root) == before

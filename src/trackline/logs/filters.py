@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from trackline import redaction
 from trackline.context import current
 from trackline.propagation.otel import span_of
 
@@ -15,10 +16,18 @@ class TrackingIdFilter(logging.Filter):
     it has current when the line is written.
 
     Values the caller passed with ``extra=`` are kept: a record with its own ``span_id`` (the line of an
-    outgoing call, in the call's child span) keeps its trace fields.
+    outgoing call, in the call's child span) keeps its trace fields. But ``extra`` fields named like a query
+    parameter or header of app.yaml's redaction lists are logged as ``[REDACTED]``, and those named like a URL,
+    a query string or headers have those values redacted, as have ``%s`` arguments holding a ``?`` (a URL), by
+    ``trackline.redaction``. Text written into the message itself is not looked at.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        redactor = redaction.active()
+        if not record.__dict__.keys().isdisjoint(redactor.field_names):
+            redactor.record(record.__dict__)
+        if record.args and isinstance(record.args, tuple):
+            record.args = redactor.args(record.args)
         scope = current()
         if scope is None:
             if not hasattr(record, "tracking_id"):

@@ -117,7 +117,8 @@ def outgoing_call(headers: MutableMapping[str, str], method: str, url: str, head
         return
     headers.update(added)
     where = urlsplit(url)
-    shown = where._replace(query="", fragment="").geturl()  # a query string may hold secrets
+    # a query string, and user:password@ before the host, may hold secrets (docs/redaction.md)
+    shown = where._replace(netloc=where.netloc.rpartition("@")[2], query="", fragment="").geturl()
     fields = child.log_fields() if child is not None else {}
     log.info("%s %s", method, shown, extra={**fields, "request_method": method, "url": shown})
 

@@ -1,53 +1,106 @@
 """Find every log line of one request across log files: rotated and gzipped ones, one host or a log host's tree.
 
 Files are read in large binary blocks and searched for the ID's bytes; only the lines that contain them are
-decoded and parsed, so a search runs at about the speed of ``grep -F`` with a flat memory use.
+decoded and parsed, so a search runs at about the speed of ``grep -F`` with a flat memory use. Plain files are
+read into one reused buffer per reader (no new memory per block), gzipped ones decompressed block by block.
+
+``trackline trace`` starts by importing this module: it imports only what a search uses (no typing,
+dataclasses or concurrent.futures, whose imports would cost more than searching a few hundred MB).
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
 import zlib
-from collections.abc import Collection, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+
+from trackline.reader.history import TYPE_CHECKING, split, trace_scans
+
+if TYPE_CHECKING:  # typing.TYPE_CHECKING without importing typing
+    from collections.abc import Collection, Iterable, Iterator
+    from typing import Any
 
 #: The files of one host: trackline's three, the Celery worker's and the edge's nginx JSON access log.
 LOG_NAMES = ("app.log", "access.log", "error.log", "worker.log", "trackline-access.log")
 #: How much is read (or decompressed) at a time.
 BLOCK = 1 << 20
+#: How much compressed input is given to zlib at a time (a small piece: what zlib leaves of it is copied).
+GZ_INPUT = 1 << 16
 #: How many files are read at once.
 READERS = min(4, os.cpu_count() or 1)
+#: How many plain bytes take as long to search as one gzipped byte (to decompress about 5 to 20 bytes of text):
+#: the biggest pieces of work are started first, so the readers finish together.
+GZ_WEIGHT = 40
 _RELATIVE = re.compile(r"(\d+)\s*([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
-@dataclass(frozen=True, order=True)
 class Match:
-    """One matching line, ordered by its timestamp (then where it was found: file, then byte offset)."""
+    """One matching line, ordered by its timestamp (then where it was found: file, then byte offset).
 
+    Immutable; equal and hashed by what orders it (``line`` and ``record`` follow from the file and offset).
+    """
+
+    __slots__ = ("line", "offset", "record", "source", "timestamp")
     timestamp: datetime
     source: str
     offset: int
-    line: str = field(compare=False)
-    record: dict[str, Any] = field(compare=False)
+    line: str
+    record: dict[str, Any]
+
+    def __init__(self, timestamp: datetime, source: str, offset: int, line: str, record: dict[str, Any]) -> None:
+        for name, value in (("timestamp", timestamp), ("source", source), ("offset", offset), ("line", line),
+                            ("record", record)):
+            object.__setattr__(self, name, value)
+
+    def _key(self) -> tuple[datetime, str, int]:
+        return (self.timestamp, self.source, self.offset)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: a Match is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: a Match is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return self._key() == other._key() if isinstance(other, Match) else NotImplemented
+
+    def __lt__(self, other: Match) -> bool:
+        return self._key() < other._key()
+
+    def __le__(self, other: Match) -> bool:
+        return self._key() <= other._key()
+
+    def __gt__(self, other: Match) -> bool:
+        return self._key() > other._key()
+
+    def __ge__(self, other: Match) -> bool:
+        return self._key() >= other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"Match(timestamp={self.timestamp!r}, source={self.source!r}, offset={self.offset!r}, "
+                f"line={self.line!r}, record={self.record!r})")
 
 
-@dataclass
 class Search:
     """What a search found and what it had to skip."""
 
-    matches: list[Match] = field(default_factory=list)
-    malformed: int = 0
-    unfinished: int = 0  # a file's last line, not yet JSON and with no newline: still being written
-    duplicates: int = 0  # shipped lines that reached the log host more than once (RELP is at-least-once)
-    unreadable: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.matches: list[Match] = []
+        self.malformed = 0
+        self.unfinished = 0  # a file's last line, not yet JSON and with no newline: still being written
+        self.duplicates = 0  # shipped lines that reached the log host more than once (RELP is at-least-once)
+        self.unreadable: list[str] = []
+
+    def __repr__(self) -> str:
+        return (f"Search(matches={self.matches!r}, malformed={self.malformed}, unfinished={self.unfinished}, "
+                f"duplicates={self.duplicates}, unreadable={self.unreadable!r})")
 
 
 def parse_since(value: str, now: datetime | None = None) -> datetime:
@@ -67,7 +120,8 @@ def directory_bases(directory: Path) -> list[Path]:
     """The base files to read for ``directory``: its own ``LOG_NAMES``, then those of each subdirectory (a log
     host's ``<hostname>/`` folders), in name order."""
     try:
-        hosts = sorted(child for child in directory.iterdir() if child.is_dir())
+        with os.scandir(directory) as entries:
+            hosts = sorted(directory / entry.name for entry in entries if entry.is_dir())
     except OSError:  # missing or unreadable: the caller says so
         hosts = []
     return [folder / name for folder in (directory, *hosts) for name in LOG_NAMES]
@@ -77,31 +131,78 @@ def log_files(bases: Iterable[Path]) -> list[tuple[Path, Path]]:
     """``(base, file)`` for each base file and its rotations (``app.log``, ``app.log.1``, ``app.log-20260101.gz``,
     ...) in order: a base and its rotations are one file set."""
     files: dict[Path, Path] = {}
+    listed: dict[Path, set[str] | None] = {}  # each folder's file names, listed once for all its bases
     for base in bases:
-        name = glob.escape(base.name)
-        rotations = (*base.parent.glob(f"{name}.*"), *base.parent.glob(f"{name}-*"))  # not app.logger
-        if base.is_file():
+        folder = base.parent
+        if folder not in listed:
+            listed[folder] = _file_names(folder)
+        names = listed[folder]
+        if names is None:  # not listable: the base file may still be there (a folder without read permission)
+            if base.is_file():
+                files.setdefault(base, base)
+            continue
+        if base.name in names:
             files.setdefault(base, base)
-        for path in sorted(p for p in rotations if p.is_file()):
-            files.setdefault(path, base)
+        rotated = (f"{base.name}.", f"{base.name}-")  # app.log.1, app.log-20260101.gz; not app.logger
+        for name in sorted(name for name in names if name.startswith(rotated)):
+            files.setdefault(folder / name, base)
     return [(base, path) for path, base in files.items()]
 
 
-def _blocks(stream: IO[bytes], gzipped: bool) -> Iterator[bytes]:
-    """The (decompressed) content of ``stream``, ``BLOCK`` bytes at a time; concatenated gzip members too."""
-    if not gzipped:
-        while block := stream.read(BLOCK):
-            yield block
-        return
+def _file_names(folder: Path) -> set[str] | None:
+    """The names of the files in ``folder`` (symbolic links followed), or ``None`` when it cannot be listed."""
+    try:
+        with os.scandir(folder) as entries:
+            return {entry.name for entry in entries if entry.is_file()}
+    except FileNotFoundError:
+        return set()
+    except OSError:
+        return None
+
+
+def _plain_lines(needle: bytes, stream: Any, buffer: bytearray) -> Iterator[tuple[int, bytes]]:
+    """``(offset, line)`` of each line of the plain file ``stream`` (unbuffered) that contains ``needle``, newline
+    kept; a last line without one too. The file is read into ``buffer``, whole lines searched in place, the
+    piece of a line at its end moved to its start before the next read; it grows only for a longer line."""
+    view = memoryview(buffer)
+    start = 0  # file offset of buffer[0]
+    filled = 0  # bytes of the file in buffer
+    try:
+        while count := stream.readinto(view[filled:]):
+            filled += count
+            end = buffer.rfind(b"\n", 0, filled) + 1  # search only whole lines; the rest waits for the next read
+            if end:
+                position = buffer.find(needle, 0, end)
+                while position >= 0:
+                    first = buffer.rfind(b"\n", 0, position) + 1
+                    last = buffer.find(b"\n", position) + 1
+                    yield start + first, bytes(view[first:last])
+                    position = buffer.find(needle, last, end)
+                view[:filled - end] = view[end:filled]
+                start += end
+                filled -= end
+            if filled == len(buffer):  # a line longer than the buffer: make room for more of it
+                view.release()
+                buffer.extend(bytes(len(buffer)))
+                view = memoryview(buffer)
+        if buffer.find(needle, 0, filled) >= 0:
+            yield start, bytes(view[:filled])
+    finally:
+        view.release()
+
+
+def _inflated(stream: Any) -> Iterator[bytes]:
+    """The decompressed content of the gzip file ``stream``, ``BLOCK`` bytes at most at a time; concatenated
+    gzip members too."""
     inflater, fed, pending = zlib.decompressobj(wbits=31), False, b""
     while True:
         if inflater.eof:  # a next gzip member (``cat a.gz b.gz``), or the end
-            pending = inflater.unused_data + pending or stream.read(BLOCK)
+            pending = inflater.unused_data + pending or stream.read(GZ_INPUT)
             if not pending.strip(b"\0"):  # nothing more, or the zero padding that gzip tolerates
                 return
             inflater, fed = zlib.decompressobj(wbits=31), False
         if not pending:
-            pending = stream.read(BLOCK)
+            pending = stream.read(GZ_INPUT)
             if not pending:
                 break
         block = inflater.decompress(pending, BLOCK)
@@ -113,20 +214,35 @@ def _blocks(stream: IO[bytes], gzipped: bool) -> Iterator[bytes]:
 
 
 def _lines_containing(needle: bytes, blocks: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
-    """``(offset, line)`` of each line that contains ``needle``, newline kept; a last line without one too."""
-    carry = b""
-    start = 0  # stream offset of ``carry + block``
+    """``(offset, line)`` of each line that contains ``needle``, newline kept; a last line without one too.
+
+    Each block is searched where it lies; only the line that runs over from one block into the next is put
+    together (block + block would copy every byte once more)."""
+    carry = b""  # the start of a line that the next block goes on with
+    start = 0  # stream offset of ``carry``
     for block in blocks:
-        data = carry + block if carry else block
-        end = data.rfind(b"\n") + 1  # search only whole lines; the rest waits for the next block
-        position = data.find(needle, 0, end)
-        while position >= 0:
-            first = data.rfind(b"\n", 0, position) + 1
-            last = data.find(b"\n", position) + 1
-            yield start + first, data[first:last]
-            position = data.find(needle, last, end)
-        carry = data[end:]
-        start += end
+        if carry:
+            newline = block.find(b"\n") + 1
+            if not newline:  # the line goes on past this block too
+                carry += block
+                continue
+            line = carry + block[:newline]
+            if needle in line:
+                yield start, line
+            start += len(line)
+            begin = newline
+        else:
+            begin = 0
+        end = block.rfind(b"\n") + 1
+        if end > begin:
+            position = block.find(needle, begin, end)
+            while position >= 0:
+                first = block.rfind(b"\n", begin, position) + 1 or begin
+                last = block.find(b"\n", position) + 1
+                yield start + first - begin, block[first:last]
+                position = block.find(needle, last, end)
+            start += end - begin
+        carry = block[max(end, begin):]
     if needle in carry:
         yield start, carry
 
@@ -141,24 +257,26 @@ def _get(record: dict[str, Any], path: tuple[str, ...]) -> Any:
     return value
 
 
-@dataclass(frozen=True)
 class Shape:
     """Where a field preset (``fields:`` in logging.yaml, trackline.logs.presets) keeps what ``trace`` reads.
 
     Paths are keys into nested objects; ``marker`` is a top-level key that only this preset's lines have.
     ``shown`` are the top-level keys that ``--pretty`` shows in its columns (or never), not as ``key=value``.
+    ``trace_prefix``: what comes before the trace ID in its field (GCP's trace is projects/PROJECT/traces/ID).
     """
 
-    name: str
-    marker: str
-    timestamp: str
-    level: tuple[str, ...]
-    logger: tuple[str, ...]
-    message: str
-    traceback: tuple[str, ...]
-    trace_id: tuple[str, ...] = ("trace_id",)
-    trace_prefix: str = ""  # GCP's trace is a path: projects/PROJECT/traces/TRACE_ID
-    shown: frozenset[str] = frozenset()
+    __slots__ = ("level", "logger", "marker", "message", "name", "shown", "timestamp", "trace_id", "trace_prefix",
+                 "traceback")
+
+    def __init__(self, name: str, marker: str, timestamp: str, level: tuple[str, ...], logger: tuple[str, ...],
+                 message: str, traceback: tuple[str, ...], trace_id: tuple[str, ...] = ("trace_id",),
+                 trace_prefix: str = "", shown: frozenset[str] = frozenset()) -> None:
+        self.name, self.marker, self.timestamp, self.level, self.logger = name, marker, timestamp, level, logger
+        self.message, self.traceback, self.trace_id = message, traceback, trace_id
+        self.trace_prefix, self.shown = trace_prefix, shown
+
+    def __repr__(self) -> str:
+        return f"Shape({self.name!r})"
 
     def trace(self, record: dict[str, Any]) -> Any:
         value = _get(record, self.trace_id)
@@ -208,46 +326,100 @@ def find(request_id: str, bases: Iterable[Path], since: datetime | None = None) 
     log host) is kept once per file set: byte-identical copies in the same ``<host>/<file>`` and its rotations
     are the at-least-once delivery's duplicates.
 
-    Files are read by a few threads at once (reading and decompressing release the GIL), each keeping only its
-    matches, so memory stays flat whatever the size of the tree.
+    Files are read by a few threads at once (reading and decompressing release the GIL), the biggest first, each
+    keeping only its matches, so memory stays flat whatever the size of the tree.
     """
-    files = log_files(bases)
+    bases = list(bases)
+    history = split(bases, log_files(bases))  # sources compacted into Parquet are read there (docs/sql.md)
+    files = history.json
+    scans = _scan_all(request_id.encode(), request_id, [path for _, path in files], since)
+    parquet = trace_scans(request_id, history.parquet, since)
     search = Search()
     shipped: set[tuple[Path, bytes]] = set()
-    with ThreadPoolExecutor(max_workers=min(READERS, len(files) or 1)) as pool:
-        scans = pool.map(lambda file: _scan(request_id, file[1], since), files)
-        for (base, _), scan in zip(files, scans, strict=True):  # in file order: the first copy of a duplicate stays
-            search.malformed += scan.malformed
-            search.unfinished += scan.unfinished
-            search.unreadable.extend(scan.unreadable)
-            for match, raw in scan.found:
-                if "hostname" in match.record:
-                    key = (base, raw)
-                    if key in shipped:
-                        search.duplicates += 1
-                        continue
-                    shipped.add(key)
-                search.matches.append(match)
+    for (base, _), scan in [*zip(files, scans, strict=True), *parquet]:  # in file order: a duplicate's first stays
+        search.malformed += scan.malformed
+        search.unfinished += scan.unfinished
+        search.unreadable.extend(scan.unreadable)
+        for match, raw in scan.found:
+            if "hostname" in match.record:
+                key = (base, raw)
+                if key in shipped:
+                    search.duplicates += 1
+                    continue
+                shipped.add(key)
+            search.matches.append(match)
     search.matches.sort()
     return search
 
 
-@dataclass
+def _scan_all(needle: bytes, request_id: str, paths: list[Path], since: datetime | None) -> list[_Scan]:
+    """``_scan`` of each of ``paths``, in their order, by up to ``READERS`` readers (this thread and a few more),
+    each taking the biggest piece of work left: gzipped files count ``GZ_WEIGHT`` times their size."""
+
+    def work(path: Path) -> int:
+        try:
+            size = os.stat(path).st_size
+        except OSError:
+            return 0  # _scan says why
+        return size * GZ_WEIGHT if path.suffix == ".gz" else size
+
+    scans: list[_Scan | None] = [None] * len(paths)
+    todo = iter(sorted(range(len(paths)), key=lambda index: -work(paths[index])))
+    failed: list[BaseException] = []
+
+    def reader() -> None:
+        buffer = bytearray(BLOCK)  # one per reader, reused for every plain file it reads
+        for index in todo:  # shared: next() on a list iterator is atomic under the GIL
+            if failed:
+                return
+            scans[index] = _scan(needle, request_id, paths[index], since, buffer)
+
+    def helper() -> None:
+        try:
+            reader()
+        except BaseException as exc:  # a bug, or memory: raised again in the caller's thread
+            failed.append(exc)
+
+    helpers = []
+    if min(READERS, len(paths)) > 1:
+        import threading
+
+        helpers = [threading.Thread(target=helper, daemon=True) for _ in range(min(READERS, len(paths)) - 1)]
+        for thread in helpers:
+            thread.start()
+    try:
+        reader()
+    except BaseException as exc:  # Ctrl-C too: the helpers stop after their current file
+        failed.append(exc)
+        raise
+    for thread in helpers:
+        thread.join()
+    if failed:
+        raise failed[0]
+    return [scan for scan in scans if scan is not None]
+
+
 class _Scan:
     """One file's matches, each with its line's bytes (what makes a duplicate), and what it had to skip."""
 
-    found: list[tuple[Match, bytes]] = field(default_factory=list)
-    malformed: int = 0
-    unfinished: int = 0
-    unreadable: list[str] = field(default_factory=list)
+    __slots__ = ("found", "malformed", "unfinished", "unreadable")
+
+    def __init__(self) -> None:
+        self.found: list[tuple[Match, bytes]] = []
+        self.malformed = 0
+        self.unfinished = 0
+        self.unreadable: list[str] = []
 
 
-def _scan(request_id: str, path: Path, since: datetime | None) -> _Scan:
-    """One file's matches (not yet sorted or rid of duplicates) and what it had to skip."""
+def _scan(needle: bytes, request_id: str, path: Path, since: datetime | None, buffer: bytearray) -> _Scan:
+    """One file's matches (not yet sorted or rid of duplicates) and what it had to skip; a plain file is read
+    into ``buffer``."""
     scan = _Scan()
     try:
-        with path.open("rb") as stream:
-            for offset, raw in _lines_containing(request_id.encode(), _blocks(stream, path.suffix == ".gz")):
+        with path.open("rb", buffering=0) as stream:
+            gzipped = path.suffix == ".gz"
+            lines = _lines_containing(needle, _inflated(stream)) if gzipped else _plain_lines(needle, stream, buffer)
+            for offset, raw in lines:
                 line = raw.decode("utf-8", errors="replace")
                 try:
                     record = json.loads(line)

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import datetime
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from gunicorn import glogging
 
+from trackline import redaction
 from trackline.context import get_tracking_id
+from trackline.redaction import Redactor
+from trackline.server import inflight
 from trackline.wsgi import TRACKING_ID_KEY
+
+if TYPE_CHECKING:
+    from trackline.appconfig import AppConfig
+
+#: The attribute of gunicorn's ``Config`` that hands app.yaml (an ``AppConfig``) to the logger's ``setup``, which
+#: gunicorn calls in the master at start and at each HUP, before it forks the workers (``ServerConfig.apply``).
+APP_CONFIG = "trackline_app_config"
 
 
 def _request_header(req: Any, name: str) -> str | None:
@@ -25,21 +36,32 @@ def _sent(resp: Any) -> int:
     return sent if sent is not None else getattr(resp, "response_length", None) or 0
 
 
-def access_fields(resp: Any, req: Any, environ: dict[str, Any], request_time: datetime.timedelta) -> dict[str, Any]:
+def _status(resp: Any) -> int:
+    return getattr(resp, "status_code", None) or int(str(resp.status).split(None, 1)[0])
+
+
+def access_fields(resp: Any, req: Any, environ: dict[str, Any], request_time: datetime.timedelta,
+                  redactor: Redactor | None = None) -> dict[str, Any]:
     """The access-log fields of one request (also for requests gunicorn answered itself, e.g. 400; ``req`` is
-    ``None`` and ``environ`` has only ``REMOTE_ADDR`` for one it could not parse)."""
-    status = getattr(resp, "status_code", None) or int(str(resp.status).split(None, 1)[0])
+    ``None`` and ``environ`` has only ``REMOTE_ADDR`` for one it could not parse), the values of listed query
+    parameters redacted (``redactor``, else the process's) in the query, the path (a decoded ``%3F``) and the
+    referer."""
+    status = _status(resp)
+    redact = redactor or redaction.active()
+    path = environ.get("PATH_INFO", getattr(req, "path", None))
+    query = environ.get("QUERY_STRING")
+    referer = environ.get("HTTP_REFERER") or _request_header(req, "REFERER")
     return {
         "tracking_id": environ.get(TRACKING_ID_KEY) or get_tracking_id(),  # the latter for a request gunicorn rejected
         "remote_addr": environ.get("REMOTE_ADDR"),
         "protocol": environ.get("SERVER_PROTOCOL"),
         "host": environ.get("HTTP_HOST") or _request_header(req, "HOST"),
         "request_method": environ.get("REQUEST_METHOD"),
-        "request_path": environ.get("PATH_INFO", getattr(req, "path", None)),
-        "query_string": environ.get("QUERY_STRING"),  # null for a request gunicorn could not parse
+        "request_path": path and redact.url(path),
+        "query_string": query and redact.query(query),  # null for a request gunicorn could not parse
         "status_code": status,
         "response_length": _sent(resp),
-        "referer": environ.get("HTTP_REFERER") or _request_header(req, "REFERER"),
+        "referer": referer and redact.url(referer),
         "user_agent": environ.get("HTTP_USER_AGENT") or _request_header(req, "USER-AGENT"),
         "request_time": request_time.total_seconds(),
     }
@@ -57,22 +79,62 @@ class JsonLogger(glogging.Logger):
         # gevent gives each request greenlet a dummy thread the first time a record asks for it (about
         # 8 us a request in a worker) and its name, "Dummy-N", tells nothing: records skip it there.
         logging.logThreads = not is_gevent_worker(cfg)
+        app = getattr(cfg, APP_CONFIG, None)  # None: not served from a config directory (a test's own Config)
+        self.redactor = app.redactor if app is not None else redaction.active()
+        redaction.configure(self.redactor)  # for every other line too (TrackingIdFilter), in each worker forked
+        self.sample = AccessSample(app.access_sample if app is not None else {})
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: datetime.timedelta) -> None:
         log = self.access_log
         if not self.access_log_enabled or not log.isEnabledFor(logging.INFO):
             return
+        completed = getattr(resp, "completed", True)
+        if completed and environ.get(inflight.NEVER_COMPLETED_KEY):
+            return  # its line, status 504, is out already (trackline.server.inflight)
         try:
-            fields = access_fields(resp, req, environ, request_time)
+            if self.sample.paths and not self.sample.keeps(environ.get("PATH_INFO"), resp):
+                return
+            fields = access_fields(resp, req, environ, request_time, self.redactor)
+            if not completed:
+                fields["completed"] = False
+            if inflight.is_slow(request_time):
+                fields["slow"] = True
             # What log.info("%s %s %s", ..., extra=fields) does, minus its caller lookup (a stack walk per line)
             # and its check of each extra key against the record's attributes (these names never collide).
             record = log.makeRecord(log.name, logging.INFO, __file__, _LINE, "%s %s %s",
-                                    (fields["request_method"], fields["request_path"], fields["status_code"]),
+                                    (fields["request_method"] or "-", fields["request_path"] or "-",
+                                     fields["status_code"]),
                                     None, "access")
             record.__dict__.update(fields)
             log.handle(record)
         except Exception:
             self.exception("could not write the access log line")
+
+
+def use_app_config(cfg: Any, app: AppConfig) -> None:
+    """Hand ``app``'s redaction lists and access sample to the ``JsonLogger`` that gunicorn makes from ``cfg``."""
+    setattr(cfg, APP_CONFIG, app)
+
+
+class AccessSample:
+    """app.yaml's ``TRACKLINE_ACCESS_SAMPLE``: of each listed path's 2xx answers, the access line of 1 in N is kept
+    (the first, the N+1th, ... counted in each worker; 0 keeps none). Other statuses and paths are always kept."""
+
+    __slots__ = ("_seen", "paths")
+
+    def __init__(self, paths: Mapping[str, int]) -> None:
+        self.paths = dict(paths)
+        self._seen = dict.fromkeys(self.paths, 0)
+
+    def keeps(self, path: Any, resp: Any) -> bool:
+        every = self.paths.get(path)
+        if every is None or not 200 <= _status(resp) < 300:
+            return True
+        if every == 0:
+            return False
+        seen = self._seen[path]
+        self._seen[path] = seen + 1
+        return seen % every == 0
 
 
 def is_gevent_worker(cfg: Any) -> bool:

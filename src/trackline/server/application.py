@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import logging.config
-import os
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ from gunicorn.arbiter import Arbiter
 
 from trackline.config import ConfigError
 from trackline.server.loading import load_app
-from trackline.server.settings import ServerConfig, load_server_config
+from trackline.server.settings import ServerConfig, ServerConfigError, listen_problem, load_server_config
 
 
 class TracklineApplication(BaseApplication):
@@ -70,37 +68,46 @@ class _Arbiter(Arbiter):
             config = load_server_config(self.app.config.conf_dir, self.app.app_spec)
         except Exception as exc:  # a ConfigError, or anything else: a HUP must never take the master down
             reason = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
-            self.log.error("reload refused, still serving with the previous configuration and workers: %s",
-                           reason.replace("\n", "; "))
+            _log_refusal(f"reload refused, still serving with the previous configuration and workers: "
+                         f"{reason.replace(chr(10), '; ')}", exc)
             return
         self.app.config = config
         super().reload()  # gunicorn's: re-applies the settings and logging, replaces the workers
 
 
+def _log_refusal(message: str, exc: Exception) -> None:
+    """The refused HUP's ERROR line on ``gunicorn.error``, with a traceback as its ``exc_info``: the app's, from
+    the import check's child, when the app cannot be loaded; this one's when the check itself failed."""
+    error_log = logging.getLogger("gunicorn.error")
+    if not error_log.isEnabledFor(logging.ERROR):
+        return
+    child = exc.traceback if isinstance(exc, ServerConfigError) else ""
+    exc_info = None if child or isinstance(exc, ConfigError) else (type(exc), exc, exc.__traceback__)
+    record = error_log.makeRecord(error_log.name, logging.ERROR, __file__, _Arbiter.reload.__code__.co_firstlineno,
+                                  message, (), exc_info, "reload")
+    if child:
+        record.exc_text = child  # formatted in another process: the formatter writes it as exc_info as it is
+    error_log.handle(record)
+
+
 def serve(conf_dir: Path, app_spec: str | None = None) -> None:
     """Run gunicorn in the foreground until it is stopped (``trackline serve [--app SPEC]``)."""
-    config = load_server_config(conf_dir, app_spec)
+    try:
+        config = load_server_config(conf_dir, app_spec)
+    except ServerConfigError as exc:
+        if exc.traceback:  # the app's, on stderr (the journal) above the one line that says why
+            print(exc.traceback, file=sys.stderr, flush=True)
+        raise
     application = TracklineApplication(config, app_spec)
     _check_listen(application.cfg.address)
-    print(f"trackline: serving on {', '.join(application.cfg.bind)}, logging to {', '.join(config.log_files)}",
+    print(f"trackline: serving on {', '.join(application.cfg.bind)}, logging to {config.logs_to}",
           file=sys.stderr, flush=True)
     application.run()
 
 
 def _check_listen(addresses: list[Any]) -> None:
-    """Fail with one line if an address cannot be bound (gunicorn would retry five times, then exit)."""
-    if os.environ.get("LISTEN_FDS"):
-        return  # systemd passes the sockets in
+    """Fail with one line if an address cannot be bound now (gunicorn would retry five times, then exit):
+    the problems ``check-config`` finds were found when the config was loaded; here the port may be in use."""
     for address in addresses:
-        if not isinstance(address, tuple):
-            continue  # a unix socket path: gunicorn reports its own problems clearly
-        host, port = address
-        try:
-            family, kind, proto, _, sockaddr = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0]
-            with socket.socket(family, kind, proto) as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                probe.bind(sockaddr)
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            raise ConfigError(f"cannot listen on {host}:{port}: {reason} (change bind in gunicorn.yaml "
-                              "or TRACKLINE_BIND)") from None
+        if problem := listen_problem(address, in_use_ok=False):
+            raise ConfigError(f"{problem} (change bind in gunicorn.yaml or TRACKLINE_BIND)")

@@ -5,9 +5,12 @@ request line or header, a request line or header field over its limits, ...), an
 exception escapes the app before the response's headers went out. It logs a warning or the traceback to
 error.log, for some an access line, and sends an HTML page. In trackline's workers those lines and the
 answer carry one tracking ID: the request's own (and its W3C trace) when the app had the request (its
-exception, or its unread body failing to drain), else a new one; the answer is the envelope
-``{"code": 400, "msg": "bad request: <gunicorn's detail>", "data": null}`` with the tracking header and
-X-DateTime. The request's scope is left in gunicorn's ``post_request`` hook (server/hooks.py), not when its
+exception, or its unread body failing to drain), else a new one; the answer follows the served app: the
+envelope ``{"code": 400, "msg": "bad request: <gunicorn's detail>", "data": null}`` for the demo and apps with
+``TRACKLINE_ERROR_ENVELOPE: true``, else a short plain-text page (``400 Bad Request``, gunicorn's detail, the
+tracking ID), both with the tracking header and X-DateTime. gunicorn's detail is said once (its page quotes
+the exception's text after a heading that the text repeats: ``Invalid HTTP Version 'Invalid HTTP Version:
+...'``). The request's scope is left in gunicorn's ``post_request`` hook (server/hooks.py), not when its
 response closes, so that gunicorn's traceback of a response cut off mid-body carries its ID too. Each such
 answer has one access line: gunicorn writes one when it had parsed a request, trackline writes the others
 (status, ID, size and time, the client's address, null for the request fields it could not parse).
@@ -21,10 +24,17 @@ from types import SimpleNamespace
 from typing import Any
 
 from gunicorn import util
-from gunicorn.http.errors import InvalidHeader, InvalidHeaderName
+from gunicorn.http.errors import (
+    InvalidHeader,
+    InvalidHeaderName,
+    InvalidHTTPVersion,
+    InvalidProxyLine,
+    InvalidRequestLine,
+    InvalidRequestMethod,
+)
 
 from trackline import context
-from trackline.envelope import envelope
+from trackline.envelope import PLAIN_TYPE, envelope, plain_page
 from trackline.policy import TrackingPolicy
 from trackline.propagation import otel
 from trackline.wsgi import EXPOSE_HEADERS, SCOPE_TOKEN_KEY, echo_headers
@@ -35,6 +45,12 @@ SCOPE_ATTRIBUTE = "trackline_scope"
 
 #: The status line and body length of the error page sent on each client socket, until ``handle_error`` ends.
 _pages_sent: dict[Any, tuple[str, int]] = {}
+
+#: gunicorn's detail of the exception being answered on each client socket, when its page would say it twice.
+_details: dict[Any, str] = {}
+
+#: Exceptions whose text gunicorn's page quotes after a heading the text already starts with (gunicorn 27).
+_SAID_TWICE = (InvalidRequestLine, InvalidRequestMethod, InvalidHTTPVersion, InvalidProxyLine)
 
 
 def leave_request_scope(req: Any, environ: dict[str, Any]) -> None:
@@ -48,8 +64,9 @@ def leave_request_scope(req: Any, environ: dict[str, Any]) -> None:
     context.leave(token)
 
 
-def answer_as_trackline(worker: Any, policy: TrackingPolicy) -> None:
-    """Give ``worker``'s own answers an ID for their log lines, and this process's error page the envelope."""
+def answer_as_trackline(worker: Any, policy: TrackingPolicy, as_envelope: bool = True) -> None:
+    """Give ``worker``'s own answers an ID for their log lines, and this process's error page the envelope (or,
+    not ``as_envelope``, the plain-text page)."""
     handle_error = worker.handle_error
 
     def handle_error_with_id(req: Any, client: Any, addr: Any, exc: BaseException) -> None:
@@ -58,6 +75,8 @@ def answer_as_trackline(worker: Any, policy: TrackingPolicy) -> None:
         trace = had.trace if had is not None and had.trace is not None else policy.start_trace(tracking_id)
         token = context.enter(tracking_id, trace, policy, otel=otel.active())
         started = datetime.now()
+        if isinstance(exc, _SAID_TWICE):
+            _details[client] = str(exc)
         try:
             handle_error(req, client, addr, exc)
             if not _gunicorn_logs_access(req, exc) and (page := _pages_sent.get(client)) is not None:
@@ -66,14 +85,21 @@ def answer_as_trackline(worker: Any, policy: TrackingPolicy) -> None:
                                   {"REMOTE_ADDR": (addr or ("",))[0] or None}, datetime.now() - started)
         finally:
             _pages_sent.pop(client, None)
+            _details.pop(client, None)
             context.leave(token)
 
     def write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
-        body = envelope(status_int, f"{reason.lower()}: {mesg}" if mesg else reason.lower())
-        headers = echo_headers(policy.header, str(context.get_tracking_id()))
+        mesg = _details.get(sock, mesg)
+        tracking_id = str(context.get_tracking_id())
+        if as_envelope:
+            body = envelope(status_int, f"{reason.lower()}: {mesg}" if mesg else reason.lower())
+            content_type = "application/json"
+        else:
+            body, content_type = plain_page(status_int, reason, mesg, tracking_id), PLAIN_TYPE
+        headers = echo_headers(policy.header, tracking_id)
         if policy.expose_header:
             headers.append((EXPOSE_HEADERS, policy.header))
-        head = [f"HTTP/1.1 {status_int} {reason}", "Connection: close", "Content-Type: application/json",
+        head = [f"HTTP/1.1 {status_int} {reason}", "Connection: close", f"Content-Type: {content_type}",
                 f"Content-Length: {len(body)}", *(f"{name}: {value}" for name, value in headers)]
         _pages_sent[sock] = (f"{status_int} {reason}", len(body))
         util.write_nonblock(sock, "\r\n".join([*head, "", ""]).encode("latin-1") + body)

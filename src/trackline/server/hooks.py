@@ -10,15 +10,21 @@ hook               runs in                     trackline's part
 ``post_fork``      each worker, after fork     signals that reach it while it boots are held, not lost
                                                (``server/boot_signals.py``)
 ``post_worker_init`` each worker, app loaded   a. gunicorn's own answers (400, 431, 500) carry an ID and the
-                                               envelope (``server/error_answers.py``)
-                                               b. its heartbeat lets go of rotated log files (1), and
-                                               when it stops gracefully it waits for accepted jobs (2)
+                                               envelope, or plain text for an app without it
+                                               (``server/error_answers.py``)
+                                               b. its heartbeat lets go of rotated log files (1), warns of
+                                               slow requests and, when it stops, logs those it will give up
+                                               (3); when it stops gracefully it waits for accepted jobs (2)
                                                c. the operator's hook
                                                d. each request's scope is left by ``post_request``, not when
                                                its response closes, so gunicorn's own lines about it after
-                                               the response (a traceback) are in it
+                                               the response (a traceback) are in it; each request is in the
+                                               in-flight registry until then (3)
 ``post_request``   each worker, per request    the request's scope is left, after the operator's hook (which
-                                               runs in it)
+                                               runs in it); it leaves the in-flight registry (3)
+``worker_abort``   a worker, on the master's   the request that held the loop past ``timeout`` is logged
+                   ABRT (``timeout``)          with its stack, and its access line (504, never completed)
+                                               written, before the operator's hook (3)
 =================  ==========================  ===========================================================
 
 (1) Rotated files. A ``WatchedAppendFileHandler`` notices that its file was renamed or deleted when it next
@@ -38,19 +44,28 @@ signal (it would interrupt system calls of the app).
 ``worker_exit``: gunicorn closes the worker's heartbeat file before it calls that hook, and the master calls it
 too, for a worker that vanished. A worker that exits at once (QUIT, INT, a timeout's ABRT) logs its running
 jobs as abandoned without waiting.
+
+(3) Requests in flight (``server/inflight.py``, docs/forensics.md). Each request is registered before the app
+sees it and dropped in ``post_request``. The heartbeat logs one WARNING for a request running past
+``TRACKLINE_SLOW_REQUEST_SECONDS``. ``worker_abort`` runs inside gunicorn's ABRT handler, in the greenlet that
+held the CPU: the frame the signal interrupted is the stuck stack. A stopping worker logs each request still
+running ``STOP_MARGIN_SECONDS`` before ``graceful_timeout`` (after it noticed the stop), as it does its jobs:
+after that, gunicorn kills their greenlets, or the master SIGKILLs the process, and neither leaves a line.
 """
 
 from __future__ import annotations
 
+import sys
 import time
+from types import FrameType
 from typing import Any
 
 from gunicorn.config import Config
 
+from trackline.appconfig import AppConfig
 from trackline.background import wait_for_jobs
 from trackline.logs.handlers import release_moved_files
-from trackline.policy import TrackingPolicy
-from trackline.server import error_answers
+from trackline.server import error_answers, inflight
 from trackline.server.boot_signals import hold_signals_while_booting
 from trackline.wsgi import SERVER_LEAVES_KEY, StartResponse
 
@@ -62,11 +77,12 @@ RELEASE_SECONDS = 1.0
 STOP_MARGIN_SECONDS = 2.0
 
 
-def install_hooks(cfg: Config, policy: TrackingPolicy) -> None:
-    """Wrap ``cfg``'s hooks (the operator's, or gunicorn's no-ops) as the table above says; ``policy`` is the
-    one gunicorn's own answers use (app.yaml's)."""
+def install_hooks(cfg: Config, app: AppConfig, envelope: bool = True) -> None:
+    """Wrap ``cfg``'s hooks (the operator's, or gunicorn's no-ops) as the table above says; ``app`` is app.yaml's
+    (the policy of gunicorn's own answers, the slow-request threshold); ``envelope``: whether the served app
+    answers errors with the envelope (the demo, ``TRACKLINE_ERROR_ENVELOPE``), so gunicorn's answers do too."""
     when_ready, post_fork = cfg.when_ready, cfg.post_fork
-    post_worker_init, post_request = cfg.post_worker_init, cfg.post_request
+    post_worker_init, post_request, worker_abort = cfg.post_worker_init, cfg.post_request, cfg.worker_abort
 
     def trackline_when_ready(arbiter: Any) -> None:
         _release_files_from_main_loop(arbiter)
@@ -77,7 +93,8 @@ def install_hooks(cfg: Config, policy: TrackingPolicy) -> None:
         post_fork(arbiter, worker)
 
     def trackline_post_worker_init(worker: Any) -> None:
-        error_answers.answer_as_trackline(worker, policy)
+        error_answers.answer_as_trackline(worker, app.policy, envelope)
+        inflight.slow_seconds = app.slow_request_seconds
         _release_files_and_wait_for_jobs(worker)
         post_worker_init(worker)
         _leave_scopes_in_post_request(worker)
@@ -88,20 +105,40 @@ def install_hooks(cfg: Config, policy: TrackingPolicy) -> None:
         except Exception:
             worker.log.exception("Exception in post_request hook")  # gunicorn's words, while the ID is current
         finally:
+            inflight.finish(environ)
             error_answers.leave_request_scope(req, environ)
+
+    def trackline_worker_abort(worker: Any) -> None:
+        try:
+            inflight.report_abort(worker, worker.cfg.timeout, _interrupted_frame())
+        except Exception:
+            worker.log.exception("could not log the requests in flight on the aborted worker")
+        worker_abort(worker)
 
     cfg.set("when_ready", trackline_when_ready)
     cfg.set("post_fork", trackline_post_fork)
     cfg.set("post_worker_init", trackline_post_worker_init)
     cfg.set("post_request", trackline_post_request)
+    cfg.set("worker_abort", trackline_worker_abort)
+
+
+def _interrupted_frame() -> FrameType | None:
+    """In gunicorn's ABRT handler (``Worker.handle_abort``, which calls ``worker_abort``): the frame the signal
+    interrupted, where the code that held the CPU was."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_name != "handle_abort":
+        frame = frame.f_back  # type: ignore[assignment]
+    return frame.f_back if frame is not None else None
 
 
 def _leave_scopes_in_post_request(worker: Any) -> None:
-    """Tell the tracking middleware, in each request's environ, that ``post_request`` leaves its scope."""
+    """Tell the tracking middleware, in each request's environ, that ``post_request`` leaves its scope; register
+    the request as in flight until then."""
     app = worker.wsgi
 
     def app_whose_scope_the_server_leaves(environ: dict[str, Any], start_response: StartResponse) -> Any:
         environ[SERVER_LEAVES_KEY] = True
+        inflight.start(environ)
         return app(environ, start_response)
 
     worker.wsgi = app_whose_scope_the_server_leaves
@@ -118,13 +155,14 @@ def _release_files_from_main_loop(arbiter: Any) -> None:
 
 
 def _release_files_and_wait_for_jobs(worker: Any) -> None:
-    """(1) on the worker's heartbeat, and (2) after its ``run`` returns."""
+    """(1) and (3) on the worker's heartbeat, and (2) after its ``run`` returns."""
     notify, run = worker.notify, worker.run
     next_release = 0.0
     stop_noticed: float | None = None
+    requests_given_up = False
 
     def notify_then_release_files() -> None:
-        nonlocal next_release, stop_noticed
+        nonlocal next_release, stop_noticed, requests_given_up
         notify()
         now = time.monotonic()
         if not worker.alive and stop_noticed is None:
@@ -132,6 +170,11 @@ def _release_files_and_wait_for_jobs(worker: Any) -> None:
         if now >= next_release:
             next_release = now + RELEASE_SECONDS
             release_moved_files()
+            inflight.check_slow(worker.log.error_log, now)
+        if (stop_noticed is not None and not requests_given_up
+                and now >= stop_noticed + worker.cfg.graceful_timeout - STOP_MARGIN_SECONDS):
+            requests_given_up = True
+            inflight.report_abandoned(worker, worker.cfg.graceful_timeout)
 
     def run_then_wait_for_jobs() -> None:
         try:

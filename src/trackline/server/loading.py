@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from traceback import StackSummary, TracebackException, extract_tb
 from types import MappingProxyType
 from typing import Any
 
@@ -104,25 +105,43 @@ def _takes_environ_and_start_response(app: Any) -> bool:
     return True
 
 
-def import_problem(source: AppSource, app_config: AppConfig, gevent: bool, timeout: float) -> str | None:
+class LoadProblem(str):
+    """Why the app cannot be loaded: the one line (this string), and the child's full ``traceback`` ("" when
+    there is none to show: a timeout, a child that died without saying)."""
+
+    traceback: str
+
+    def __new__(cls, line: str, traceback: str = "") -> LoadProblem:
+        problem = super().__new__(cls, line)
+        problem.traceback = traceback
+        return problem
+
+
+def import_problem(source: AppSource, app_config: AppConfig, gevent: bool, timeout: float) -> LoadProblem | None:
     """Load the app as a worker would, in a child process (gevent-patched when the workers are); ``None`` if it
-    loads, else one line naming the spec and the reason."""
+    loads, else one line naming the spec, the reason and where it was raised, with the child's traceback."""
     request = json.dumps({"source": asdict(source), "app_config": dict(app_config.raw), "gevent": gevent},
                          default=str)
     try:
         child = subprocess.run([sys.executable, "-P", "-m", __name__], input=request, capture_output=True, text=True,
                                timeout=timeout)
     except subprocess.TimeoutExpired:
-        return (f"wsgi_app {source.spec!r}: loading took more than {timeout:g} s (gunicorn's timeout, the time a "
-                "worker has to boot)")
+        return LoadProblem(f"wsgi_app {source.spec!r}: loading took more than {timeout:g} s (gunicorn's timeout, "
+                           "the time a worker has to boot)")
     if child.returncode == 0:
         return None
-    reason = (child.stdout.strip() or child.stderr.strip() or f"exit status {child.returncode}").splitlines()[-1]
-    return f"wsgi_app {source.spec!r}: cannot load it: {reason}"
+    try:
+        answer = json.loads(child.stdout.strip().splitlines()[-1])
+        reason, traceback = str(answer["reason"]), str(answer["traceback"])
+    except (IndexError, ValueError, KeyError, TypeError):  # the child died before it could answer (a segfault)
+        reason = (child.stderr.strip() or child.stdout.strip() or f"exit status {child.returncode}").splitlines()[-1]
+        traceback = child.stderr.strip()
+    return LoadProblem(f"wsgi_app {source.spec!r}: cannot load it: {reason}", traceback)
 
 
 def _check_in_child() -> int:
-    """The child of ``import_problem``: read the request from stdin, load the app, say why if it fails."""
+    """The child of ``import_problem``: read the request from stdin, load the app, say why if it fails (one JSON
+    line on stdout: the reason and the traceback)."""
     request = json.load(sys.stdin)
     if request["gevent"]:
         from gevent import monkey
@@ -131,17 +150,58 @@ def _check_in_child() -> int:
     try:
         load_app(AppSource(**request["source"]), AppConfig.from_settings(request["app_config"]))
     except BaseException as exc:  # an app's import may raise anything, SystemExit included
-        print(_reason(exc))
+        # no traceback when only the loading raised it (no such module, attribute or call): the line says it all
+        traceback = _traceback(exc) if _where(exc) else ""
+        print("\n" + json.dumps({"reason": _reason(exc), "traceback": traceback}))
         return _CANNOT_LOAD
     return 0
 
 
+def _traceback(exc: BaseException) -> str:
+    """The traceback as Python prints it, without the frames of this check and of the import machinery."""
+    shown = TracebackException.from_exception(exc)
+    shown.stack = StackSummary.from_list([frame for frame in shown.stack if frame.filename != __file__
+                                          and not frame.filename.startswith("<frozen importlib")])
+    return "".join(shown.format()).rstrip()
+
+
 def _reason(exc: BaseException) -> str:
-    """``TypeName: message`` on one line; gunicorn's ``AppImportError`` speaks for itself."""
-    text = " ".join(str(exc).split())
+    """``TypeName: message (file:line)`` on one line, the place where the app raised it; gunicorn's
+    ``AppImportError`` speaks for itself."""
+    message = exc.msg if isinstance(exc, SyntaxError) and exc.filename else str(exc)  # its place comes below
+    text = " ".join(message.split())
     if type(exc).__name__ == "AppImportError":
         return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    where = _where(exc)
+    return f"{reason} ({where})" if where else reason
+
+
+def _where(exc: BaseException) -> str | None:
+    """``file:line`` where ``exc`` was raised: the innermost frame of the app's code or of a library it called,
+    relative to the ``sys.path`` entry it was imported from. ``None`` when only the loading raised it (the import
+    machinery, gunicorn's ``import_app``, trackline's checks): such a message names the spec itself."""
+    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:  # raised by the compiler, not a frame
+        return f"{_shown(exc.filename)}:{exc.lineno}"
+    import importlib
+
+    import gunicorn
+
+    import trackline
+
+    loaders = tuple(os.path.dirname(module.__file__ or "") + os.sep for module in (importlib, gunicorn, trackline))
+    frames = [frame for frame in extract_tb(exc.__traceback__)
+              if not frame.filename.startswith("<") and not frame.filename.startswith(loaders)]  # <frozen os>
+    return f"{_shown(frames[-1].filename)}:{frames[-1].lineno}" if frames else None
+
+
+def _shown(filename: str) -> str:
+    """The shortest of ``filename`` relative to an import path entry (``acme/config.py``), else the file as is."""
+    absolute = os.path.abspath(filename)
+    entries = [os.path.abspath(entry or os.curdir) for entry in sys.path]
+    relative = [os.path.relpath(absolute, entry) for entry in entries
+                if absolute.startswith(entry.rstrip(os.sep) + os.sep)]
+    return min(relative, key=len) if relative else filename
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +17,9 @@ from gunicorn.errors import ConfigError as GunicornConfigError
 from trackline.appconfig import AppConfig, load_app_config
 from trackline.config import GUNICORN_FILE, LOGGING_FILE, ConfigError, read_yaml, writable_directory
 from trackline.logs.setup import check_logging_config, handler_files
-from trackline.server.access import is_gevent_worker
+from trackline.server.access import is_gevent_worker, use_app_config
 from trackline.server.hooks import install_hooks
-from trackline.server.loading import AppSource, import_problem
+from trackline.server.loading import AppSource, LoadProblem, import_problem
 
 LOGGER_CLASS = "trackline.server.access.JsonLogger"
 
@@ -38,6 +40,9 @@ OWNED_SETTINGS = {
 #: The longest path a unix socket can bind to on Linux (``sun_path`` is 108 bytes with its NUL).
 MAX_UNIX_SOCKET_PATH = 107
 
+#: ``TRACKLINE_LOG_TO``: where every log line goes, and the dictConfig file of the config directory that says how.
+LOG_TO = {"files": LOGGING_FILE, "stdout": "logging.stdout.yaml"}
+
 #: Settings naming a file whose directory trackline creates if missing (like the log directory).
 RUNTIME_FILES = frozenset({"pidfile", "control_socket"})
 
@@ -50,6 +55,7 @@ class ServerConfig:
     logging: dict[str, Any]
     app: AppConfig
     source: AppSource
+    logging_file: str = LOGGING_FILE  # logging.yaml, or logging.stdout.yaml with TRACKLINE_LOG_TO=stdout
 
     def apply(self, cfg: Config) -> None:
         """Put these settings, the logging dictConfig and trackline's logger class into gunicorn's ``cfg``."""
@@ -57,7 +63,8 @@ class ServerConfig:
             cfg.set(name, value)
         cfg.set("logconfig_dict", self.logging)
         cfg.set("logger_class", LOGGER_CLASS)
-        install_hooks(cfg, self.app.policy)
+        use_app_config(cfg, self.app)  # redaction and access sample: docs/redaction.md
+        install_hooks(cfg, self.app, envelope=self.source.spec is None or self.app.error_envelope)
 
     def gunicorn_config(self) -> Config:
         """A gunicorn ``Config`` as ``trackline serve`` runs it (gunicorn's defaults filled in)."""
@@ -68,7 +75,12 @@ class ServerConfig:
     @property
     def log_files(self) -> list[str]:
         """The files ``logging.yaml`` writes to."""
-        return [str(file) for file in handler_files(self.logging, self.conf_dir / LOGGING_FILE)]
+        return [str(file) for file in handler_files(self.logging, self.conf_dir / self.logging_file)]
+
+    @property
+    def logs_to(self) -> str:
+        """Where the lines go, as ``serve`` and ``check-config`` say it: the files, else the logging file."""
+        return ", ".join(self.log_files) or f"stdout ({self.conf_dir / self.logging_file})"
 
     def describe(self) -> str:
         """What ``trackline serve`` runs with this config (gunicorn's defaults filled in)."""
@@ -78,7 +90,7 @@ class ServerConfig:
             f"  app:          {self.source.describe()}",
             f"  bind:         {', '.join(cfg.bind)}",
             f"  workers:      {cfg.workers} x {cfg.worker_class_str} ({cfg.worker_connections} connections each)",
-            f"  log files:    {', '.join(self.log_files) or '(none)'}",
+            f"  log files:    {self.logs_to}",
         ]
         if (shown := self.app.describe()) is not None:
             lines.append(f"  app settings: {shown}")
@@ -91,8 +103,18 @@ def load_server_config(conf_dir: Path, app_spec: str | None = None) -> ServerCon
     """
     checked = check_server_config(conf_dir, create_dirs=True, app_spec=app_spec)
     if isinstance(checked, list):
-        raise ConfigError("\n".join(checked))
+        raise ServerConfigError(checked)
     return checked
+
+
+class ServerConfigError(ConfigError):
+    """The problems of a config directory, one per line; ``traceback`` is the app's, when it cannot be loaded
+    ("" otherwise): ``serve`` prints it on stderr, a refused HUP logs it as the line's ``exc_info``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.traceback = "\n".join(problem.traceback for problem in problems
+                                   if isinstance(problem, LoadProblem) and problem.traceback)
 
 
 def check_server_config(conf_dir: Path, create_dirs: bool = False,
@@ -104,17 +126,28 @@ def check_server_config(conf_dir: Path, create_dirs: bool = False,
     """
     problems: list[str] = []
     settings = _collect(problems, lambda: _load_settings(conf_dir / GUNICORN_FILE, create_dirs))
-    logging_config = _collect(problems, lambda: check_logging_config(conf_dir / LOGGING_FILE, create_dirs))
+    logging_file = _collect(problems, _logging_file)
+    logging_config = logging_file and _collect(problems, lambda: check_logging_config(conf_dir / logging_file,
+                                                                                     create_dirs))
     app = _collect(problems, lambda: load_app_config(conf_dir))
     if problems:
         return problems
-    config = ServerConfig(conf_dir, settings, logging_config, app, AppSource.from_settings(settings, app_spec))
+    config = ServerConfig(conf_dir, settings, logging_config, app, AppSource.from_settings(settings, app_spec),
+                          logging_file)
     if config.source.spec is not None:
         cfg = config.gunicorn_config()
         problem = import_problem(config.source, app, gevent=is_gevent_worker(cfg), timeout=max(cfg.timeout, 1))
         if problem:
             return [problem]
     return config
+
+
+def _logging_file() -> str:
+    """The logging file that ``TRACKLINE_LOG_TO`` names: ``files`` (the default) or ``stdout``."""
+    log_to = os.environ.get("TRACKLINE_LOG_TO") or "files"
+    if log_to not in LOG_TO:
+        raise ConfigError(f"TRACKLINE_LOG_TO={log_to!r}: must be one of {', '.join(LOG_TO)}")
+    return LOG_TO[log_to]
 
 
 def _collect(problems: list[str], load: Callable[[], Any]) -> Any:
@@ -176,8 +209,8 @@ def _wrong_value(cfg: Config, name: str, value: Any, exc: Exception) -> str:
 
 
 def _resolve(cfg: Config, names: Iterable[str]) -> list[str]:
-    """Problems gunicorn finds only when it uses a setting: an unknown worker class, a bad address, no workers,
-    a control socket path too long to bind."""
+    """Problems gunicorn finds only when it uses a setting: an unknown worker class, a bad address or one it
+    cannot listen on, an unreadable TLS file, no workers, a control socket path too long to bind."""
     problems = []
     if "worker_class" in names:
         try:
@@ -185,11 +218,15 @@ def _resolve(cfg: Config, names: Iterable[str]) -> list[str]:
         except Exception as exc:  # gunicorn raises RuntimeError, ImportError, ...
             reason = str(exc).strip().splitlines()[0].rstrip(": ")  # gunicorn appends a whole traceback
             problems.append(f"worker_class: cannot load {cfg.settings['worker_class'].get()!r}: {reason}")
-    if "bind" in names:
-        try:
-            cfg.address  # noqa: B018
-        except Exception as exc:
-            problems.append(f"bind: {exc}")
+    try:
+        addresses = cfg.address  # gunicorn's default bind when gunicorn.yaml has none
+    except Exception as exc:
+        problems.append(f"bind: {exc}")
+    else:
+        problems.extend(f"bind: {problem}" for address in addresses if (problem := listen_problem(address)))
+    for name in TLS_FILES:
+        if (file := cfg.settings[name].get()) and (problem := _unreadable(file)):
+            problems.append(f"{name}: cannot read {file}: {problem}")
     if cfg.workers < 1:
         problems.append(f"workers: must be at least 1, not {cfg.workers}")
     control_socket = os.fsencode(os.path.join(util.getcwd(), cfg.control_socket))  # as gunicorn makes it absolute
@@ -198,3 +235,61 @@ def _resolve(cfg: Config, names: Iterable[str]) -> list[str]:
                         f"a unix socket path may have ({MAX_UNIX_SOCKET_PATH}): set a shorter control_socket (the "
                         "shipped gunicorn.yaml: TRACKLINE_RUN_DIR) or control_socket_disable: true")
     return problems
+
+
+#: gunicorn's TLS settings naming a file that the workers read when they wrap the listening socket.
+TLS_FILES = ("certfile", "keyfile", "ca_certs")
+
+
+def listen_problem(address: Any, in_use_ok: bool = True) -> str | None:
+    """Why gunicorn could not listen on one of ``cfg.address``'s addresses, in the words ``check-config`` and
+    ``serve`` both use; ``None`` if it could. A TCP address is resolved and bound for a moment to the port
+    (``SO_REUSEADDR``, as gunicorn binds): a port out of range, a name that does not resolve, an address that is
+    not this machine's, a port below 1024 without the privilege. The port being in use is a problem only with
+    ``in_use_ok=False`` (``serve`` at start): a check or a HUP while trackline runs finds its own socket there.
+    A unix socket's directory must exist and be writable. Nothing is checked for ``fd://`` or under systemd's
+    socket activation (``LISTEN_FDS``)."""
+    if os.environ.get("LISTEN_FDS") or isinstance(address, int):
+        return None
+    if isinstance(address, str):
+        path = os.path.abspath(address)
+        directory = os.path.dirname(path)
+        if not os.path.isdir(directory):
+            return f"cannot listen on unix:{path}: directory {directory} does not exist"
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return f"cannot listen on unix:{path}: cannot create a socket in {directory}: permission denied"
+        if len(os.fsencode(path)) > MAX_UNIX_SOCKET_PATH:
+            return (f"cannot listen on unix:{path}: the path is {len(os.fsencode(path))} bytes, more than a unix "
+                    f"socket path may have ({MAX_UNIX_SOCKET_PATH})")
+        return None
+    host, port = address
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if not 0 <= port <= 65535:
+        return f"cannot listen on {shown}: port {port} is out of range (1-65535, or 0 for any free port)"
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0]
+    except OSError as exc:  # socket.gaierror
+        return f"cannot listen on {shown}: {host!r} does not resolve: {exc.strerror or exc}"
+    try:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(sockaddr)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE and in_use_ok:
+            return None
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRNOTAVAIL:
+            reason += f" ({sockaddr[0]} is not an address of this machine)"
+        elif exc.errno == errno.EACCES and port < 1024:
+            reason += " (a port below 1024 needs root or CAP_NET_BIND_SERVICE)"
+        return f"cannot listen on {shown}: {reason}"
+    return None
+
+
+def _unreadable(file: str) -> str | None:
+    """Why ``file`` cannot be opened for reading, or ``None``."""
+    try:
+        with open(file, "rb"):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
