@@ -221,7 +221,7 @@ def test_an_app_that_cannot_load_is_one_line_from_check_config_and_serve(case: s
         *traceback, line = done.stderr.strip().splitlines()
         assert line == expected, command
         # serve also prints the traceback of an error the app's code raised above it (the journal); check-config
-        # only with --verbose (tests/integration/test_load_errors.py)
+        # only with --verbose (tests/integration/test_load_errors_served.py)
         raised_by_the_app = command == "serve" and case == "factory raises"
         assert traceback[:1] == (["Traceback (most recent call last):"] if raised_by_the_app else [])
 
