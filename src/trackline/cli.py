@@ -89,6 +89,7 @@ def _log_bases(args: argparse.Namespace) -> list[Path]:
 
 
 def _trace(args: argparse.Namespace) -> int:
+    from trackline.reader.text import escape, escape_json
     from trackline.reader.trace import find, parse_since, pretty
 
     try:
@@ -121,10 +122,11 @@ def _trace(args: argparse.Namespace) -> int:
                     pretty=args.pretty):
             return 2
     else:
-        rows = pretty(search.matches) if args.pretty else [match.line for match in search.matches]
+        # plain: the stored line, re-encoded only when it holds a raw control character (reader/text.py)
+        rows = pretty(search.matches) if args.pretty else [escape_json(match.line) for match in search.matches]
         sys.stdout.write("".join(f"{row}\n" for row in rows))
     for problem in search.unreadable:
-        print(f"trackline: skipped unreadable file {problem}", file=sys.stderr)
+        print(f"trackline: skipped unreadable file {escape(problem)}", file=sys.stderr)
     if search.malformed:
         print(f"trackline: skipped {search.malformed} malformed line(s)", file=sys.stderr)
     if search.unfinished:

@@ -78,7 +78,8 @@ def test_trace_with_log_dir_loads_the_reader_and_no_yaml(log_dir: Path) -> None:
     loaded = imported("trace", "req-1", "--log-dir", str(log_dir))
     assert not loaded & (RUNTIME | YAML | HEAVY), loaded & (RUNTIME | YAML | HEAVY)
     assert {m for m in loaded if m.startswith("trackline")} == {"trackline", "trackline.cli", "trackline.reader",
-                                                                 "trackline.reader.trace", "trackline.reader.history"}
+                                                                 "trackline.reader.trace", "trackline.reader.history",
+                                                                 "trackline.reader.text"}  # only re, as trace
 
 
 def test_trace_without_log_dir_reads_logging_yaml_without_the_logging_runtime(log_dir: Path) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from trackline.reader.history import split
+from trackline.reader.text import escape, escape_json
 
 if TYPE_CHECKING:
     import duckdb
@@ -325,9 +326,11 @@ def _text(value: Any) -> str:
 
 
 def write_table(out: IO[str], names: list[str], cells: list[list[str]], max_width: int = 60) -> int:
-    """An aligned table (numbers to the right), each cell cut to ``max_width`` characters; the row count."""
-    cut = [[cell if len(cell) <= max_width else cell[:max_width - 1] + "…" for cell in
-            (c.replace("\n", "\\n").replace("\t", " ") for c in row)] for row in cells]
+    """An aligned table (numbers to the right), each cell cut to ``max_width`` characters; the row count. Control
+    characters in a name or a cell are escaped (``text.escape``): a CR or LF shows as ``\\r`` / ``\\n``."""
+    names = [escape(name) for name in names]
+    cut = [[cell if len(cell) <= max_width else cell[:max_width - 1] + "…" for cell in map(escape, row)]
+           for row in cells]
     widths = [max([len(name), *(len(row[i]) for row in cut)]) for i, name in enumerate(names)]
     right = [bool(cut) and all(_looks_numeric(row[i]) for row in cut) for i in range(len(names))]
 
@@ -354,11 +357,13 @@ def _looks_numeric(text: str) -> bool:
 
 
 def write_csv(out: IO[str], names: list[str], rows: Iterable[Sequence[Any]]) -> int:
+    """CSV, one row a line: a value's control characters (a CR or LF among them) are escaped (``text.escape``),
+    so no value starts a row or acts on a terminal."""
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(names)
+    writer.writerow([escape(name) for name in names])
     count = 0
     for row in rows:
-        writer.writerow(["" if value is None else _text(value) for value in row])
+        writer.writerow(["" if value is None else escape(_text(value)) for value in row])
         count += 1
     return count
 
@@ -367,7 +372,7 @@ def write_json_lines(out: IO[str], names: list[str], kinds: list[str], rows: Ite
     count = 0
     for row in rows:
         record = {name: _plain(value, kind) for name, kind, value in zip(names, kinds, row, strict=True)}
-        out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        out.write(escape_json(json.dumps(record, ensure_ascii=False, default=str)) + "\n")  # no raw DEL or C1
         count += 1
     return count
 

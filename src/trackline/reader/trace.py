@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from trackline.reader.history import TYPE_CHECKING, split, trace_scans
+from trackline.reader.text import escape
 
 if TYPE_CHECKING:  # typing.TYPE_CHECKING without importing typing
     from collections.abc import Collection, Iterable, Iterator
@@ -448,13 +449,15 @@ def pretty(matches: list[Match]) -> list[str]:
     message and the other fields; each line read in its own field preset.
 
     Each column is as wide as its longest value among ``matches``, so long rotated file names keep it aligned.
+    Every value is shown with its control characters escaped (``text.escape``): a value never acts on the
+    terminal nor starts a row of its own; a traceback's lines (split at LF only) are indented rows, each escaped.
     """
     if not matches:
         return []
     hosted = any("hostname" in match.record for match in matches)
     days = {match.timestamp.astimezone().date() for match in matches}
     clock = "%H:%M:%S.%f" if len(days) == 1 else "%Y-%m-%d %H:%M:%S.%f"  # the date when the story spans days
-    files = [Path(match.source).name for match in matches]
+    files = [escape(Path(match.source).name) for match in matches]
     views = [_columns(match.record) for match in matches]
     widths = [max(len(view[column]) for view in views) for column in range(3)]
     file_width = max(map(len, files))
@@ -462,12 +465,13 @@ def pretty(matches: list[Match]) -> list[str]:
     for match, file, (hostname, level, logger) in zip(matches, files, views, strict=True):
         record, form = match.record, shape(match.record)
         when = match.timestamp.astimezone().strftime(clock)[:-3]  # local time: one zone for the merged view
-        summary = _summary(record) if form is TRACKLINE else _preset_summary(record, form)
+        summary = escape(_summary(record) if form is TRACKLINE else _preset_summary(record, form))
         columns = [when, *([f"{hostname:<{widths[0]}}"] if hosted else []),
                    f"{file:<{file_width}}", f"{level:<{widths[1]}}", f"{logger:<{widths[2]}}", summary]
         rows.append(" ".join(columns).rstrip())
         if traceback := _get(record, form.traceback):
-            rows.extend("    " + row for row in str(traceback).splitlines())
+            # its own line breaks (LF only) make indented rows under its line; anything else in it is escaped
+            rows.extend("    " + escape(row) for row in str(traceback).rstrip("\n").split("\n"))
     return rows
 
 
@@ -475,8 +479,8 @@ def _columns(record: dict[str, Any]) -> tuple[str, str, str]:
     """The hostname, level and logger columns of a line (``-`` where it has none)."""
     form = shape(record)
     level, logger = _get(record, form.level), _get(record, form.logger)
-    return (str(record.get("hostname", "-")), "-" if level is None else str(level),
-            "-" if logger is None else str(logger))
+    return (escape(str(record.get("hostname", "-"))), "-" if level is None else escape(str(level)),
+            "-" if logger is None else escape(str(logger)))
 
 
 def _summary(record: dict[str, Any]) -> str:

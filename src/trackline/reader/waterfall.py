@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -21,13 +20,14 @@ from pathlib import Path
 from typing import TextIO
 
 from trackline.reader.spans import CALL, EDGE, REQUEST, TASK, Line, Span, Tree, build, tree_json
+from trackline.reader.text import escape as clean  # one escaping function for every output (reader/text.py)
+from trackline.reader.text import escape_json
 from trackline.reader.trace import Match
 
 #: Bars by kind (ANSI foreground colours); errors are red whatever their kind.
 _KIND_COLOURS = {EDGE: "35", REQUEST: "34", CALL: "33", TASK: "32"}
 _LEVEL_COLOURS = {"WARNING": "33", "WARN": "33", "DEBUG": "2"}
 _RED, _DIM, _BOLD = "31", "2", "1"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _MIN_BAR = 10
 
 
@@ -48,10 +48,6 @@ class Glyphs:
 UNICODE = Glyphs("█", "░", "├─ ", "└─ ", "│  ", "≥", "…", "→", "✗", "·")
 ASCII = Glyphs("#", ".", "|- ", "`- ", "|  ", ">=", "~", "->", "!", "*")
 
-
-def clean(text: str) -> str:
-    """``text`` with control characters (ESC, CR, newlines, C1) shown as escapes instead of acting."""
-    return _CONTROL.sub(lambda found: json.dumps(found.group())[1:-1], text)
 
 
 @dataclass
@@ -312,9 +308,11 @@ def glyphs_for(stream: TextIO) -> Glyphs:
 
 
 def emit(matches: list[Match], query: str, *, waterfall: bool = False, as_json: bool = False,
-         html: str | None = None, pretty: bool = False, out: TextIO = sys.stdout) -> bool:
-    """What ``trackline trace ID --waterfall | --json | --html FILE`` prints and writes (nothing without matches);
-    ``False`` when the page could not be written (said on stderr)."""
+         html: str | None = None, pretty: bool = False, out: TextIO | None = None) -> bool:
+    """What ``trackline trace ID --waterfall | --json | --html FILE`` prints and writes to ``out`` (the current
+    ``sys.stdout`` by default; nothing without matches); ``False`` when the page could not be written (said on
+    stderr)."""
+    out = out or sys.stdout
     if not matches:
         return True
     tree = build(matches, query)
@@ -334,7 +332,7 @@ def emit(matches: list[Match], query: str, *, waterfall: bool = False, as_json: 
 
         out.write("".join(f"{row}\n" for row in pretty_rows(matches)))
     if as_json:
-        out.write(json.dumps(tree_json(tree), ensure_ascii=False) + "\n")
+        out.write(escape_json(json.dumps(tree_json(tree), ensure_ascii=False)) + "\n")  # no raw DEL or C1
     if waterfall:
         width = shutil.get_terminal_size().columns
         rows = render(tree, width, wants_colour(out), glyphs_for(out), cut=out.isatty())
