@@ -158,11 +158,24 @@ def _check_in_child() -> int:
 
 
 def _traceback(exc: BaseException) -> str:
-    """The traceback as Python prints it, without the frames of this check and of the import machinery."""
+    """The traceback as Python prints it, without the frames of the loading (trackline, gunicorn's ``import_app``,
+    the import machinery): the app's own frames and those of the libraries it called."""
     shown = TracebackException.from_exception(exc)
-    shown.stack = StackSummary.from_list([frame for frame in shown.stack if frame.filename != __file__
+    loaders = _loader_dirs()
+    shown.stack = StackSummary.from_list([frame for frame in shown.stack if not frame.filename.startswith(loaders)
                                           and not frame.filename.startswith("<frozen importlib")])
     return "".join(shown.format()).rstrip()
+
+
+def _loader_dirs() -> tuple[str, ...]:
+    """The directories of the code that loads an app: importlib, gunicorn, trackline."""
+    import importlib
+
+    import gunicorn
+
+    import trackline
+
+    return tuple(os.path.dirname(module.__file__ or "") + os.sep for module in (importlib, gunicorn, trackline))
 
 
 def _reason(exc: BaseException) -> str:
@@ -183,13 +196,7 @@ def _where(exc: BaseException) -> str | None:
     machinery, gunicorn's ``import_app``, trackline's checks): such a message names the spec itself."""
     if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:  # raised by the compiler, not a frame
         return f"{_shown(exc.filename)}:{exc.lineno}"
-    import importlib
-
-    import gunicorn
-
-    import trackline
-
-    loaders = tuple(os.path.dirname(module.__file__ or "") + os.sep for module in (importlib, gunicorn, trackline))
+    loaders = _loader_dirs()
     frames = [frame for frame in extract_tb(exc.__traceback__)
               if not frame.filename.startswith("<") and not frame.filename.startswith(loaders)]  # <frozen os>
     return f"{_shown(frames[-1].filename)}:{frames[-1].lineno}" if frames else None
