@@ -76,8 +76,11 @@ def start_task(headers: Any, policy: TrackingPolicy) -> tuple[str, TraceContext,
     """
     incoming_trace = _text(headers.get("traceparent"))
     trace = parse_traceparent(incoming_trace, _text(headers.get("tracestate")))
-    value = _text(headers.get(HEADER))
+    raw = headers.get(HEADER)
+    value = raw if raw is None or isinstance(raw, str) else None  # a non-string ID is invalid, whatever it holds
     tracking_id, rejected = policy.resolve(lambda header: value if header == policy.header else None, trace)
+    if value is None and raw is not None:
+        rejected = (HEADER, repr(raw))
     notes: list[Note] = []
     if rejected is not None:
         notes.append((logging.WARNING, "replaced invalid tracking ID from the task message",
@@ -99,5 +102,5 @@ def _on_postrun(task: Task, **_: Any) -> None:
 
 
 def _text(value: Any) -> str | None:
-    """A header value as a string (a malformed non-string value is kept visible, not trusted)."""
+    """A trace header's value as a string (a non-string value is kept visible, and fails the parsing)."""
     return None if value is None else value if isinstance(value, str) else repr(value)

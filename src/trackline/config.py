@@ -77,7 +77,7 @@ def writable_directory(directory: Path, where: str, create: bool) -> None:
     """Make sure files can be created in ``directory``: create it (``create``) or check that it could be."""
     if create:
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(mode=0o750, parents=True, exist_ok=True)  # logs are not for every user to read
         except OSError as exc:
             raise ConfigError(f"{where}: cannot create directory {directory}: {exc.strerror or exc}") from None
     existing = directory

@@ -16,6 +16,7 @@ gunicorn master) drop a renamed or deleted file so that its space is freed.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -28,7 +29,14 @@ from trackline.logs.eventloop import run_on_next_turn, running_hub
 MAX_PENDING_LINES = 1024
 
 #: The mode of a log directory made again when nothing was known of it at start.
-DEFAULT_DIRECTORY_MODE = 0o755
+DEFAULT_DIRECTORY_MODE = 0o750
+
+#: The mode a log file is created with (less the umask): the lines hold paths, IDs and tracebacks, not for every
+#: user of the machine to read.
+FILE_MODE = 0o640
+
+#: How the path is opened: appending, readable (to check its end), never through a symbolic link put in its place.
+_OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class _Directory(NamedTuple):
@@ -80,16 +88,28 @@ class WatchedAppendFileHandler(logging.FileHandler):
     def _open(self) -> BinaryIO:  # type: ignore[override]
         """Open the path for appending (creating it, and its removed directory); readable, to check its end.
 
-        ``O_RDWR | O_APPEND | O_CREAT``, mode 0o666 less the umask, unbuffered; the handler keeps it open.
+        ``O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW``, mode 0o640 less the umask, unbuffered; the handler keeps it
+        open. A symbolic link in place of the file is refused (an ``OSError`` that says so): the service's user
+        must not make the log writer append to a file it names.
         """
         try:
-            stream = open(self.baseFilename, "a+b", buffering=0)  # noqa: SIM115 - kept open, closed by close()
+            fd = self._open_fd()
         except FileNotFoundError:
             self._make_directory()
-            stream = open(self.baseFilename, "a+b", buffering=0)  # noqa: SIM115 - as above
+            fd = self._open_fd()
+        stream = open(fd, "a+b", buffering=0)  # noqa: SIM115 - kept open, closed by close()
         status = os.fstat(stream.fileno())
         self._identity = (status.st_dev, status.st_ino)
         return stream
+
+    def _open_fd(self) -> int:
+        try:
+            return os.open(self.baseFilename, _OPEN_FLAGS, FILE_MODE)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OSError(errno.ELOOP, "it is a symbolic link, which trackline does not write through",
+                              self.baseFilename) from None
+            raise
 
     def _make_directory(self) -> None:
         """Make the file's directory again (``rm -rf`` of the log dir) with the mode and owner it had at start."""

@@ -96,7 +96,11 @@ def _handlers(config: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _check_log_file(file: Path, where: str, create_dir: bool) -> None:
-    """The log file can be appended to: its directory exists (or is created) and is writable."""
+    """The log file can be appended to: its directory exists (or is created) and is writable, and the file is no
+    symbolic link (the log writer does not write through one: logs/handlers.py)."""
+    if file.is_symlink():
+        raise ConfigError(f"{where}: log file {file} is a symbolic link, which trackline does not write through"
+                          " (remove it; the next start creates the file)")
     if file.exists():
         if not os.access(file, os.W_OK):
             raise ConfigError(f"{where}: log file {file} is not writable")
