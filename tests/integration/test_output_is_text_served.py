@@ -14,7 +14,6 @@ import html.parser
 import io
 import json
 import re
-import shutil
 import subprocess
 import textwrap
 from dataclasses import dataclass
@@ -22,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from support.browser import browse
 from support.conf import edit_yaml
 from support.http import raw_request
 from support.paths import TRACKLINE
-from support.requirements import require_commands, unavailable
 from support.server import new_server
 
 ID = "hostile-out"
@@ -140,16 +139,6 @@ def test_sql_table_csv_and_json_lines(served: Served) -> None:
 
 # -- the HTML page in a real browser ----------------------------------------------------------------------------
 
-def chromium() -> str:
-    found = shutil.which("chromium")
-    if found is None:
-        require_commands({"chromium": "chromium"})
-        found = shutil.which("chromium")
-    if found is None:
-        unavailable("needs Debian's chromium for the --html page (scripts/test installs it)")
-    return found
-
-
 class _Dom(html.parser.HTMLParser):
     def __init__(self) -> None:
         super().__init__()
@@ -176,11 +165,7 @@ def test_the_html_page_runs_no_script_from_a_value(served: Served, tmp_path: Pat
     page = tmp_path / "trace.html"
     text_of(run("trace", ID, "--log-dir", str(served.log_dir), "--html", str(page)))
     assert "<script>document" not in page.read_text() and "<img" not in page.read_text()
-    command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--proxy-server=127.0.0.1:9", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
-               "--virtual-time-budget=5000", page.as_uri()]
-    dumped = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    dumped = browse(page, tmp_path, "--dump-dom", "--virtual-time-budget=5000")
     assert dumped.returncode == 0, dumped.stderr[-2000:]
     dom = _Dom()
     dom.feed(dumped.stdout)

@@ -3,17 +3,15 @@ workers) sends the event of a 500 to the test's loopback DSN server, tagged and 
 
 from __future__ import annotations
 
-import gzip
-import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from support.sentry import Inbox
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -34,44 +32,11 @@ def create_app():
 '''
 
 
-class Inbox:
-    """An HTTP server on 127.0.0.1 keeping the events of the envelopes POSTed to it."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        events = self.events
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                _, *lines = body.split(b"\n")
-                for header, payload in zip(lines[::2], lines[1::2], strict=False):
-                    if json.loads(header)["type"] == "event":  # an event's JSON is one line
-                        events.append(json.loads(payload))
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.dsn = f"http://public@127.0.0.1:{self.server.server_address[1]}/1"
-
-    def tagged(self, tracking_id: str) -> list[dict[str, Any]]:
-        return [event for event in self.events if event.get("tags", {}).get("tracking_id") == tracking_id]
-
-
 @pytest.fixture
 def inbox() -> Iterator[Inbox]:
     inbox = Inbox()
     yield inbox
-    inbox.server.shutdown()
-    inbox.server.server_close()
+    inbox.close()
 
 
 def test_a_served_apps_500_reaches_sentry_once_tagged_in_the_span_of_its_log_line(
@@ -98,4 +63,4 @@ def test_a_served_apps_500_reaches_sentry_once_tagged_in_the_span_of_its_log_lin
     trace = event["contexts"]["trace"]
     assert (trace["trace_id"], trace["span_id"], trace["parent_span_id"]) == (
         TRACE_ID, line["span_id"], CALLER_SPAN) == (line["trace_id"], line["span_id"], line["parent_span_id"])
-    assert not [event for event in inbox.events if event.get("tags", {}).get("tracking_id", "").startswith("warm-up")]
+    assert not [event for event in inbox.events() if event.get("tags", {}).get("tracking_id", "").startswith("warm-up")]

@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 import pytest
 
+from support.browser import browse
 from support.celery_worker import REDIS, Redis, Worker, done, new_worker
 from support.conf import edit_yaml
 from support.edge import Edge
@@ -316,24 +317,6 @@ def test_a_request_whose_worker_was_killed_is_open_ended(tmp_path: Path) -> None
 
 
 # -- the HTML page in a real browser ----------------------------------------------------------------------------
-
-def chromium() -> str:
-    found = shutil.which("chromium")
-    if found is None:
-        require_commands({"chromium": "chromium"})
-        found = shutil.which("chromium")
-    if found is None:
-        unavailable("needs Debian's chromium for the --html page (scripts/test installs it)")
-    return found
-
-
-def browse(page: Path, out: Path, *args: str, fragment: str = "") -> subprocess.CompletedProcess[str]:
-    """Headless Chromium on ``page`` (file://) with every network request sent to a dead proxy."""
-    command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--proxy-server=127.0.0.1:9", f"--user-data-dir={out / 'profile'}", *args, page.as_uri() + fragment]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=out)
-
 
 class _Dom(html.parser.HTMLParser):
     """The rows, the tags and every attribute that could load something, from a dumped DOM."""

@@ -15,18 +15,10 @@ import pytest
 from installer import compact, layout, roles, uninstall
 from installer.job import Job
 from installer.options import InstallOptions, parse_install, parse_uninstall
+from support.fakes import FAKE_PYTHON
 from support.paths import REPO
 from support.requirements import require_commands
 
-#: Debian's python3 and the venv's (with pip), as in test_installer_steps.py: every call is logged.
-FAKE_PYTHON = r"""#!/bin/sh
-echo "$0 $*" >> "$FAKE_LOG"
-case "$1 $2" in
-    "-c import sys; print(sys.version)") echo "3.11.2 (main) [fake]" ;;
-    "-m venv") mkdir -p "$3/bin" && cp "$0" "$3/bin/python" && echo "command = $0 -m venv $3" > "$3/pyvenv.cfg" ;;
-    "-m pip") bin=$(dirname "$0"); printf '#!%s/python\n' "$bin" > "$bin/trackline"; chmod 755 "$bin/trackline" ;;
-esac
-"""
 FAKE_RSYSLOGD = '#!/bin/sh\necho "$0 $*" >> "$FAKE_LOG"\n'
 UNITS = ("trackline-compact.service", "trackline-compact.timer")
 

@@ -16,18 +16,8 @@ from installer import edge, layout, roles, rsyslog, service, uninstall, venv
 from installer.job import Job
 from installer.options import InstallOptions, parse_install, parse_uninstall
 from installer.system import Failure
+from support.fakes import FAKE_PYTHON
 from support.paths import REPO
-
-#: Stands for /usr/bin/python3 and, copied into the venv by `-m venv`, for the venv's python with its pip, which
-#: "installs" by writing bin/trackline with the staging path in its #! line, as pip does. Every call is logged.
-FAKE_PYTHON = r"""#!/bin/sh
-echo "$0 $*" >> "$FAKE_LOG"
-case "$1 $2" in
-    "-c import sys; print(sys.version)") echo "3.11.2 (main) [fake]" ;;
-    "-m venv") mkdir -p "$3/bin" && cp "$0" "$3/bin/python" && echo "command = $0 -m venv $3" > "$3/pyvenv.cfg" ;;
-    "-m pip") bin=$(dirname "$0"); printf '#!%s/python\n' "$bin" > "$bin/trackline"; chmod 755 "$bin/trackline" ;;
-esac
-"""
 
 #: nginx -t and rsyslogd -N1: pass, or print FAKE_REFUSAL and fail when it is set. Every call is logged, and the
 #: config file checked (the last argument) is kept as calls.log.TOOL.conf.

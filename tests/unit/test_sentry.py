@@ -6,13 +6,9 @@ request's trace (the ``traceparent``'s trace-id, the span of the request's log l
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
-import threading
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +19,7 @@ from sentry_sdk.integrations.dedupe import DedupeIntegration
 from sentry_sdk.integrations.flask import FlaskIntegration
 from sentry_sdk.integrations.logging import LoggingIntegration
 
+from support.sentry import Inbox as SentryInbox
 from trackline import context
 from trackline.propagation.sentry import TracklineIntegration, in_trace
 from trackline.tracecontext import new_trace
@@ -32,64 +29,13 @@ CALLER_SPAN = "b7ad6b7169203331"
 TRACEPARENT = f"00-{TRACE_ID}-{CALLER_SPAN}-01"
 SENTRY_3 = not sentry_sdk.VERSION.startswith("2.")
 
-Items = list[tuple[dict[str, Any], Any]]
-
-
-class Inbox:
-    """An HTTP server on 127.0.0.1 that keeps the envelopes POSTed to it: a Sentry for one test."""
-
-    def __init__(self) -> None:
-        self.envelopes: list[bytes] = []
-        inbox = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                if self.path == "/api/1/envelope/":
-                    inbox.envelopes.append(body)
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def dsn(self) -> str:
-        return f"http://public@127.0.0.1:{self.server.server_address[1]}/1"
-
-    def items(self, kind: str) -> Items:
-        """``(envelope header, payload)`` of every item of type ``kind`` received so far."""
-        found = []
-        for envelope in self.envelopes:
-            header_line, _, rest = envelope.partition(b"\n")
-            header = json.loads(header_line)
-            while rest.strip():
-                item_line, _, rest = rest.partition(b"\n")
-                item = json.loads(item_line)
-                if "length" in item:
-                    payload, rest = rest[:item["length"]], rest[item["length"] + 1:]
-                else:
-                    payload, _, rest = rest.partition(b"\n")
-                if item["type"] == kind:
-                    found.append((header, json.loads(payload)))
-        return found
+class Inbox(SentryInbox):
+    """The test's Sentry; what this process's sentry-sdk sends is flushed before it is read."""
 
     def events(self) -> list[dict[str, Any]]:
         sentry_sdk.flush(timeout=10)
-        return [payload for _, payload in self.items("event")]
+        return super().events()
 
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
 
 
 @pytest.fixture

@@ -145,6 +145,16 @@ def _flags(value: Any) -> int:
     return int(value, 16) if isinstance(value, str) else int(value)
 
 
+def _error(record: logging.LogRecord, stack: str, kind: str, stack_key: str) -> dict[str, Any]:
+    """A backend's ``error`` object for a record with a traceback: the exception's type (under ``kind``) and
+    message, and the traceback (under ``stack_key``)."""
+    error: dict[str, Any] = {}
+    if exception := _exception(record):
+        error[kind], error["message"] = exception
+    error[stack_key] = stack
+    return error
+
+
 def _exception(record: logging.LogRecord) -> tuple[str, str] | None:
     """The exception's type (qualified, as ``module.Class`` outside builtins) and message, if the record has one."""
     info = record.exc_info
@@ -224,11 +234,7 @@ def _ecs(formatter: Any) -> AddFields:
                 setter(log_data, value, record)
         for key, value in message_dict.items():
             if key == "exc_info":
-                error: dict[str, Any] = {}
-                if exception := _exception(record):
-                    error["type"], error["message"] = exception
-                error["stack_trace"] = value
-                log_data["error"] = error
+                log_data["error"] = _error(record, value, "type", "stack_trace")
             else:
                 labels[_label(key)] = value
         if labels:
@@ -369,11 +375,7 @@ def _datadog(formatter: Any) -> AddFields:
                 setter(log_data, value, record)
         for key, value in message_dict.items():
             if key == "exc_info":
-                error: dict[str, Any] = {}
-                if exception := _exception(record):
-                    error["kind"], error["message"] = exception
-                error["stack"] = value
-                log_data["error"] = error
+                log_data["error"] = _error(record, value, "kind", "stack")
             else:
                 log_data[key] = value
 
