@@ -598,3 +598,11 @@ def test_a_terminal_cuts_long_lines_a_pipe_keeps_them_whole() -> None:
     assert any("x" * 500 in row for row in whole)
     cut = render(tree, 100, cut=True)
     assert max(len(row) for row in cut) <= 99 and any(row.endswith("x…") for row in cut)
+
+
+def test_in_one_millisecond_the_access_line_is_the_requests_last() -> None:
+    files = chain()  # "access.log" sorts before "app.log": the file names alone would put it first
+    files["a/app.log"].append(line(55, "answered", A_SPAN))
+    tree = build(matches(files), ID)
+    a = tree.roots[0].children[0]
+    assert [line.message for line in a.lines][-2:] == ["answered", "GET /api/relay 200"]
