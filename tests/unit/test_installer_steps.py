@@ -168,9 +168,9 @@ def test_app_names_itself_in_a_new_or_unedited_gunicorn_yaml(root: Path, fakes: 
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     gunicorn = root / "etc/trackline/gunicorn.yaml"
     install(root, fakes)
-    install(root, fakes, "--app", "acme's:create_app()")  # the unedited default becomes the one naming the app
+    install(root, fakes, "--app", "acme:create_app('eu')")  # the unedited default becomes the one naming the app
     assert gunicorn.read_bytes() == (REPO / "conf/gunicorn.yaml").read_bytes() + \
-        b"\n# The app to serve (scripts/install --app).\nwsgi_app: 'acme''s:create_app()'\n"
+        b"\n# The app to serve (scripts/install --app).\nwsgi_app: 'acme:create_app(''eu'')'\n"
     gunicorn.write_text("workers: 2\n")  # an operator's own file is kept, the app's version beside it
     capsys.readouterr()
     install(root, fakes, "--app", "acme:create_app()")
