@@ -4,8 +4,10 @@ on PATH pass or refuse as a test says. The real ones run in tests/system/test_*i
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import os
+import pwd
 import shutil
 import subprocess
 from pathlib import Path
@@ -275,13 +277,14 @@ def test_tree_stamp_is_what_the_bash_installer_wrote(tmp_path: Path) -> None:
 
 EDGE = ["--role", "edge", "--upstream", "127.0.0.1:8001", "--upstream", "[::1]:8002", "--listen", "0.0.0.0:80"]
 INCLUDES = "etc/nginx/trackline"
+ACCESS_LOG = "var/log/nginx/trackline-access.log"
 
 
 def test_edge_stages_the_server_and_the_includes_and_checks_them(root: Path, fakes: Fakes,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     install(root, fakes, *EDGE, "--distrust-clients")
     assert files_under(root) == ["etc/nginx/conf.d/trackline.conf", f"{INCLUDES}/clients.conf",
-                                 f"{INCLUDES}/listen.conf", f"{INCLUDES}/upstreams.conf"]
+                                 f"{INCLUDES}/listen.conf", f"{INCLUDES}/upstreams.conf", ACCESS_LOG]
     assert (root / "etc/nginx/conf.d/trackline.conf").read_bytes() == (REPO / "nginx/trackline.conf").read_bytes()
     assert (root / INCLUDES / "upstreams.conf").read_text() == "server 127.0.0.1:8001;\nserver [::1]:8002;\n"
     assert (root / INCLUDES / "listen.conf").read_text() == "listen 0.0.0.0:80 default_server;\n"
@@ -289,7 +292,8 @@ def test_edge_stages_the_server_and_the_includes_and_checks_them(root: Path, fak
     (check,) = fakes.calls("nginx")
     assert check.split()[1:4] == ["-t", "-q", "-e"] and check.endswith("/nginx-check/nginx.conf")
     out = capsys.readouterr().out
-    assert "install: nginx -t: the edge config is valid\ninstall: --root: not reloading nginx\n" in out
+    assert f"install: nginx -t: the edge config is valid\ninstall: made /{ACCESS_LOG} www-data:adm 0640\n" \
+           "install: --root: not reloading nginx\n" in out
     assert "install: note: no /etc/logrotate.d/nginx: /var/log/nginx/trackline-access.log needs rotation" in out
 
     before = snapshot(root)
@@ -297,6 +301,28 @@ def test_edge_stages_the_server_and_the_includes_and_checks_them(root: Path, fak
     assert snapshot(root) == before
     out = capsys.readouterr().out
     assert "installed" not in out and "reloading" not in out and "nginx -t: the edge config is valid" in out
+
+
+def test_the_edge_log_is_made_www_data_adm_0640_before_nginx_opens_it(root: Path, fakes: Fakes,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """nginx (root, umask 022) would create it 0644 root:root; Debian's rotation makes it www-data:adm 0640."""
+    log = root / ACCESS_LOG
+    log.parent.mkdir(parents=True)
+    log.write_text('{"old": "line"}\n')
+    log.chmod(0o644)  # as nginx made it before
+    install(root, fakes, *EDGE)
+    status = log.stat()
+    assert (status.st_mode & 0o7777, status.st_uid, status.st_gid) == (
+        0o640, pwd.getpwnam("www-data").pw_uid, grp.getgrnam("adm").gr_gid)
+    assert log.read_text() == '{"old": "line"}\n'  # an existing log is kept as it is
+    assert "install: made /var/log/nginx/trackline-access.log www-data:adm 0640\n" in capsys.readouterr().out
+    install(root, fakes, *EDGE)
+    assert "made" not in capsys.readouterr().out
+    log.unlink()
+    log.symlink_to(root / "etc/shadow")
+    with pytest.raises(Failure, match=r"^/var/log/nginx/trackline-access.log is a symbolic link: remove it"):
+        install(root, fakes, *EDGE)
+    assert not (root / "etc/shadow").exists()
 
 
 def test_the_staged_check_points_the_server_s_paths_into_the_tree(job: Job, tmp_path: Path) -> None:
@@ -444,13 +470,13 @@ def test_uninstall_removes_what_every_role_wrote(root: Path, fakes: Fakes, capsy
     capsys.readouterr()
     uninstall.uninstall(parse_uninstall(["--root", str(root)]))
     conf = sorted(f"etc/trackline/{p.name}" for p in (REPO / "conf").glob("*.yaml"))
-    assert files_under(root) == [*conf, "var/log/trackline/app.log"]
+    assert files_under(root) == [*conf, ACCESS_LOG, "var/log/trackline/app.log"]  # logs stay
     assert not (root / "opt/trackline").exists()  # the prefix goes with the venv when nothing else is in it
     out = capsys.readouterr().out
     assert "uninstall: removed /etc/rsyslog.d/trackline-ship.conf\n" in out
     assert out.endswith("uninstall: kept /etc/trackline and /var/log/trackline (delete them with --purge)\n")
     uninstall.uninstall(parse_uninstall(["--root", str(root), "--purge"]))
-    assert files_under(root) == []
+    assert files_under(root) == [ACCESS_LOG]  # nginx's, as Debian's nginx logs outlive a site
 
 
 def test_uninstall_leaves_a_command_that_is_not_ours_and_a_prefix_in_use(root: Path, fakes: Fakes,
