@@ -20,6 +20,7 @@ from installer.options import InstallOptions, parse_install, parse_uninstall
 from installer.system import Failure
 from support.fakes import FAKE_PYTHON
 from support.paths import REPO
+from support.requirements import unavailable
 
 #: nginx -t and rsyslogd -N1: pass, or print FAKE_REFUSAL and fail when it is set. Every call is logged, and the
 #: config file checked (the last argument) is kept as calls.log.TOOL.conf.
@@ -147,6 +148,33 @@ def test_a_second_install_changes_nothing_and_an_edit_is_kept(root: Path, fakes:
     with_dist = snapshot(root)
     install(root, fakes)
     assert snapshot(root) == with_dist
+
+
+def test_an_upgraded_host_s_logs_become_readable_by_adm_but_no_file_linked_in(tmp_path: Path) -> None:
+    """A host installed before (LogsDirectory=: trackline:trackline 0750): the installer, as root, makes the
+    directory trackline:adm 2750 and the service user's logs group adm, never a file linked in from elsewhere."""
+    if os.geteuid() != 0:
+        unavailable("giving a file to the group adm needs root")
+    uid, adm = os.geteuid(), grp.getgrnam("adm").gr_gid  # this test's user stands for the service's
+    logs, outside = tmp_path / "logs", tmp_path / "secret"
+    logs.mkdir(mode=0o750)
+    outside.write_text("root only\n")
+    outside.chmod(0o600)
+    for name, mode in (("app.log", 0o640), ("access.log-20261201-1.gz", 0o644), ("error.log", 0o600)):
+        (logs / name).write_text("{}\n")
+        (logs / name).chmod(mode)
+    (logs / "innocent.log").symlink_to(outside)
+    os.link(outside, logs / "linked.log")
+    (logs / "other.log").write_text("{}\n")
+    os.chown(logs / "other.log", pwd.getpwnam("nobody").pw_uid, -1)
+
+    assert service.adopt_logs(logs, uid, adm) == 3
+    found = {p.name: (p.lstat().st_gid, p.lstat().st_mode & 0o7777) for p in [logs, *logs.iterdir()]}
+    assert found == {"logs": (adm, 0o2750), "app.log": (adm, 0o640), "access.log-20261201-1.gz": (adm, 0o640),
+                     "error.log": (adm, 0o600), "innocent.log": (0, 0o777), "linked.log": (0, 0o600),
+                     "other.log": (0, 0o644)}
+    assert (outside.stat().st_gid, outside.stat().st_mode & 0o777) == (0, 0o600)
+    assert service.adopt_logs(logs, uid, adm) == 0  # a second run changes nothing
 
 
 def test_worker_installs_celery_and_its_own_unit(root: Path, fakes: Fakes, capsys: pytest.CaptureFixture[str]) -> None:
