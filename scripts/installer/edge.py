@@ -154,6 +154,7 @@ def install_edge(job: Job) -> None:
     put_config(host, EDGE_CONF, (job.repo / "nginx/trackline.conf").read_bytes())
     for path, content in edge_includes(options).items():
         put(host, path, content)
+    ensure_access_log(host)  # before `nginx -t`, which opens (and would create) it too
     valid, said = check_output(check_command(host, job.tmp / "nginx-check"))
     if not valid:
         backup.restore()
@@ -164,7 +165,6 @@ def install_edge(job: Job) -> None:
                      " /etc/nginx/sites-enabled/default?): remove it, or choose another --listen")
         raise Failure(f"nginx -t refused the edge config, the previous files are back in place:\n{said}")
     say("nginx -t: the edge config is valid")
-    ensure_access_log(host)
     if fingerprint(host) != before:
         reload_nginx(host)
     # Debian's /etc/logrotate.d/nginx rotates /var/log/nginx/*.log, trackline-access.log included, and makes
