@@ -108,7 +108,7 @@ def safe_path(option: str, value: str) -> str:
 def app_spec(value: str) -> str:
     """--app as given, if it is gunicorn's wsgi_app syntax in printable ASCII; else BadValue."""
     if value and not APP_SPEC.fullmatch(value):
-        raise BadValue(f"--app must be MODULE:NAME or MODULE:CALL(...) in printable ASCII, not {value!a}")
+        raise BadValue(f"--app must be MODULE, MODULE:NAME or MODULE:CALL(...) in printable ASCII, not {value!a}")
     return value
 
 

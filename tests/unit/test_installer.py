@@ -152,7 +152,7 @@ def test_an_address_with_syntax_in_it_is_refused_with_the_value_escaped(value: s
 def test_an_app_spec_outside_gunicorn_s_syntax_is_refused(app: str, tmp_path: Path) -> None:
     """--app goes into gunicorn.yaml, which `sudo trackline check-config` reads as root."""
     assert refusal(["--app", app], tmp_path) == \
-        f"--app must be MODULE:NAME or MODULE:CALL(...) in printable ASCII, not {app!a}"
+        f"--app must be MODULE, MODULE:NAME or MODULE:CALL(...) in printable ASCII, not {app!a}"
 
 
 def test_app_specs_in_gunicorn_s_syntax_are_taken(tmp_path: Path) -> None:
