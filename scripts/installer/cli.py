@@ -12,7 +12,8 @@ from .uninstall import uninstall
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``install`` or ``uninstall`` with the rest of ``argv``; the exit status (1: a Failure, said on stderr)."""
+    """Run ``install`` or ``uninstall`` with the rest of ``argv``; the exit status (a Failure's, said on stderr:
+    1, or 2 for a bad value)."""
     words = sys.argv[1:] if argv is None else argv
     if not words or words[0] not in ("install", "uninstall"):
         sys.stderr.write("usage: python3 scripts/installer install|uninstall [OPTION...]\n")
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     except (Failure, OSError) as failure:  # OSError: a file that cannot be written, read or removed
         sys.stdout.flush()
         sys.stderr.write(f"{command}: {failure}\n")
-        return 1
+        return failure.status if isinstance(failure, Failure) else 1
     except KeyboardInterrupt:
         sys.stderr.write(f"{command}: interrupted\n")
         return 130

@@ -3,19 +3,25 @@ from the options, checked with `nginx -t`; a refused config puts the previous fi
 
 from __future__ import annotations
 
+import errno
+import grp
 import os
+import pwd
 import shutil
 from pathlib import Path
 
-from .files import Backup, put, put_config
+from .files import Backup, make_dirs, put, put_config
 from .job import Job
 from .layout import (
     EDGE_CONF,
     EDGE_FILES,
     EDGE_INCLUDES,
+    LOG_READERS,
     NGINX_ACCESS_LOG,
     NGINX_DIR,
     NGINX_LOG_DIR,
+    NGINX_LOG_MODE,
+    NGINX_LOG_OWNER,
     NGINX_LOGROTATE,
     NGINX_PID,
     Host,
@@ -87,6 +93,42 @@ def nginx_runs() -> bool:
     return True
 
 
+def log_owner() -> tuple[int, int] | None:
+    """www-data's user ID and adm's group ID, when this installer may give a file to them (as root)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(NGINX_LOG_OWNER).pw_uid, grp.getgrnam(LOG_READERS).gr_gid
+    except KeyError as exc:
+        raise Failure(f"no user '{NGINX_LOG_OWNER}' or group '{LOG_READERS}' here (Debian's nginx makes them)") from exc
+
+
+def ensure_access_log(host: Host) -> None:
+    """The edge's JSON log made (or put right) before nginx opens it: www-data:adm 0640 from its first line, as
+    Debian's nginx logs are and its logrotate rules create them. nginx, run as root with systemd's umask 022,
+    would make it root's and world-readable until its first rotation."""
+    path = host.path(NGINX_ACCESS_LOG)
+    make_dirs(path.parent)
+    try:  # never through a symbolic link; an existing log is neither truncated nor written
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise Failure(f"{NGINX_ACCESS_LOG} is a symbolic link: remove it, nginx's log must be a file") from None
+        raise
+    try:
+        status, owner = os.fstat(fd), log_owner()
+        if status.st_mode & 0o7777 == NGINX_LOG_MODE and owner in (None, (status.st_uid, status.st_gid)):
+            return
+        os.fchmod(fd, NGINX_LOG_MODE)
+        if owner is not None:
+            os.fchown(fd, *owner)
+    finally:
+        os.close(fd)
+    whose = f"{NGINX_LOG_OWNER}:{LOG_READERS}"
+    say(f"made {NGINX_ACCESS_LOG} {whose} {NGINX_LOG_MODE:04o}" if owner else
+        f"made {NGINX_ACCESS_LOG} {NGINX_LOG_MODE:04o} (not root: chown it {whose} on the target)")
+
+
 def reload_nginx(host: Host) -> None:
     """Reload nginx if it runs (by systemd, else by its pid file)."""
     if host.staged:
@@ -112,6 +154,7 @@ def install_edge(job: Job) -> None:
     put_config(host, EDGE_CONF, (job.repo / "nginx/trackline.conf").read_bytes())
     for path, content in edge_includes(options).items():
         put(host, path, content)
+    ensure_access_log(host)  # before `nginx -t`, which opens (and would create) it too
     valid, said = check_output(check_command(host, job.tmp / "nginx-check"))
     if not valid:
         backup.restore()

@@ -10,6 +10,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 PYTHON = "/usr/bin/python3"  # Debian's: the service venv is built from it (design.md, "Testing for real")
 SERVICE_USER = "trackline"
+LOG_READERS = "adm"  # Debian's group of those who read logs: the group of every log trackline installs
 DEFAULT_PREFIX = "/opt/trackline"  # the venv is PREFIX/venv
 ROLES = ("web", "worker", "edge", "loghost")
 
@@ -41,6 +42,9 @@ EDGE_INCLUDES = f"{NGINX_DIR}/trackline"
 EDGE_INCLUDE_NAMES = ("upstreams.conf", "listen.conf", "clients.conf")
 EDGE_FILES = (EDGE_CONF, *(f"{EDGE_INCLUDES}/{name}" for name in EDGE_INCLUDE_NAMES))
 NGINX_ACCESS_LOG = f"{NGINX_LOG_DIR}/trackline-access.log"  # the edge's nginx writes it (docs/edge.md)
+#: Debian's owner and mode for nginx's logs (its postinst, its logrotate `create`): the edge's from its first line.
+NGINX_LOG_OWNER = "www-data"
+NGINX_LOG_MODE = 0o640
 NGINX_LOGROTATE = f"{LOGROTATE_D}/nginx"  # Debian's rules, which rotate the edge's log too
 
 #: Log shipping (--ship-to) and the log host (--role loghost): rsyslog snippets over RELP (docs/log-host.md).

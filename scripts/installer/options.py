@@ -1,12 +1,15 @@
 """The command lines of install and uninstall: parsed and checked here, once, before anything changes.
 
-A usage error (an unknown option, a missing value) exits with status 2 and the usage; an option that does not
-fit the role, or a bad value, raises Failure (status 1) with one line that names it.
+A usage error (an unknown option, a missing value) exits with status 2 and the usage. A value that breaks its
+rule raises BadValue (status 2) before anything is written: every value that ends up in a generated file (the
+wrapper script and the units root runs, nginx's and rsyslog's configuration) is checked here, and the line names
+the option and the rule, with the value escaped. An option that does not fit the role raises Failure (status 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import posixpath
 import re
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, NoReturn
 
 from .layout import DEFAULT_LISTEN, DEFAULT_PREFIX, ROLES
-from .system import Failure
+from .system import BadValue, Failure
 
 INSTALL_USAGE = """\
 scripts/install [--role web|worker] [--prefix /opt/trackline] [--root DIR] [--wheelhouse DIR] [--app SPEC]
@@ -51,6 +54,17 @@ log shipping and the log host (restarting rsyslog). Without --purge the configur
 
 #: HOST:PORT with a host name or address, or [IPv6]:PORT; nothing that nginx or rsyslog would read as syntax.
 ADDRESS = re.compile(r"(?P<host>[A-Za-z0-9][A-Za-z0-9._-]*|\[(?P<v6>[0-9A-Fa-f:.]+)\]):(?P<port>[0-9]{1,5})")
+#: One label of a host name (RFC 1123): letters, digits and inner hyphens, 63 at most.
+LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+HOST_RULE = "a host name (RFC 1123: dot-separated labels of letters, digits and inner hyphens) or an IP address"
+#: A path that goes into the wrapper script, the units and the checked configs: no quote, space, `$`, `%`, `;`,
+#: backslash or control byte, which sh, systemd, nginx or rsyslog would read as syntax.
+SAFE_PATH = re.compile(r"/[A-Za-z0-9._+@/-]*")
+PATH_RULE = "an absolute path of letters, digits and / . _ - + @"
+#: gunicorn's wsgi_app (written into gunicorn.yaml): a dotted module, then ':' and a name or a call, printable.
+APP_SPEC = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*(?::[ -~]+)?")
+#: C0, DEL and C1: never in a value the installer writes or repeats.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class Address(NamedTuple):
@@ -61,12 +75,49 @@ class Address(NamedTuple):
     port: int
 
 
+def is_host(host: str, v6: bool = False) -> bool:
+    """Whether ``host`` is an IPv6 address (``v6``), an IPv4 address, or a host name by RFC 1123."""
+    try:
+        if v6:
+            return bool(ipaddress.IPv6Address(host))
+        if all(label.isdigit() for label in host.split(".")):
+            return bool(ipaddress.IPv4Address(host))
+    except ValueError:
+        return False
+    return len(host) <= 253 and all(LABEL.fullmatch(label) for label in host.split("."))
+
+
 def address(option: str, value: str) -> Address:
-    """``value`` of ``option`` as an Address, or Failure naming both."""
+    """``value`` of ``option`` as an Address, or BadValue naming both."""
     match = ADDRESS.fullmatch(value)
     if not match or not 1 <= int(match["port"]) <= 65535:
-        raise Failure(f"{option} must be HOST:PORT (or [IPv6]:PORT), not '{value}'")
-    return Address(value, match["v6"] or match["host"], int(match["port"]))
+        raise BadValue(f"{option} must be HOST:PORT (or [IPv6]:PORT), not {value!a}")
+    host = match["v6"] or match["host"]
+    if not is_host(host, v6=bool(match["v6"])):
+        raise BadValue(f"{option} {value!a}: HOST must be {HOST_RULE}")
+    return Address(value, host, int(match["port"]))
+
+
+def safe_path(option: str, value: str) -> str:
+    """``value`` of ``option`` normalized, if it is an absolute path of safe characters; else BadValue."""
+    if not SAFE_PATH.fullmatch(value):
+        raise BadValue(f"{option} must be {PATH_RULE}, not {value!a}")
+    return posixpath.normpath("/" + value.lstrip("/"))
+
+
+def app_spec(value: str) -> str:
+    """--app as given, if it is gunicorn's wsgi_app syntax in printable ASCII; else BadValue."""
+    if value and not APP_SPEC.fullmatch(value):
+        raise BadValue(f"--app must be MODULE, MODULE:NAME or MODULE:CALL(...) in printable ASCII, not {value!a}")
+    return value
+
+
+def package(value: str) -> str:
+    """A --with value (made absolute if it is a local path), if pip cannot take it for an option; else BadValue."""
+    if not value or value.startswith("-") or CONTROL.search(value):
+        raise BadValue(f"--with must be a directory, a wheel or a requirement (not empty, no leading '-', no"
+                       f" control character), not {value!a}")
+    return os.path.realpath(value) if os.path.exists(value) else value
 
 
 @dataclass(frozen=True)
@@ -162,12 +213,6 @@ def uninstall_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _prefix(value: str) -> str:
-    if not value.startswith("/"):
-        raise Failure("--prefix must be an absolute path")
-    return posixpath.normpath(value)
-
-
 def _is_root(euid: int | None) -> bool:
     return (os.geteuid() if euid is None else euid) == 0
 
@@ -175,15 +220,15 @@ def _is_root(euid: int | None) -> bool:
 def parse_install(argv: list[str], euid: int | None = None) -> InstallOptions:
     """scripts/install's ``argv`` as checked options (``euid``: the user to check for, default ours)."""
     args = install_parser().parse_args(argv)
-    prefix = _prefix(args.prefix)
+    prefix = safe_path("--prefix", args.prefix)
     if args.wheelhouse and not os.path.isdir(args.wheelhouse):
-        raise Failure(f"--wheelhouse {args.wheelhouse}: no such directory")
-    root, wheelhouse = args.root or "", args.wheelhouse or ""
+        raise Failure(f"--wheelhouse {args.wheelhouse!a}: no such directory")
+    root, wheelhouse = safe_path("--root", args.root) if args.root else "", args.wheelhouse or ""
     if not root and not _is_root(euid):
         raise Failure("run as root (or stage into a tree with --root DIR)")
     role, listen, ship_to = args.role, args.listen, args.ship_to
     if role not in ROLES:
-        raise Failure(f"unknown --role '{role}' (web, worker, edge or loghost)")
+        raise Failure(f"unknown --role {role!a} (web, worker, edge or loghost)")
     if role == "loghost" and ship_to:
         raise Failure("--ship-to is for the hosts that send (web, worker, edge), not the log host")
     if role in ("web", "worker") and listen:
@@ -203,8 +248,8 @@ def parse_install(argv: list[str], euid: int | None = None) -> InstallOptions:
         if not listen:
             raise Failure("--role edge needs --listen ADDR:PORT (where nginx takes clients, e.g. 0.0.0.0:80)")
     return InstallOptions(
-        role=role, prefix=prefix, root=root, wheelhouse=wheelhouse, app=args.app,
-        packages=tuple(os.path.realpath(p) if os.path.exists(p) else p for p in args.packages),
+        role=role, prefix=prefix, root=root, wheelhouse=wheelhouse, app=app_spec(args.app),
+        packages=tuple(map(package, args.packages)),
         upstreams=tuple(address("--upstream", upstream) for upstream in args.upstreams),
         listen=address("--listen", listen or DEFAULT_LISTEN) if role in ("edge", "loghost") else None,
         distrust_clients=args.distrust_clients,
@@ -215,7 +260,7 @@ def parse_install(argv: list[str], euid: int | None = None) -> InstallOptions:
 def parse_uninstall(argv: list[str], euid: int | None = None) -> UninstallOptions:
     """scripts/uninstall's ``argv`` as checked options."""
     args = uninstall_parser().parse_args(argv)
-    prefix = _prefix(args.prefix)
+    prefix = safe_path("--prefix", args.prefix)
     root = args.root or ""
     if not root and not _is_root(euid):
         raise Failure("run as root (or give --root DIR)")

@@ -12,7 +12,7 @@ from .job import Job
 from .layout import PYTHON, REPO, WEB_UNIT, WORKER_UNIT
 from .options import InstallOptions
 from .rsyslog import install_loghost, install_shipping
-from .service import ensure_user, install_command, install_config, install_unit, reload_systemd
+from .service import adopt_installed_logs, ensure_user, install_command, install_config, install_unit, reload_systemd
 from .system import say
 from .venv import ensure_venv
 
@@ -23,6 +23,7 @@ def web(job: Job) -> None:
     ensure_venv(job)
     install_config(job)
     install_unit(job, WEB_UNIT)
+    adopt_installed_logs(job.host)
     install_command(job)
     reload_systemd(job.host, WEB_UNIT)
 
@@ -33,6 +34,7 @@ def worker(job: Job) -> None:
     ensure_venv(job, extras=",celery")
     install_config(job)
     install_unit(job, WORKER_UNIT)
+    adopt_installed_logs(job.host)
     install_command(job)
     reload_systemd(job.host, WORKER_UNIT)
 

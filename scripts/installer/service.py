@@ -3,8 +3,12 @@ rules, the `trackline` command, and systemd told about them."""
 
 from __future__ import annotations
 
+import grp
+import os
 import pwd
 import re
+import stat
+from pathlib import Path
 
 from .files import put, put_config
 from .job import Job
@@ -13,6 +17,7 @@ from .layout import (
     COMMAND_MARK,
     CONF_DIR,
     DEFAULT_PREFIX,
+    LOG_READERS,
     LOGS_DIR,
     RULES,
     RUNTIME_DIR,
@@ -20,7 +25,7 @@ from .layout import (
     UNIT_DIR,
     Host,
 )
-from .system import run, say
+from .system import Failure, run, say
 
 
 def ensure_user(host: Host) -> None:
@@ -63,6 +68,52 @@ def install_unit(job: Job, unit: str) -> None:
     text = (job.repo / "systemd" / unit).read_text()
     put(job.host, f"{UNIT_DIR}/{unit}", text.replace(f"{DEFAULT_PREFIX}/", f"{job.options.prefix}/").encode())
     put(job.host, RULES, (job.repo / "logrotate/trackline").read_bytes())
+
+
+#: /var/log/trackline's mode: the service user writes, adm reads, new files get the group adm (setgid).
+LOGS_DIR_MODE = 0o2750
+
+
+def adopt_logs(directory: Path, uid: int, gid: int) -> int:
+    """``directory`` (the logs of a host installed before, trackline:trackline 0750) made ``uid``:``gid``
+    2750 and each log in it group ``gid``, at most 0640; how many files changed. Only the regular files of
+    ``uid`` with one link are touched, through a descriptor opened without following a link: never a file
+    the service user linked in from elsewhere."""
+    os.chown(directory, uid, gid, follow_symlinks=False)
+    os.chmod(directory, LOGS_DIR_MODE)
+    changed = 0
+    for entry in os.scandir(directory):
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:  # a symbolic link (ELOOP), or gone meanwhile
+            continue
+        try:
+            status = os.fstat(fd)
+            if not stat.S_ISREG(status.st_mode) or status.st_uid != uid or status.st_nlink != 1:
+                continue
+            mode = status.st_mode & 0o640
+            if (status.st_gid, status.st_mode & 0o7777) != (gid, mode):
+                os.fchown(fd, -1, gid)
+                os.fchmod(fd, mode)
+                changed += 1
+        finally:
+            os.close(fd)
+    return changed
+
+
+def adopt_installed_logs(host: Host) -> None:
+    """On a host that has /var/log/trackline already (an upgrade): the directory and its logs readable by adm
+    now, not from their next rotation on. The unit keeps the directory so from its next start."""
+    directory = host.path(LOGS_DIR)
+    if host.staged or directory.is_symlink() or not directory.is_dir():
+        return
+    try:
+        uid, gid = pwd.getpwnam(SERVICE_USER).pw_uid, grp.getgrnam(LOG_READERS).gr_gid
+    except KeyError as exc:
+        raise Failure(f"no user '{SERVICE_USER}' or no group '{LOG_READERS}' (Debian's base-passwd has it)") from exc
+    changed = adopt_logs(directory, uid, gid)
+    if changed:
+        say(f"{LOGS_DIR}: {changed} logs made readable by the group {LOG_READERS}")
 
 
 def command_script(venv: str) -> bytes:

@@ -8,7 +8,15 @@ from collections.abc import Sequence
 
 
 class Failure(Exception):
-    """Stops the install (or uninstall): ``prog: MESSAGE`` on stderr, exit status 1."""
+    """Stops the install (or uninstall): ``prog: MESSAGE`` on stderr, exit status ``status``."""
+
+    status = 1
+
+
+class BadValue(Failure):
+    """An option's value breaks its rule (it would reach a file root runs): a usage error, exit status 2."""
+
+    status = 2
 
 
 def say(message: str, prog: str = "install") -> None:

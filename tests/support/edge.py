@@ -46,7 +46,8 @@ def install_edge(root: Path, upstreams: list[str], listen: str, *options: str) -
 
 @dataclass
 class Edge:
-    """nginx with the staged edge config: its tree under ``dir/root``, its logs, pid and temp files in ``dir``."""
+    """nginx with the staged edge config: its tree under ``dir/root``, its pid and temp files in ``dir``, its
+    logs in ``dir/logs`` (the staged /var/log/nginx)."""
 
     dir: Path
     upstreams: list[str]
@@ -74,7 +75,8 @@ class Edge:
             text, count = re.subn(rf"(?m)^(\s*{directive}) [^;]+;", rf"\1 {value};", text)
             assert count, f"no {directive} in {EDGE_CONF}"
         assert "/var/log/nginx/trackline-access.log" in text
-        (self.dir / "logs").mkdir(parents=True, exist_ok=True)
+        if not (self.dir / "logs").exists():  # the staged log dir, with the log the installer made before nginx
+            (self.dir / "logs").symlink_to(root / "var/log/nginx")
         text = text.replace("/etc/nginx/", f"{root}/etc/nginx/").replace("/var/log/nginx/", f"{self.dir}/logs/")
         (self.dir / "trackline.conf").write_text(text)
         temp = self.dir / "temp"
@@ -103,9 +105,9 @@ class Edge:
                                   capture_output=True, text=True, timeout=30)
             assert test.returncode == 0, test.stderr
             with output.open("wb") as out:
-                self.process = subprocess.Popen(
+                self.process = subprocess.Popen(  # with systemd's default umask, as Debian's nginx.service runs
                     [nginx, "-e", str(self.dir / "error.log"), "-c", str(config), "-g", "daemon off;"],
-                    stdout=subprocess.DEVNULL, stderr=out,
+                    stdout=subprocess.DEVNULL, stderr=out, umask=0o022,
                 )
             if wait_until(self._started, f"nginx listening on 127.0.0.1:{self.port}") == "listening":
                 return self

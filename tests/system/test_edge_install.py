@@ -3,17 +3,23 @@ a config nginx refuses leaves the previous files in place, bad options get one c
 
 from __future__ import annotations
 
+import grp
+import pwd
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from support.edge import EDGE_CONF, Edge, install_edge, require_nginx
+from support.http import request
 from support.paths import INSTALL, REPO, UNINSTALL
 from support.staging import snapshot
+from support.waiting import wait_until
 
 UPSTREAMS = ["10.0.0.11:8000", "10.0.0.12:8000"]
 INCLUDES = Path("etc/nginx/trackline")
+ACCESS_LOG = "var/log/nginx/trackline-access.log"
 
 
 @pytest.fixture
@@ -26,13 +32,14 @@ def staged(tmp_path: Path) -> Path:
 
 def test_install_stages_the_shipped_config_and_the_host_s_includes(staged: Path) -> None:
     assert sorted(str(p.relative_to(staged)) for p in staged.rglob("*") if p.is_file()) == [
-        EDGE_CONF, f"{INCLUDES}/clients.conf", f"{INCLUDES}/listen.conf", f"{INCLUDES}/upstreams.conf"]
+        EDGE_CONF, f"{INCLUDES}/clients.conf", f"{INCLUDES}/listen.conf", f"{INCLUDES}/upstreams.conf", ACCESS_LOG]
     assert (staged / EDGE_CONF).read_bytes() == (REPO / "nginx/trackline.conf").read_bytes()
     assert (staged / INCLUDES / "upstreams.conf").read_text() == "server 127.0.0.1:8001;\nserver 127.0.0.1:8002;\n"
     assert (staged / INCLUDES / "listen.conf").read_text() == "listen 0.0.0.0:80 default_server;\n"
     assert (staged / INCLUDES / "clients.conf").read_text() == "default off;\n"
     for path in staged.rglob("*"):
-        assert path.stat().st_mode & 0o777 == (0o644 if path.is_file() else 0o755), path
+        want = 0o755 if path.is_dir() else 0o640 if path == staged / ACCESS_LOG else 0o644
+        assert path.stat().st_mode & 0o777 == want, path
 
 
 def test_nginx_t_accepts_the_staged_config(tmp_path: Path) -> None:
@@ -43,6 +50,25 @@ def test_nginx_t_accepts_the_staged_config(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert "test is successful" in done.stderr
+
+
+def test_the_edge_log_is_www_data_adm_0640_from_its_first_line(tmp_path: Path) -> None:
+    """nginx runs as root with umask 022: the file it would create is 0644. The installer makes it first."""
+    refusing = socket.socket()  # bound, never listening: connections to it are refused, its port stays ours
+    refusing.bind(("127.0.0.1", 0))
+    edge = Edge(tmp_path, [f"127.0.0.1:{refusing.getsockname()[1]}"])
+    edge.write_config()
+    assert edge.access_log.read_bytes() == b""  # there before nginx ever ran
+    edge.start()
+    try:
+        assert request(f"http://127.0.0.1:{edge.port}/api/names", headers={"X-Tracking-ID": "first-line"}).status == 502
+        wait_until(lambda: [r["tracking_id"] for r in edge.logs()] == ["first-line"], "the edge's first line")
+    finally:
+        assert edge.stop() == 0
+        refusing.close()
+    status = edge.access_log.stat()
+    assert status.st_mode & 0o7777 == 0o640
+    assert (status.st_uid, status.st_gid) == (pwd.getpwnam("www-data").pw_uid, grp.getgrnam("adm").gr_gid)
 
 
 def test_a_second_install_changes_nothing(staged: Path) -> None:
@@ -86,7 +112,7 @@ def test_a_config_nginx_refuses_leaves_the_previous_files(staged: Path) -> None:
 ])
 def test_bad_edge_options_get_one_clear_line(tmp_path: Path, args: list[str], error: str) -> None:
     done = run_install("--role", "edge", "--root", str(tmp_path / "root"), *args)
-    assert (done.returncode, done.stderr) == (1, error + "\n")
+    assert (done.returncode, done.stderr) == (2 if "must be HOST:PORT" in error else 1, error + "\n")
     assert not (tmp_path / "root").exists()
 
 

@@ -87,6 +87,10 @@ def reopened(box: Sandbox, path: str) -> bool:
     return {f"{pid} new" for pid in (main, *workers)} == set(holding) - {""}
 
 
+def owner_and_mode(box: Sandbox, path: str = ACCESS_LOG) -> str:
+    return box.run(["stat", "-c", "%U:%G %a", path]).stdout.strip()
+
+
 def install(box: Sandbox, listen: str, check: bool = True) -> tuple[int, str, str]:
     done = box.run([INSTALL, "--role", "edge", "--upstream", "127.0.0.1:9", "--listen", listen], check=check,
                    timeout=120)
@@ -98,8 +102,13 @@ def test_install_reload_refuse_and_rotate_with_debian_s_nginx_under_systemd(box:
     _, out, _ = install(box, "127.0.0.1:8080")
     assert "install: nginx -t: the edge config is valid" in out
     assert "install: nginx is not running; start it with: systemctl enable --now nginx" in out
+    assert "install: made /var/log/nginx/trackline-access.log www-data:adm 0640" in out
     box.run(["systemctl", "start", "nginx"], timeout=60)
     wait_until(lambda: answers_502(box, 8080, "sandbox-8080"), "the edge on 127.0.0.1:8080")  # no app: a 502
+    # Debian's nginx.service runs with systemd's umask 022, which would make a new log 0644: the log is the
+    # installer's, www-data:adm 0640, from its first line.
+    wait_until(lambda: edge_lines(box), "the edge's first line")
+    assert owner_and_mode(box) == "www-data:adm 640"
 
     # Installed again with another address while nginx runs: reloaded, the new address answers.
     workers = nginx_processes(box)[1]
@@ -129,5 +138,6 @@ def test_install_reload_refuse_and_rotate_with_debian_s_nginx_under_systemd(box:
     assert answers_502(box, 8081, "sandbox-rotated")
     wait_until(lambda: [r["tracking_id"] for r in edge_lines(box)] == ["sandbox-rotated"], "the line in the new file")
     before = [r["tracking_id"] for r in edge_lines(box, ACCESS_LOG + ".1")]
+    assert owner_and_mode(box) == owner_and_mode(box, ACCESS_LOG + ".1") == "www-data:adm 640"
     assert "sandbox-8080" in before and "sandbox-after-refusal" in before
     box.run(["systemctl", "stop", "nginx"], timeout=60)

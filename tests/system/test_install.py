@@ -84,6 +84,19 @@ def test_uninstall_keeps_config_and_logs_unless_purged(staged: Path, tmp_path: P
     assert not (root / "etc/trackline").exists() and not (root / "var/log/trackline").exists()
 
 
+def test_a_hostile_prefix_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """--prefix goes into the units and /usr/local/bin/trackline, which root runs: a value that sh or systemd
+    would read as more than a path is refused in one line, exit status 2, and nothing is written."""
+    root, marker = tmp_path / "root", tmp_path / "ran"
+    hostile = f'/opt/tl/venv/bin/true" ; touch {marker} ; "\nexec /bin/sh -c "touch {marker}'
+    done = subprocess.run([str(INSTALL), "--root", str(root), "--prefix", hostile], capture_output=True,
+                          text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == ("install: --prefix must be an absolute path of letters, digits and / . _ - + @, not "
+                           f"{hostile!a}\n")
+    assert not root.exists() and not marker.exists()
+
+
 def test_a_trackline_command_that_is_not_ours_is_left_alone(staged: Path, tmp_path: Path) -> None:
     root = copy_tree(staged, tmp_path / "root")
     foreign = root / "usr/local/bin/trackline"

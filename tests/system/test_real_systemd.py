@@ -126,9 +126,14 @@ def test_install_start_reload_rotate_stop_under_systemd(sandbox: Sandbox) -> Non
     assert {"access.log", "error.log"} <= set(files), files
     for name in ("app", "access", "error"):
         assert any(re.fullmatch(rf"{name}\.log-\d{{8}}-\d+", file) for file in files), files
+    # Debian's adm group reads the logs (the setgid directory gives each new one the group), nobody else does.
     owners = box.run(["stat", "-c", "%U:%G %a %n", LOG_DIR, *(f"{LOG_DIR}/{n}" for n in files)]).stdout
     assert {tuple(line.split()[:2]) for line in owners.splitlines()} == {
-        ("trackline:trackline", "750"), ("trackline:trackline", "640")}, owners
+        ("trackline:adm", "2750"), ("trackline:adm", "640")}, owners
+    as_adm = ["setpriv", "--reuid=nobody", "--regid=adm", "--clear-groups", "cat", f"{LOG_DIR}/access.log"]
+    assert "sandbox-rotated" in box.run(as_adm).stdout
+    as_other = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat", f"{LOG_DIR}/access.log"]
+    assert box.run(as_other, check=False).returncode != 0
     for name in files:
         for record in log_lines(box, name):
             assert_contract(record)

@@ -31,16 +31,21 @@ class Unit:
 
 WEB = Unit("trackline.service", (), 2.0, "docs/deploy.md")
 WORKER = Unit("trackline-worker.service", ("--role", "worker"), 1.5, "docs/celery.md")
+#: Both units make /var/log/trackline trackline:adm 2750 as root before they start (not LogsDirectory=).
+LOGS_DIR_COMMAND = "+/usr/bin/install -d -o trackline -g adm -m 2750 /var/log/trackline"
 EACH_UNIT = pytest.mark.parametrize("unit", [WEB, WORKER], ids=lambda unit: unit.name)
 
 
 def installed_root(tmp_path_factory: pytest.TempPathFactory, *install_args: str) -> Path:
-    """A ``scripts/install --root`` tree, plus this host's system units (sysinit.target & co.) for verify."""
+    """A ``scripts/install --root`` tree, plus this host's system units (sysinit.target & co.) and coreutils'
+    install (which ExecStartPre= runs) for verify."""
     require_commands({"systemd-analyze": "systemd"})
     require_venv_support()
     root = tmp_path_factory.mktemp("root")
     run_script(INSTALL, *install_args, "--root", str(root))
     shutil.copytree("/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    (root / "usr/bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2("/usr/bin/install", root / "usr/bin")
     return root
 
 
@@ -113,7 +118,7 @@ def test_stop_outlasts_graceful_timeout_and_reload_checks_then_hups_the_master(r
     assert int(unit["TimeoutStopSec"][0]) > graceful
     assert unit["Type"] == ["notify"] and unit["KillMode"] == ["mixed"] and unit["Restart"] == ["on-failure"]
     assert unit["ExecReload"] == ["/opt/trackline/venv/bin/trackline check-config", "/bin/kill -s HUP $MAINPID"]
-    assert unit["ExecStartPre"] == ["/opt/trackline/venv/bin/trackline check-config"]
+    assert unit["ExecStartPre"] == [LOGS_DIR_COMMAND, "/opt/trackline/venv/bin/trackline check-config"]
 
 
 def test_the_worker_role_installs_celery_and_its_unit_not_the_web_unit(worker_root: Path) -> None:
@@ -128,8 +133,17 @@ def test_worker_unit_notifies_reloads_by_hup_and_stops_warm(worker_root: Path) -
     assert unit["Type"] == ["notify"] and unit["NotifyAccess"] == ["main"] and unit["KillMode"] == ["mixed"]
     assert unit["ExecStart"] == ["/opt/trackline/venv/bin/trackline worker"]
     assert unit["ExecReload"] == ["/opt/trackline/venv/bin/trackline check-config", "/bin/kill -s HUP $MAINPID"]
-    assert unit["ExecStartPre"] == ["/opt/trackline/venv/bin/trackline check-config"]
+    assert unit["ExecStartPre"] == [LOGS_DIR_COMMAND, "/opt/trackline/venv/bin/trackline check-config"]
     assert int(unit["TimeoutStopSec"][0]) >= 60
+
+
+@EACH_UNIT
+def test_the_logs_directory_is_the_unit_s_not_systemd_s(roots: Callable[[Unit], Path], unit: Unit) -> None:
+    """LogsDirectory= would give the directory and its files back to trackline:trackline on every start."""
+    settings = unit_settings(roots(unit) / "etc/systemd/system" / unit.name)
+    assert "LogsDirectory" not in settings and settings["ReadWritePaths"] == ["-/var/log/trackline"]
+    assert settings["Environment"] == ["LOGS_DIRECTORY=/var/log/trackline"] and settings["UMask"] == ["0027"]
+    assert settings["Group"] == ["trackline"]  # not adm: the service reads no log but its own
 
 
 def test_uninstall_removes_the_worker_unit(worker_root: Path, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from installer import cli, files, layout
 from installer.options import Address, InstallOptions, parse_install, parse_uninstall
-from installer.system import Failure
+from installer.system import BadValue, Failure
 from support.paths import REPO
 
 EDGE = ["--role", "edge", "--upstream", "10.0.0.11:8000", "--listen", "0.0.0.0:80"]
@@ -57,7 +57,8 @@ def test_addresses_keep_their_text_and_lose_ipv6_brackets(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(("argv", "error"), [
     (["--role", "loadbalancer"], "unknown --role 'loadbalancer' (web, worker, edge or loghost)"),
-    (["--prefix", "opt/trackline"], "--prefix must be an absolute path"),
+    (["--prefix", "opt/trackline"], "--prefix must be an absolute path of letters, digits and / . _ - + @, not "
+                                    "'opt/trackline'"),
     (["--role", "loghost", "--ship-to", "logs.example:2514"],
      "--ship-to is for the hosts that send (web, worker, edge), not the log host"),
     (["--listen", "0.0.0.0:80"], "--listen is for --role edge or loghost"),
@@ -93,9 +94,94 @@ def test_options_that_do_not_fit_get_one_line(argv: list[str], error: str, tmp_p
     assert refusal(argv, tmp_path) == error
 
 
+PATH_RULE = "must be an absolute path of letters, digits and / . _ - + @, not "
+HOST_RULE = ("HOST must be a host name (RFC 1123: dot-separated labels of letters, digits and inner hyphens) "
+             "or an IP address")
+WITH_RULE = ("--with must be a directory, a wheel or a requirement (not empty, no leading '-', no control "
+             "character), not ")
+
+
+@pytest.mark.parametrize("prefix", [
+    '/opt/tl"; rm -rf /; "', "/opt/$(id)", "/opt/`id`", "/opt/a b", "/opt/tl\nexec /bin/sh", "/opt/%n",
+    "/opt/a;b", "/opt/a\\b", "/opt/'q'", "/opt/caf\u00e9", "/opt/\x1b[2J", "/opt/${HOME}", "~/tl", "tl",
+])
+def test_a_prefix_that_sh_or_systemd_would_read_is_refused(prefix: str, tmp_path: Path) -> None:
+    """--prefix goes into the unit's Exec lines and into the wrapper script root runs."""
+    error = refusal(["--prefix", prefix], tmp_path)
+    assert error == f"--prefix {PATH_RULE}{prefix!a}"
+    assert error.isprintable() and error.isascii()  # one line, no byte a terminal would act on
+    with pytest.raises(BadValue):
+        parse_uninstall(["--prefix", prefix, "--root", str(tmp_path)])
+
+
+def test_a_safe_prefix_is_normalized(tmp_path: Path) -> None:
+    for given, kept in [("/srv/tl-2.1+b@x/", "/srv/tl-2.1+b@x"), ("//opt//tl/./x/..", "/opt/tl"), ("/", "/")]:
+        assert parse_install(["--prefix", given, "--root", str(tmp_path)]).prefix == kept
+
+
+def test_a_root_outside_the_safe_characters_is_refused(tmp_path: Path) -> None:
+    """A staging tree's paths go into the configs that `nginx -t` and `rsyslogd -N1` check."""
+    root = str(tmp_path / "a;b")
+    with pytest.raises(BadValue) as refused:
+        parse_install(["--root", root])
+    assert str(refused.value) == f"--root {PATH_RULE}{root!a}"
+
+
+@pytest.mark.parametrize("value", ["a..b:80", "a-:80", "b.-a:80", "a.-b:80", "a_b:80", f"{'x' * 64}:80",
+                                   f"{'a' * 63}.{'b' * 63}.{'c' * 63}.{'d' * 62}:80", "256.1.1.1:80", "1.2.3:80",
+                                   "[1:2:3]:80", "[::1.2.3.256]:80"])
+def test_a_host_that_is_no_rfc_1123_name_nor_an_address_is_refused(value: str, tmp_path: Path) -> None:
+    for option in ("--upstream", "--ship-to"):
+        assert refusal([*EDGE, option, value], tmp_path) == f"{option} {value!a}: {HOST_RULE}"
+
+
+@pytest.mark.parametrize("value", ["a-b.example:80", f"{'x' * 63}.example:1", "10.0.0.11:65535", "[fd00::2]:8000",
+                                   "[::ffff:10.0.0.1]:80", "localhost:8000", "a:80"])
+def test_host_names_and_addresses_that_follow_the_rules_are_taken(value: str, tmp_path: Path) -> None:
+    assert parse_install([*EDGE, "--upstream", value, "--root", str(tmp_path)]).upstreams[-1].text == value
+
+
+@pytest.mark.parametrize("value", ["0.0.0.0:80\nlisten 1.2.3.4:81", "0.0.0.0:80 ssl", "[::1]:80;", "h:80\x1b"])
+def test_an_address_with_syntax_in_it_is_refused_with_the_value_escaped(value: str, tmp_path: Path) -> None:
+    error = refusal(["--role", "edge", "--upstream", "10.0.0.11:8000", "--listen", value], tmp_path)
+    assert error == f"--listen must be HOST:PORT (or [IPv6]:PORT), not {value!a}" and error.isprintable()
+
+
+@pytest.mark.parametrize("app", ["acme:app\nwsgi_app: evil:app", "acme:app\x1b[2J", "acme:app\u009b",
+                                 "acme orders:app", "1acme:app", ":app", "acme:", "acme:caf\u00e9"])
+def test_an_app_spec_outside_gunicorn_s_syntax_is_refused(app: str, tmp_path: Path) -> None:
+    """--app goes into gunicorn.yaml, which `sudo trackline check-config` reads as root."""
+    assert refusal(["--app", app], tmp_path) == \
+        f"--app must be MODULE, MODULE:NAME or MODULE:CALL(...) in printable ASCII, not {app!a}"
+
+
+def test_app_specs_in_gunicorn_s_syntax_are_taken(tmp_path: Path) -> None:
+    for app in ("acme_orders", "acme_orders:create_app()", "acme.wsgi:make(name='x', debug=True)"):
+        assert parse_install(["--app", app, "--root", str(tmp_path)]).app == app
+
+
+@pytest.mark.parametrize("value", ["--index-url=http://pypi.invalid/simple", "-e", "-r/etc/shadow", "",
+                                   "acme\nother", "acme\x1b[2J"])
+def test_a_with_that_pip_would_take_for_an_option_is_refused(value: str, tmp_path: Path) -> None:
+    """--with goes to the pip that root runs: a leading '-' would be one of pip's options."""
+    assert refusal([f"--with={value}"], tmp_path) == f"{WITH_RULE}{value!a}"
+
+
+def test_a_bad_value_exits_2_with_one_line_and_writes_nothing(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "root"
+    assert cli.main(["install", "--root", str(root), "--prefix", "/opt/tl\n$(id)"]) == 2
+    said = capsys.readouterr()
+    assert (said.out, said.err) == ("", f"install: --prefix {PATH_RULE}'/opt/tl\\n$(id)'\n")
+    assert cli.main(["install", "--root", str(root), *EDGE[:4], "--listen", "0.0.0.0:80", "--ship-to",
+                     "logs..example:2514"]) == 2
+    assert capsys.readouterr().err == f"install: --ship-to 'logs..example:2514': {HOST_RULE}\n"
+    assert not root.exists()
+
+
 def test_a_missing_wheelhouse_is_named(tmp_path: Path) -> None:
     assert refusal(["--wheelhouse", str(tmp_path / "wheels")], tmp_path) == \
-        f"--wheelhouse {tmp_path / 'wheels'}: no such directory"
+        f"--wheelhouse '{tmp_path / 'wheels'}': no such directory"
 
 
 def test_only_root_installs_on_the_host_itself(tmp_path: Path) -> None:
@@ -140,7 +226,7 @@ def test_help_is_the_usage_the_docs_point_to(capsys: pytest.CaptureFixture[str])
 def test_uninstall_options(tmp_path: Path) -> None:
     parsed = parse_uninstall(["--root", str(tmp_path), "--prefix", "/srv/tl/", "--purge"])
     assert (parsed.root, parsed.prefix, parsed.purge) == (str(tmp_path), "/srv/tl", True)
-    with pytest.raises(Failure, match=r"^--prefix must be an absolute path$"):
+    with pytest.raises(BadValue, match=r"^--prefix must be an absolute path of .*, not 'srv'$"):
         parse_uninstall(["--prefix", "srv", "--root", str(tmp_path)])
 
 
@@ -151,8 +237,9 @@ def test_main_says_a_refusal_on_stderr_and_exits_1_before_touching_anything(
     assert (said.out, said.err) == ("", "install: --role edge needs at least one --upstream HOST:PORT "
                                         "(a trackline host)\n")
     assert not (tmp_path / "root").exists()
-    assert cli.main(["uninstall", "--prefix", "relative", "--root", str(tmp_path)]) == 1
-    assert capsys.readouterr().err == "uninstall: --prefix must be an absolute path\n"
+    assert cli.main(["uninstall", "--prefix", "relative", "--root", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == ("uninstall: --prefix must be an absolute path of letters, digits and "
+                                       "/ . _ - + @, not 'relative'\n")
     assert cli.main([]) == cli.main(["setup"]) == 2
 
 

@@ -4,8 +4,10 @@ on PATH pass or refuse as a test says. The real ones run in tests/system/test_*i
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import os
+import pwd
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,6 +20,7 @@ from installer.options import InstallOptions, parse_install, parse_uninstall
 from installer.system import Failure
 from support.fakes import FAKE_PYTHON
 from support.paths import REPO
+from support.requirements import unavailable
 
 #: nginx -t and rsyslogd -N1: pass, or print FAKE_REFUSAL and fail when it is set. Every call is logged, and the
 #: config file checked (the last argument) is kept as calls.log.TOOL.conf.
@@ -147,6 +150,33 @@ def test_a_second_install_changes_nothing_and_an_edit_is_kept(root: Path, fakes:
     assert snapshot(root) == with_dist
 
 
+def test_an_upgraded_host_s_logs_become_readable_by_adm_but_no_file_linked_in(tmp_path: Path) -> None:
+    """A host installed before (LogsDirectory=: trackline:trackline 0750): the installer, as root, makes the
+    directory trackline:adm 2750 and the service user's logs group adm, never a file linked in from elsewhere."""
+    if os.geteuid() != 0:
+        unavailable("giving a file to the group adm needs root")
+    uid, adm = os.geteuid(), grp.getgrnam("adm").gr_gid  # this test's user stands for the service's
+    logs, outside = tmp_path / "logs", tmp_path / "secret"
+    logs.mkdir(mode=0o750)
+    outside.write_text("root only\n")
+    outside.chmod(0o600)
+    for name, mode in (("app.log", 0o640), ("access.log-20261201-1.gz", 0o644), ("error.log", 0o600)):
+        (logs / name).write_text("{}\n")
+        (logs / name).chmod(mode)
+    (logs / "innocent.log").symlink_to(outside)
+    os.link(outside, logs / "linked.log")
+    (logs / "other.log").write_text("{}\n")
+    os.chown(logs / "other.log", pwd.getpwnam("nobody").pw_uid, -1)
+
+    assert service.adopt_logs(logs, uid, adm) == 3
+    found = {p.name: (p.lstat().st_gid, p.lstat().st_mode & 0o7777) for p in [logs, *logs.iterdir()]}
+    assert found == {"logs": (adm, 0o2750), "app.log": (adm, 0o640), "access.log-20261201-1.gz": (adm, 0o640),
+                     "error.log": (adm, 0o600), "innocent.log": (0, 0o777), "linked.log": (0, 0o600),
+                     "other.log": (0, 0o644)}
+    assert (outside.stat().st_gid, outside.stat().st_mode & 0o777) == (0, 0o600)
+    assert service.adopt_logs(logs, uid, adm) == 0  # a second run changes nothing
+
+
 def test_worker_installs_celery_and_its_own_unit(root: Path, fakes: Fakes, capsys: pytest.CaptureFixture[str]) -> None:
     install(root, fakes, "--role", "worker")
     assert (root / "etc/systemd/system/trackline-worker.service").exists()
@@ -168,9 +198,9 @@ def test_app_names_itself_in_a_new_or_unedited_gunicorn_yaml(root: Path, fakes: 
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     gunicorn = root / "etc/trackline/gunicorn.yaml"
     install(root, fakes)
-    install(root, fakes, "--app", "acme's:create_app()")  # the unedited default becomes the one naming the app
+    install(root, fakes, "--app", "acme:create_app('eu')")  # the unedited default becomes the one naming the app
     assert gunicorn.read_bytes() == (REPO / "conf/gunicorn.yaml").read_bytes() + \
-        b"\n# The app to serve (scripts/install --app).\nwsgi_app: 'acme''s:create_app()'\n"
+        b"\n# The app to serve (scripts/install --app).\nwsgi_app: 'acme:create_app(''eu'')'\n"
     gunicorn.write_text("workers: 2\n")  # an operator's own file is kept, the app's version beside it
     capsys.readouterr()
     install(root, fakes, "--app", "acme:create_app()")
@@ -275,13 +305,14 @@ def test_tree_stamp_is_what_the_bash_installer_wrote(tmp_path: Path) -> None:
 
 EDGE = ["--role", "edge", "--upstream", "127.0.0.1:8001", "--upstream", "[::1]:8002", "--listen", "0.0.0.0:80"]
 INCLUDES = "etc/nginx/trackline"
+ACCESS_LOG = "var/log/nginx/trackline-access.log"
 
 
 def test_edge_stages_the_server_and_the_includes_and_checks_them(root: Path, fakes: Fakes,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     install(root, fakes, *EDGE, "--distrust-clients")
     assert files_under(root) == ["etc/nginx/conf.d/trackline.conf", f"{INCLUDES}/clients.conf",
-                                 f"{INCLUDES}/listen.conf", f"{INCLUDES}/upstreams.conf"]
+                                 f"{INCLUDES}/listen.conf", f"{INCLUDES}/upstreams.conf", ACCESS_LOG]
     assert (root / "etc/nginx/conf.d/trackline.conf").read_bytes() == (REPO / "nginx/trackline.conf").read_bytes()
     assert (root / INCLUDES / "upstreams.conf").read_text() == "server 127.0.0.1:8001;\nserver [::1]:8002;\n"
     assert (root / INCLUDES / "listen.conf").read_text() == "listen 0.0.0.0:80 default_server;\n"
@@ -289,7 +320,8 @@ def test_edge_stages_the_server_and_the_includes_and_checks_them(root: Path, fak
     (check,) = fakes.calls("nginx")
     assert check.split()[1:4] == ["-t", "-q", "-e"] and check.endswith("/nginx-check/nginx.conf")
     out = capsys.readouterr().out
-    assert "install: nginx -t: the edge config is valid\ninstall: --root: not reloading nginx\n" in out
+    assert f"install: made /{ACCESS_LOG} www-data:adm 0640\ninstall: nginx -t: the edge config is valid\n" \
+           "install: --root: not reloading nginx\n" in out
     assert "install: note: no /etc/logrotate.d/nginx: /var/log/nginx/trackline-access.log needs rotation" in out
 
     before = snapshot(root)
@@ -297,6 +329,28 @@ def test_edge_stages_the_server_and_the_includes_and_checks_them(root: Path, fak
     assert snapshot(root) == before
     out = capsys.readouterr().out
     assert "installed" not in out and "reloading" not in out and "nginx -t: the edge config is valid" in out
+
+
+def test_the_edge_log_is_made_www_data_adm_0640_before_nginx_opens_it(root: Path, fakes: Fakes,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """nginx (root, umask 022) would create it 0644 root:root; Debian's rotation makes it www-data:adm 0640."""
+    log = root / ACCESS_LOG
+    log.parent.mkdir(parents=True)
+    log.write_text('{"old": "line"}\n')
+    log.chmod(0o644)  # as nginx made it before
+    install(root, fakes, *EDGE)
+    status = log.stat()
+    assert (status.st_mode & 0o7777, status.st_uid, status.st_gid) == (
+        0o640, pwd.getpwnam("www-data").pw_uid, grp.getgrnam("adm").gr_gid)
+    assert log.read_text() == '{"old": "line"}\n'  # an existing log is kept as it is
+    assert "install: made /var/log/nginx/trackline-access.log www-data:adm 0640\n" in capsys.readouterr().out
+    install(root, fakes, *EDGE)
+    assert "made" not in capsys.readouterr().out
+    log.unlink()
+    log.symlink_to(root / "etc/shadow")
+    with pytest.raises(Failure, match=r"^/var/log/nginx/trackline-access.log is a symbolic link: remove it"):
+        install(root, fakes, *EDGE)
+    assert not (root / "etc/shadow").exists()
 
 
 def test_the_staged_check_points_the_server_s_paths_into_the_tree(job: Job, tmp_path: Path) -> None:
@@ -323,10 +377,10 @@ def test_a_config_nginx_refuses_puts_the_previous_files_back(root: Path, fakes: 
                                   'nginx: [emerg] host not found in upstream "no-such-host.invalid:8000"')
     assert snapshot(root, times=False) == before
 
-    fresh = root.parent / "fresh"  # nothing was there before: nothing is left but the directories
-    with pytest.raises(Failure):
+    fresh = root.parent / "fresh"  # nothing was there before: nothing is left but the directories and the log,
+    with pytest.raises(Failure):  # made empty before `nginx -t`, which would have created it itself
         install(fresh, fakes, *EDGE)
-    assert files_under(fresh) == []
+    assert files_under(fresh) == [ACCESS_LOG]
 
 
 def test_a_duplicate_default_server_names_the_likely_culprit(root: Path, fakes: Fakes) -> None:
@@ -444,13 +498,13 @@ def test_uninstall_removes_what_every_role_wrote(root: Path, fakes: Fakes, capsy
     capsys.readouterr()
     uninstall.uninstall(parse_uninstall(["--root", str(root)]))
     conf = sorted(f"etc/trackline/{p.name}" for p in (REPO / "conf").glob("*.yaml"))
-    assert files_under(root) == [*conf, "var/log/trackline/app.log"]
+    assert files_under(root) == [*conf, ACCESS_LOG, "var/log/trackline/app.log"]  # logs stay
     assert not (root / "opt/trackline").exists()  # the prefix goes with the venv when nothing else is in it
     out = capsys.readouterr().out
     assert "uninstall: removed /etc/rsyslog.d/trackline-ship.conf\n" in out
     assert out.endswith("uninstall: kept /etc/trackline and /var/log/trackline (delete them with --purge)\n")
     uninstall.uninstall(parse_uninstall(["--root", str(root), "--purge"]))
-    assert files_under(root) == []
+    assert files_under(root) == [ACCESS_LOG]  # nginx's, as Debian's nginx logs outlive a site
 
 
 def test_uninstall_leaves_a_command_that_is_not_ours_and_a_prefix_in_use(root: Path, fakes: Fakes,
