@@ -74,8 +74,8 @@ def start_task(headers: Any, policy: TrackingPolicy) -> tuple[str, TraceContext,
     takes it), a new ID. The span is a child of the message's ``traceparent``, or the root of a new trace
     (``policy.start_trace``, as for a request).
     """
-    incoming_trace = _text(headers.get("traceparent"))
-    trace = parse_traceparent(incoming_trace, _text(headers.get("tracestate")))
+    incoming_trace, tracestate = headers.get("traceparent"), headers.get("tracestate")
+    trace = parse_traceparent(_text(incoming_trace), _text(tracestate))
     raw = headers.get(HEADER)
     value = raw if raw is None or isinstance(raw, str) else None  # a non-string ID is invalid, whatever it holds
     tracking_id, rejected = policy.resolve(lambda header: value if header == policy.header else None, trace)
@@ -89,7 +89,8 @@ def start_task(headers: Any, policy: TrackingPolicy) -> tuple[str, TraceContext,
         notes.append((logging.INFO, "new tracking ID: the task was published outside a request", {}))
     if incoming_trace is not None and trace is None:
         notes.append((logging.WARNING, "ignored invalid traceparent from the task message",
-                      {"rejected_length": len(incoming_trace)}))
+                      {"rejected_length": len(incoming_trace)} if isinstance(incoming_trace, str)
+                      else {"rejected_type": type(incoming_trace).__name__}))
     return tracking_id, trace or policy.start_trace(tracking_id), notes
 
 
@@ -102,5 +103,6 @@ def _on_postrun(task: Task, **_: Any) -> None:
 
 
 def _text(value: Any) -> str | None:
-    """A trace header's value as a string (a non-string value is kept visible, and fails the parsing)."""
-    return None if value is None else value if isinstance(value, str) else repr(value)
+    """A trace header's value if it is a string: any other value is invalid, whatever its ``repr`` would say (a
+    ``traceparent`` is then ignored with a warning, a ``tracestate`` dropped as an invalid one is)."""
+    return value if isinstance(value, str) else None
