@@ -6,8 +6,8 @@ traceback) are cut to one common length, each ending in ``...[truncated N of M b
 M, in UTF-8), and the line gains ``"truncated": true`` and ``"original_bytes"`` at its top level. The fields
 that tie a line to its request and its source stay whole: whatever path the preset gives the timestamp, level,
 logger, tracking ID, trace and task fields (found once per formatter from a probe line, ``identity_paths``).
-When the strings alone cannot make room (a huge list of numbers), the largest top-level values other than those
-are replaced by the marker, largest first. docs/log-format.md, "Long lines", is the reference.
+When the strings alone cannot make room (a huge list of numbers), the largest objects and lists holding none of
+those are replaced whole by the marker, largest first, until they can. The reference: docs/log-format.md.
 """
 
 from __future__ import annotations
@@ -78,9 +78,11 @@ class LineCap:
         data = self._native(log_data)
         data["truncated"] = True
         data["original_bytes"] = size
-        excess = _bytes(self._encode(data)) + 1 - self.limit
-        if not self._cut_strings(data, excess):
-            self._drop_largest(data)
+        bulky = sorted(((_bytes(self._encode(value)), path) for path, value in self._droppable(data, ())
+                        if isinstance(value, dict | list)), key=lambda item: -item[0])
+        while not self._cut_strings(data, _bytes(self._encode(data)) + 1 - self.limit) and bulky:
+            whole, path = bulky.pop(0)  # too much that is not text: the largest object or list goes whole
+            _set(data, path, f"...[truncated {whole} of {whole} bytes]")
         return self._encode(data)
 
     def _native(self, value: Any) -> Any:
@@ -94,6 +96,8 @@ class LineCap:
 
     def _cut_strings(self, data: dict[str, Any], excess: int) -> bool:
         """Cut the longest strings to one length that removes ``excess`` bytes; ``False`` if they cannot."""
+        if excess <= 0:
+            return True
         sized = sorted(((self._size(text), path, text) for path, text in _leaves(data, ())
                         if isinstance(text, str) and self._may_cut(path, text)), key=lambda item: -item[0])
         total = 0
@@ -122,17 +126,8 @@ class LineCap:
         whole = _bytes(text)
         return f"{text[:keep]}...[truncated {whole - _bytes(text[:keep])} of {whole} bytes]"
 
-    def _drop_largest(self, data: dict[str, Any]) -> None:
-        """Replace the largest values holding no identity field by the marker until the line fits."""
-        sized = sorted(((_bytes(self._encode(value)), path) for path, value in self._droppable(data, ())),
-                       key=lambda item: -item[0])
-        for size, path in sized:
-            _set(data, path, f"...[truncated {size} of {size} bytes]")
-            if _bytes(self._encode(data)) + 1 <= self.limit:
-                return
-
     def _droppable(self, node: Any, path: Path) -> Iterator[tuple[Path, Any]]:
-        """The largest parts of ``node`` that hold no identity field (and are not the cut line's flags)."""
+        """The largest parts of ``node`` that hold no identity field (nor are the cut line's flags), with paths."""
         items = node.items() if isinstance(node, dict) else enumerate(node)
         for key, value in items:
             where = (*path, key)
