@@ -20,6 +20,7 @@ from trackline import context
 from trackline.policy import DEFAULT_POLICY, TrackingPolicy, rejected_fields
 from trackline.propagation import otel, outgoing_headers
 from trackline.tracecontext import TraceContext, parse_traceparent
+from trackline.worker import task_lines
 
 log = logging.getLogger("trackline.celery")
 
@@ -32,13 +33,16 @@ _TOKEN = "trackline_scope_token"
 _policies: WeakKeyDictionary[Celery, TrackingPolicy] = WeakKeyDictionary()
 
 
-def instrument(celery_app: Celery, policy: TrackingPolicy = DEFAULT_POLICY) -> Celery:
+def instrument(celery_app: Celery, policy: TrackingPolicy = DEFAULT_POLICY, task_payloads: bool = False) -> Celery:
     """Connect trackline to Celery's signals for ``celery_app`` (again: replaces the policy); returns the app.
 
     ``policy`` validates and makes IDs in the worker, and is the one HTTP calls a task makes follow (app.yaml's,
-    from ``trackline worker``; the defaults otherwise).
+    from ``trackline worker``; the defaults otherwise). Celery's task lines in this process name a task, its ID,
+    state and runtime, never its arguments or result, unless ``task_payloads`` (then redacted:
+    ``trackline.worker.task_lines``).
     """
     _policies[celery_app] = policy
+    task_lines.install(task_payloads)
     signals.before_task_publish.connect(_on_publish, weak=False, dispatch_uid="trackline.celery.publish")
     signals.task_prerun.connect(_on_prerun, weak=False, dispatch_uid="trackline.celery.prerun")
     signals.task_postrun.connect(_on_postrun, weak=False, dispatch_uid="trackline.celery.postrun")
