@@ -17,7 +17,7 @@ from weakref import WeakKeyDictionary
 from celery import Celery, Task, signals
 
 from trackline import context
-from trackline.policy import DEFAULT_POLICY, TrackingPolicy, rejected_fields
+from trackline.policy import DEFAULT_POLICY, TrackingPolicy, rejected_fields, rejected_trace_fields
 from trackline.propagation import otel, outgoing_headers
 from trackline.tracecontext import TraceContext, parse_traceparent
 from trackline.worker import task_lines
@@ -78,13 +78,10 @@ def start_task(headers: Any, policy: TrackingPolicy) -> tuple[str, TraceContext,
     takes it), a new ID. The span is a child of the message's ``traceparent``, or the root of a new trace
     (``policy.start_trace``, as for a request).
     """
-    incoming_trace, tracestate = headers.get("traceparent"), headers.get("tracestate")
-    trace = parse_traceparent(_text(incoming_trace), _text(tracestate))
-    raw = headers.get(HEADER)
-    value = raw if raw is None or isinstance(raw, str) else None  # a non-string ID is invalid, whatever it holds
+    incoming_trace = headers.get("traceparent")
+    trace = parse_traceparent(incoming_trace, headers.get("tracestate"))  # a non-string one is invalid
+    value = headers.get(HEADER)
     tracking_id, rejected = policy.resolve(lambda header: value if header == policy.header else None, trace)
-    if value is None and raw is not None:
-        rejected = (HEADER, repr(raw))
     notes: list[Note] = []
     if rejected is not None:
         notes.append((logging.WARNING, "replaced invalid tracking ID from the task message",
@@ -93,8 +90,7 @@ def start_task(headers: Any, policy: TrackingPolicy) -> tuple[str, TraceContext,
         notes.append((logging.INFO, "new tracking ID: the task was published outside a request", {}))
     if incoming_trace is not None and trace is None:
         notes.append((logging.WARNING, "ignored invalid traceparent from the task message",
-                      {"rejected_length": len(incoming_trace)} if isinstance(incoming_trace, str)
-                      else {"rejected_type": type(incoming_trace).__name__}))
+                      rejected_trace_fields(incoming_trace)))
     return tracking_id, trace or policy.start_trace(tracking_id), notes
 
 
@@ -105,8 +101,3 @@ def _on_postrun(task: Task, **_: Any) -> None:
         delattr(task.request, _TOKEN)
         context.leave(token)
 
-
-def _text(value: Any) -> str | None:
-    """A trace header's value if it is a string: any other value is invalid, whatever its ``repr`` would say (a
-    ``traceparent`` is then ignored with a warning, a ``tracestate`` dropped as an invalid one is)."""
-    return value if isinstance(value, str) else None
