@@ -17,9 +17,10 @@ from weakref import WeakKeyDictionary
 from celery import Celery, Task, signals
 
 from trackline import context
-from trackline.policy import DEFAULT_POLICY, TrackingPolicy, rejected_fields
+from trackline.policy import DEFAULT_POLICY, TrackingPolicy, rejected_fields, rejected_trace_fields
 from trackline.propagation import otel, outgoing_headers
 from trackline.tracecontext import TraceContext, parse_traceparent
+from trackline.worker import task_lines
 
 log = logging.getLogger("trackline.celery")
 
@@ -32,13 +33,16 @@ _TOKEN = "trackline_scope_token"
 _policies: WeakKeyDictionary[Celery, TrackingPolicy] = WeakKeyDictionary()
 
 
-def instrument(celery_app: Celery, policy: TrackingPolicy = DEFAULT_POLICY) -> Celery:
+def instrument(celery_app: Celery, policy: TrackingPolicy = DEFAULT_POLICY, task_payloads: bool = False) -> Celery:
     """Connect trackline to Celery's signals for ``celery_app`` (again: replaces the policy); returns the app.
 
     ``policy`` validates and makes IDs in the worker, and is the one HTTP calls a task makes follow (app.yaml's,
-    from ``trackline worker``; the defaults otherwise).
+    from ``trackline worker``; the defaults otherwise). Celery's task lines in this process name a task, its ID,
+    state and runtime, never its arguments or result, unless ``task_payloads`` (then redacted:
+    ``trackline.worker.task_lines``).
     """
     _policies[celery_app] = policy
+    task_lines.install(task_payloads)
     signals.before_task_publish.connect(_on_publish, weak=False, dispatch_uid="trackline.celery.publish")
     signals.task_prerun.connect(_on_prerun, weak=False, dispatch_uid="trackline.celery.prerun")
     signals.task_postrun.connect(_on_postrun, weak=False, dispatch_uid="trackline.celery.postrun")
@@ -74,13 +78,10 @@ def start_task(headers: Any, policy: TrackingPolicy) -> tuple[str, TraceContext,
     takes it), a new ID. The span is a child of the message's ``traceparent``, or the root of a new trace
     (``policy.start_trace``, as for a request).
     """
-    incoming_trace = _text(headers.get("traceparent"))
-    trace = parse_traceparent(incoming_trace, _text(headers.get("tracestate")))
-    raw = headers.get(HEADER)
-    value = raw if raw is None or isinstance(raw, str) else None  # a non-string ID is invalid, whatever it holds
+    incoming_trace = headers.get("traceparent")
+    trace = parse_traceparent(incoming_trace, headers.get("tracestate"))  # a non-string one is invalid
+    value = headers.get(HEADER)
     tracking_id, rejected = policy.resolve(lambda header: value if header == policy.header else None, trace)
-    if value is None and raw is not None:
-        rejected = (HEADER, repr(raw))
     notes: list[Note] = []
     if rejected is not None:
         notes.append((logging.WARNING, "replaced invalid tracking ID from the task message",
@@ -89,7 +90,7 @@ def start_task(headers: Any, policy: TrackingPolicy) -> tuple[str, TraceContext,
         notes.append((logging.INFO, "new tracking ID: the task was published outside a request", {}))
     if incoming_trace is not None and trace is None:
         notes.append((logging.WARNING, "ignored invalid traceparent from the task message",
-                      {"rejected_length": len(incoming_trace)}))
+                      rejected_trace_fields(incoming_trace)))
     return tracking_id, trace or policy.start_trace(tracking_id), notes
 
 
@@ -100,7 +101,3 @@ def _on_postrun(task: Task, **_: Any) -> None:
         delattr(task.request, _TOKEN)
         context.leave(token)
 
-
-def _text(value: Any) -> str | None:
-    """A trace header's value as a string (a non-string value is kept visible, and fails the parsing)."""
-    return None if value is None else value if isinstance(value, str) else repr(value)

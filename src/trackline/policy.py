@@ -100,12 +100,16 @@ class TrackingPolicy:
 
         ``header_value(name)`` is the request's (or message's) value of the header ``name``, or ``None``.
         Order: the header, its aliases, the trace-id of a valid ``traceparent`` (if enabled), a new ID.
-        An ``X-Amzn-Trace-Id`` header gives the value of its ``Root=`` field.
+        An ``X-Amzn-Trace-Id`` header gives the value of its ``Root=`` field. A value that is not a string is
+        invalid whatever it holds (its ``repr`` is what the rejected value's log fields show).
         """
         rejected = None
         for header in (self.header, *self.aliases):
-            value = header_value(header)
+            value: Any = header_value(header)
             if value is None:
+                continue
+            if not isinstance(value, str):
+                rejected = rejected or (header, repr(value))
                 continue
             candidate = _id_in(header, value)
             if candidate is not None and self.pattern.fullmatch(candidate):
@@ -182,6 +186,11 @@ def _underscore_hint(value: Any) -> str:
 def rejected_fields(value: str) -> dict[str, Any]:
     """The log fields of a rejected incoming ID (a request's header, a task message's): excerpt and length."""
     return {"rejected_tracking_id": safe_excerpt(value), "rejected_length": len(value)}
+
+
+def rejected_trace_fields(value: Any) -> dict[str, Any]:
+    """The log fields of an invalid incoming ``traceparent``: its length, or its type when it is no string."""
+    return {"rejected_length": len(value)} if isinstance(value, str) else {"rejected_type": type(value).__name__}
 
 
 def safe_excerpt(value: str) -> str:

@@ -73,9 +73,10 @@ def parse_traceparent(value: str | None, tracestate: str | None = None) -> Trace
     """A new server span of the caller's trace for a valid incoming ``traceparent``; ``None`` when it is missing
     or invalid (the caller then starts a trace with ``new_trace``; nothing of the invalid value is kept).
 
-    ``tracestate`` (several headers joined with ","), is parsed only alongside a valid ``traceparent``.
+    ``tracestate`` (several headers joined with ","), is parsed only alongside a valid ``traceparent``. A value
+    that is not a string (from a hand-made task message, a WSGI server breaking PEP 3333) is invalid.
     """
-    if not value:
+    if not value or not isinstance(value, str):
         return None
     value = value.strip(_OWS)
     match = _TRACEPARENT.match(value)
@@ -99,7 +100,7 @@ def parse_tracestate(value: str | None) -> str | None:
     sends has one entry per key, as the spec asks of every sender; W3C's test suite accepts this (or the
     duplicates as-is). A valid one over 512 characters loses whole members: those over 128 characters first,
     then from the end."""
-    if not value:
+    if not value or not isinstance(value, str):
         return None
     members = [member for member in (part.strip(_OWS) for part in value.split(",")) if member]
     if not members or len(members) > MAX_MEMBERS or not all(_MEMBER.fullmatch(member) for member in members):

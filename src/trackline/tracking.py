@@ -17,7 +17,7 @@ from trackline import context
 from trackline.appconfig import AppConfig
 from trackline.body_limit import with_body_limit
 from trackline.context import get_tracking_id
-from trackline.policy import DEFAULTS, TrackingPolicy, rejected_fields
+from trackline.policy import DEFAULTS, TrackingPolicy, rejected_fields, rejected_trace_fields
 from trackline.propagation import otel
 from trackline.tracecontext import parse_traceparent
 from trackline.wsgi import (
@@ -87,7 +87,7 @@ class TrackingMiddleware:
             header, value = rejected
             notes.append((f"replaced invalid tracking ID from {header}", rejected_fields(value)))
         if incoming_trace is not None and trace is None:
-            notes.append(("ignored invalid traceparent", {"rejected_length": len(incoming_trace)}))
+            notes.append(("ignored invalid traceparent", rejected_trace_fields(incoming_trace)))
         if notes and not follows_otel:
             _log(notes)
 

@@ -59,3 +59,12 @@ def add(x: int, y: int) -> int:
 def total(values: list[int]) -> int:
     log.info("total", extra={"values": values})
     return sum(values)
+
+
+@app.task(name="tests.sign_in")
+def sign_in(blob: str, password: str, fail: bool = False) -> dict[str, str]:
+    """A task given a secret and a big payload; its result holds both, unless it fails."""
+    log.info("signing in", extra={"blob_bytes": len(blob)})
+    if fail:
+        raise PermissionError("refused")
+    return {"password": password, "blob": blob}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextvars
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -325,3 +326,75 @@ def test_check_config_refuses_a_bad_publish_timeout(tmp_path: Path) -> None:
                           env=env, timeout=60)
     assert done.returncode == 1 and done.stderr.splitlines() == [
         f"trackline: {conf / 'app.yaml'}: JOBS_PUBLISH_TIMEOUT: must be a number of seconds above 0, not 'soon'"]
+
+
+SECRET = f"hunter2-{secrets.token_hex(4)}"
+BLOB = "b" * 1_500_000
+CAP = 1_048_576
+CUT = re.compile(r"\.\.\.\[truncated (\d+) of (\d+) bytes\]$")
+
+
+def celery_lines(worker: Worker, *task_ids: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """Celery's own lines of each task (received, succeeded, failed, retry), by task ID and then by state."""
+    found: dict[str, dict[str, dict[str, Any]]] = {task_id: {} for task_id in task_ids}
+    for record in worker.logs():
+        data = record.get("data")
+        if record["logger"].startswith("celery.") and isinstance(data, dict) and data.get("id") in found:
+            found[data["id"]][data["state"]] = record
+    return found
+
+
+def run_payload_tasks(worker: Worker) -> tuple[dict[str, dict[str, dict[str, Any]]], bytes, list[str]]:
+    """A task with a secret keyword argument and a 1.5 MB argument that succeeds, one that fails, one retried:
+    Celery's lines of each, the raw worker.log once they are all there, and the three task IDs."""
+    ok = celery_tasks.sign_in.delay(BLOB, password=SECRET)
+    failed = celery_tasks.sign_in.delay(BLOB, password=SECRET, fail=True)
+    retried = celery_tasks.flaky.delay(1)
+    ids = [ok.id, failed.id, retried.id]
+    ends = {ok.id: {"RECEIVED", "SUCCESS"}, failed.id: {"RECEIVED", "FAILURE"},
+            retried.id: {"RECEIVED", "RETRY", "SUCCESS"}}
+    wait_until(lambda: all(ends[task_id] <= set(lines) for task_id, lines in celery_lines(worker, *ids).items()),
+               "Celery's lines of the three tasks", timeout=60)
+    return celery_lines(worker, *ids), (worker.log_dir / "worker.log").read_bytes(), ids
+
+
+def assert_within_the_cap(raw: bytes) -> None:
+    assert raw.endswith(b"\n")
+    assert max(len(line) for line in raw.splitlines(keepends=True)) <= CAP
+
+
+@pytest.mark.slow
+def test_task_lines_name_the_task_never_its_arguments_or_result(worker: Worker) -> None:
+    lines, raw, (ok, failed, retried) = run_payload_tasks(worker)
+    assert SECRET.encode() not in raw and b"b" * 64 not in raw
+    assert_within_the_cap(raw)
+    for task_id, states in lines.items():
+        for state, record in states.items():
+            assert {"args", "kwargs", "return_value", "result"}.isdisjoint(record["data"]), record
+            assert (record["data"]["id"], record["data"]["state"]) == (task_id, state)
+            assert record["message"].startswith(f"Task {record['data']['name']}[{task_id}] ")
+    succeeded = lines[ok]["SUCCESS"]
+    assert re.fullmatch(rf"Task tests\.sign_in\[{ok}\] succeeded in [0-9.e-]+s", succeeded["message"])
+    assert isinstance(succeeded["data"]["runtime"], float) and succeeded["tracking_id"]
+    assert lines[failed]["FAILURE"]["data"]["exc"] == "PermissionError('refused')"
+    assert lines[retried]["RETRY"]["message"].endswith("retry: Retry in 0.1s: RuntimeError('not yet')")
+
+
+@pytest.mark.slow
+def test_task_payloads_on_are_redacted_and_cut(make_worker: Callable[..., Worker]) -> None:
+    worker = make_worker()
+    worker.env["TRACKLINE_TASK_PAYLOADS"] = "true"
+    worker.start()
+    lines, raw, (ok, failed, retried) = run_payload_tasks(worker)
+    assert SECRET.encode() not in raw
+    assert_within_the_cap(raw)
+    succeeded, failure = lines[ok]["SUCCESS"], lines[failed]["FAILURE"]
+    for record in (succeeded, failure):
+        data = record["data"]
+        assert data["kwargs"]["password"] == "[REDACTED]" and record["truncated"] is True
+        [blob] = data["args"]
+        assert blob.startswith("bbbb") and CUT.search(blob).group(2) == str(len(BLOB))
+    assert succeeded["data"]["result"]["password"] == "[REDACTED]"
+    assert CUT.search(succeeded["data"]["result"]["blob"])
+    assert (lines[retried]["RETRY"]["data"]["args"], lines[retried]["SUCCESS"]["data"]["result"]) == ([1], 1)
+    assert all("args" not in task["RECEIVED"]["data"] for task in lines.values())  # Celery has only reprs there

@@ -51,6 +51,37 @@ def test_an_invalid_traceparent_is_ignored_with_a_warning() -> None:
     assert notes == [(logging.WARNING, "ignored invalid traceparent from the task message", {"rejected_length": 5})]
 
 
+class LooksValid:
+    """A header value that is no string but whose ``repr`` is a valid traceparent or tracestate."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+@pytest.mark.parametrize("bad", [12345, TRACEPARENT.encode(), [TRACEPARENT], {"value": TRACEPARENT},
+                                 LooksValid(TRACEPARENT)])
+def test_a_non_string_traceparent_is_invalid_whatever_its_repr_says(bad: object) -> None:
+    tracking_id, trace, notes = celery_module.start_task({"tracking_id": "req-3", "traceparent": bad}, POLICY)
+    assert tracking_id == "req-3" and trace.parent_id is None
+    assert trace.trace_id != "0af7651916cd43dd8448eb211c80319c"  # a new trace, nothing taken from the value
+    assert notes == [(logging.WARNING, "ignored invalid traceparent from the task message",
+                      {"rejected_type": type(bad).__name__})]
+    # nor does the policy take its trace-id for a missing tracking ID
+    assert celery_module.start_task({"traceparent": bad}, POLICY)[0] != "0af7651916cd43dd8448eb211c80319c"
+
+
+@pytest.mark.parametrize("bad", [7, b"vendor=value", LooksValid("vendor=value")])
+def test_a_non_string_tracestate_is_dropped_as_an_invalid_one(bad: object) -> None:
+    assert celery_module.start_task({"traceparent": TRACEPARENT, "tracestate": "vendor=value"},
+                                    POLICY)[1].tracestate == "vendor=value"
+    tracking_id, trace, notes = celery_module.start_task({"traceparent": TRACEPARENT, "tracestate": bad}, POLICY)
+    assert (tracking_id, trace.parent_id, trace.tracestate, notes) == (
+        "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", None, [])
+
+
 def test_an_eager_task_runs_in_the_callers_context_and_leaves_it_as_it_was() -> None:
     from celery import Celery
 

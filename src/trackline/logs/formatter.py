@@ -16,7 +16,7 @@ from typing import Any
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter as _PjlJsonFormatter
 
-from trackline.logs import presets
+from trackline.logs import linecap, presets
 
 # Record attributes that are either rendered under a contract name or never shown.
 _NOT_EXTRA = frozenset(RESERVED_ATTRS) | {"tracking_id", "taskName", "message"}
@@ -36,11 +36,13 @@ class JsonFormatter(_PjlJsonFormatter):
     ``location: false`` drops ``loc``/``func`` (the access log has no useful source location).
     ``fields`` names the field preset (``trackline``, the default, or ``ecs``, ``gcp``, ``datadog``, ``otel``:
     ``trackline.logs.presets``); ``gcp_project`` is the Google Cloud project ID that ``fields: gcp`` needs.
+    ``max_line_bytes`` caps a line (its newline included; default 1 MiB, the log host's limit): a longer one has its
+    longest values cut with a marker (``trackline.logs.linecap``), a shorter one is written as it is.
     Other keyword arguments are python-json-logger's (``static_fields``, ``json_ensure_ascii``, ...).
     """
 
     def __init__(self, *args: Any, location: bool = True, fields: str = "trackline", gcp_project: str | None = None,
-                 **kwargs: Any) -> None:
+                 max_line_bytes: int | str = linecap.DEFAULT_MAX_LINE_BYTES, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.location = location
         self._skip_fields |= _NOT_EXTRA
@@ -50,6 +52,11 @@ class JsonFormatter(_PjlJsonFormatter):
         preset = presets.build(fields, self, gcp_project)  # chosen once: the default keeps add_fields below
         if preset is not None:
             self.add_fields = preset  # type: ignore[method-assign,assignment]
+        self.max_line_bytes = linecap.max_line_bytes(max_line_bytes)
+        self._cap = linecap.LineCap(self.max_line_bytes, self._encode, self.json_ensure_ascii,
+                                    linecap.identity_paths(self.add_fields))
+        self._fits = self._cap.fits
+        self._second = (-1, "", "")  # the cap's probe line rendered one: a line's own zone is read when it comes
 
     def _make_encoder(self) -> Callable[[dict[str, Any]], str]:
         """``json.dumps`` with this formatter's options, its encoder built once instead of once per line."""
@@ -89,4 +96,5 @@ class JsonFormatter(_PjlJsonFormatter):
         log_data.update(message_dict)
 
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
-        return self._encode(log_data)
+        line = self._encode(log_data)
+        return line if len(line) <= self._fits else self._cap.cut(log_data, line)

@@ -18,6 +18,7 @@ from typing import Any
 
 from celery import platforms, signals
 
+from trackline import redaction
 from trackline.appconfig import load_app_config
 from trackline.celery import instrument
 from trackline.config import LOGGING_FILE, WORKER_FILE, ConfigError
@@ -31,7 +32,9 @@ def run(conf_dir: Path) -> int:
     config = load_worker_config(conf_dir)
     _apply_logging(config)
     app = import_celery_app(config.celery_app, conf_dir / WORKER_FILE)
-    instrument(app, load_app_config(conf_dir).policy)  # tasks read and make IDs as app.yaml's requests do
+    app_config = load_app_config(conf_dir)
+    redaction.configure(app_config.redactor)  # app.yaml's lists, for task lines as for requests' lines
+    instrument(app, app_config.policy, config.task_payloads)  # tasks read and make IDs as app.yaml's requests do
     app.conf.update(
         broker_url=config.broker_url, result_backend=config.result_backend,
         worker_hijack_root_logger=False, worker_log_color=False, worker_redirect_stdouts=False,
@@ -48,7 +51,8 @@ def run(conf_dir: Path) -> int:
     worker = Worker(concurrency=config.concurrency, pool_cls=config.pool, queues=config.queues,
                     quiet=True, no_color=True, without_mingle=True, without_gossip=True)
     log.info("worker starting", extra={"celery_app": config.celery_app, "pool": config.pool,
-                                       "concurrency": config.concurrency, "queues": config.queues})
+                                       "concurrency": config.concurrency, "queues": config.queues,
+                                       "task_payloads": config.task_payloads})
     worker.start()
     return int(worker.exitcode or 0)
 

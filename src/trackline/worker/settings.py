@@ -23,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "pool": "prefork",
     "queues": ["celery"],
     "log_handlers": ["worker_file", "console"],
+    "task_payloads": False,
 }
 
 #: How long check-config waits for the broker to accept a connection.
@@ -41,11 +42,13 @@ class WorkerConfig:
     pool: str
     queues: list[str]
     logging: dict[str, Any]
+    task_payloads: bool
 
     def describe(self) -> str:
         return (f"worker:       {self.celery_app} on {_without_password(self.broker_url)},"
                 f" {self.concurrency} x {self.pool},"
-                f" queues {', '.join(self.queues)}")
+                f" queues {', '.join(self.queues)}"
+                f"{', task payloads logged (redacted)' if self.task_payloads else ''}")
 
 
 def load_worker_config(conf_dir: Path, create_dirs: bool = True) -> WorkerConfig:
@@ -74,12 +77,22 @@ def load_worker_config(conf_dir: Path, create_dirs: bool = True) -> WorkerConfig
     for key in ("queues", "log_handlers"):
         if not isinstance(values[key], list) or not values[key] or not all(isinstance(v, str) for v in values[key]):
             problems.append(f"{path}: {key} must be a non-empty list of names, not {values[key]!r}")
+    task_payloads = _flag(values["task_payloads"])
+    if task_payloads is None:
+        problems.append(f"{path}: task_payloads must be true or false, not {values['task_payloads']!r}")
     if problems:
         raise ConfigError("\n".join(problems))
     logging_config = worker_logging(conf_dir / LOGGING_FILE, values["log_handlers"], create_dirs)
     return WorkerConfig(conf_dir, values["celery_app"], values["broker_url"],
                         values["result_backend"] or values["broker_url"], concurrency, values["pool"],
-                        values["queues"], logging_config)
+                        values["queues"], logging_config, bool(task_payloads))
+
+
+def _flag(value: Any) -> bool | None:
+    """A YAML boolean, or its word after ``${VAR}`` expansion (``true``, ``false``); ``None`` for anything else."""
+    if isinstance(value, bool):
+        return value
+    return {"true": True, "false": False}.get(value.strip().lower()) if isinstance(value, str) else None
 
 
 def worker_logging(path: Path, root_handlers: list[str], create_dirs: bool = True) -> dict[str, Any]:

@@ -1,0 +1,158 @@
+"""The line cap (``max_line_bytes`` on JsonFormatter): a line that fits is written byte for byte as before; a
+longer one, in every preset, is cut to fit as valid JSON with a marker, its flag and original length, keeping
+the fields that tie it to its request; a bad setting is a one-line error."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.conf import edit_yaml
+from support.paths import CONF
+from trackline.config import ConfigError
+from trackline.logs import JsonFormatter, check_logging_config
+from trackline.logs.linecap import DEFAULT_MAX_LINE_BYTES
+from trackline.logs.presets import PRESETS
+
+TRACE = {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7", "trace_flags": "01",
+         "task_id": "task-1", "task_name": "jobs.report", "parent_task_id": None}
+MARKER = re.compile(r"\.\.\.\[truncated (\d+) of (\d+) bytes\]$")
+MB = 1_500_000
+
+
+def formatter(fields: str = "trackline", **options: Any) -> JsonFormatter:
+    return JsonFormatter(fields=fields, gcp_project="proj" if fields == "gcp" else None, **options)
+
+
+def record(message: str = "hello", exc: bool = False, **fields: Any) -> logging.LogRecord:
+    """A record as TrackingIdFilter leaves it in a task of a request's trace, ``fields`` as its ``extra``."""
+    exc_info = None
+    if exc:
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            exc_info = sys.exc_info()
+    made = logging.LogRecord("acme.reports", logging.ERROR, "/srv/acme/reports.py", 42, message, None, exc_info,
+                             "build")
+    made.__dict__.update({"tracking_id": "req-1", **TRACE, **fields})
+    return made
+
+
+def written(line: str) -> int:
+    """The bytes the handler writes for ``line``: UTF-8 and its newline."""
+    return len(line.encode()) + 1
+
+
+def cut_values(value: Any) -> list[str]:
+    """Every string in ``value`` (a parsed line) that ends with the marker."""
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in cut_values(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in cut_values(item)]
+    return [value] if isinstance(value, str) and MARKER.search(value) else []
+
+
+def without_cut(line: dict[str, Any], whole: dict[str, Any]) -> dict[str, Any]:
+    """``whole`` (the uncut line) with the values that ``line`` cut or replaced taken as ``line`` has them."""
+    if isinstance(whole, dict) and isinstance(line, dict):
+        return {key: without_cut(line.get(key), value) for key, value in whole.items()}
+    if isinstance(whole, list) and isinstance(line, list):
+        return [without_cut(mine, theirs) for mine, theirs in zip(line, whole, strict=True)]
+    return line if isinstance(line, str) and MARKER.search(line) else whole
+
+
+def test_the_default_is_the_log_hosts_mebibyte() -> None:
+    assert formatter().max_line_bytes == DEFAULT_MAX_LINE_BYTES == 1_048_576
+
+
+@pytest.mark.parametrize("fields", PRESETS)
+def test_a_line_that_fits_is_untouched_to_the_last_byte(fields: str) -> None:
+    capped, uncapped = formatter(fields, max_line_bytes=4096), formatter(fields, max_line_bytes=10**9)
+    base = written(capped.format(record(message="")))
+    exact = record(message="x" * (4096 - base))  # with its newline, exactly the cap
+    assert written(capped.format(exact)) == 4096
+    assert capped.format(exact) == uncapped.format(exact)
+    over = record(message="x" * (4096 - base + 1))
+    assert written(uncapped.format(over)) == 4097
+    line = capped.format(over)
+    assert written(line) <= 4096 and json.loads(line)["truncated"] is True
+
+
+@pytest.mark.parametrize("fields", PRESETS)
+def test_a_huge_message_is_cut_with_the_marker_and_the_line_keeps_what_ties_it(fields: str) -> None:
+    big = record(message="m" * MB, note="short")
+    line = formatter(fields).format(big)
+    assert written(line) <= DEFAULT_MAX_LINE_BYTES and "\n" not in line
+    parsed = json.loads(line)
+    whole = json.loads(formatter(fields, max_line_bytes=10**9).format(big))
+    [message] = cut_values(parsed)
+    removed, original = map(int, MARKER.search(message).groups())
+    assert original == MB and removed == MB - message.index("...[truncated")
+    assert (parsed.pop("truncated"), parsed.pop("original_bytes")) == (True, written(json.dumps(whole)))
+    # every other value, the ID, trace, task, timestamp, level and logger among them, is as it was
+    assert parsed == without_cut(parsed, whole) and parsed != whole
+    assert parsed["tracking_id"] == "req-1"
+
+
+@pytest.mark.parametrize("fields", PRESETS)
+def test_the_longest_values_are_cut_to_one_length_and_a_traceback_too(fields: str) -> None:
+    line = formatter(fields, max_line_bytes=8192).format(
+        record(message="m" * 6000, exc=True, payload="p" * 9000, detail="d" * 3000, small="s" * 200))
+    parsed = json.loads(line)
+    assert written(line) <= 8192
+    cut = cut_values(parsed)
+    kept = [text.index("...[truncated") for text in cut]
+    assert len(cut) >= 3 and max(kept) - min(kept) <= 64  # one common length, in every preset's places
+    assert "s" * 200 in line and '"req-1"' in line
+
+
+def test_bytes_are_counted_not_characters() -> None:
+    line = formatter(json_ensure_ascii=False, max_line_bytes=8192).format(record(message="é" * 8000))
+    assert "é" in line and written(line) <= 8192 < len(line) * 2
+
+
+def test_a_field_too_big_in_small_values_is_replaced_whole_and_the_text_cut() -> None:
+    line = formatter(max_line_bytes=8192).format(record(message="m" * 10_000, numbers=list(range(10_000)),
+                                                        note="short"))
+    parsed = json.loads(line)
+    assert written(line) <= 8192 and MARKER.search(parsed["numbers"])
+    assert parsed["message"].startswith("mmmm") and MARKER.search(parsed["message"])
+    assert (parsed["note"], parsed["task_id"]) == ("short", "task-1")
+
+
+def test_cutting_changes_neither_the_record_nor_the_static_fields() -> None:
+    static = {"service": {"name": "acme", "tags": ["a"]}}
+    capped = formatter(max_line_bytes=4096, static_fields=static)
+    nested = {"inner": ["v" * 9000]}
+    made = record(nested=nested)
+    assert written(capped.format(made)) <= 4096
+    assert nested == {"inner": ["v" * 9000]} and static == {"service": {"name": "acme", "tags": ["a"]}}
+
+
+@pytest.mark.parametrize("bad", [0, 100, "1 MiB", -1, True, 4095])
+def test_a_bad_cap_is_a_one_line_error_in_check_config(bad: Any, tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    path = conf / "logging.yaml"
+    path.write_text((CONF / "logging.yaml").read_text())
+    edit_yaml(path, lambda config: config["formatters"]["json"].update(max_line_bytes=bad))
+    with pytest.raises(ConfigError) as error:
+        check_logging_config(path, create_dirs=False)
+    assert "\n" not in str(error.value)
+    assert "formatter 'json': max_line_bytes must be a whole number of bytes, at least 4096" in str(error.value)
+
+
+def test_the_shipped_logging_yaml_caps_every_formatter_from_one_setting(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    monkeypatch.setenv("TRACKLINE_LOG_DIR", str(tmp_path))
+    monkeypatch.setenv("TRACKLINE_MAX_LINE_BYTES", "65536")
+    for name in ("logging.yaml", "logging.stdout.yaml"):
+        formatters = check_logging_config(CONF / name)["formatters"]
+        assert {key: value.get("max_line_bytes") for key, value in formatters.items()} == {
+            "json": "65536", "json_access": "65536"}, name
