@@ -50,7 +50,10 @@ SHIP_SNIPPET = "trackline-ship.conf"
 LOGHOST_SNIPPET = "trackline-loghost.conf"
 SNIPPETS = (LIMITS_SNIPPET, SHIP_SNIPPET, LOGHOST_SNIPPET)
 CENTRAL_DIR = "/var/log/trackline-central"
-DEFAULT_LISTEN = "0.0.0.0:2514"  # the log host's RELP address and port
+#: The TLS files of a sender or a log host (--tls-ca, --tls-cert, --tls-key), copied here: the key 0600.
+TLS_DIR = "/etc/trackline/tls"
+TLS_CA, TLS_CERT, TLS_KEY = (f"{TLS_DIR}/{name}" for name in ("ca.pem", "cert.pem", "key.pem"))
+DEFAULT_LISTEN = "127.0.0.1"  # the log host's RELP address (each sender has a port of its own)
 
 SYSTEMD_RUNNING = "/run/systemd/system"  # exists when systemd is PID 1 (sd_booted)
 

@@ -363,12 +363,12 @@ def test_a_staged_edge_needs_nginx_here(root: Path, fakes: Fakes, monkeypatch: p
 
 def ship_snippet(host: str, port: str) -> str:
     return ((REPO / "rsyslog/trackline-ship.conf").read_text().replace("@SHIP_TO_HOST@", host)
-            .replace("@SHIP_TO_PORT@", port).replace("@LOG_DIR@", "/var/log/trackline")
+            .replace("@SHIP_TO_PORT@", port).replace("@LOG_DIR@", "/var/log/trackline").replace("@TLS@", 'tls="off"')
             .replace("@NGINX_ACCESS_LOG@", "/var/log/nginx/trackline-access.log"))
 
 
 def test_ship_to_stages_checked_snippets_once(root: Path, fakes: Fakes, capsys: pytest.CaptureFixture[str]) -> None:
-    install(root, fakes, "--ship-to", "logs.example:10514")
+    install(root, fakes, "--ship-to", "logs.example:10514", "--plain")
     snippets = root / "etc/rsyslog.d"
     assert sorted(p.name for p in snippets.iterdir()) == ["trackline-limits.conf", "trackline-ship.conf"]
     assert (snippets / "trackline-ship.conf").read_text() == ship_snippet("logs.example", "10514")
@@ -376,21 +376,22 @@ def test_ship_to_stages_checked_snippets_once(root: Path, fakes: Fakes, capsys: 
     (check,) = fakes.calls("rsyslogd")
     assert check.split()[1:3] == ["-N1", "-f"]
     checked = fakes.log.with_suffix(".log.rsyslogd.conf").read_text()  # the staged files, in a config of their own
-    assert checked.splitlines()[1:] == [f'include(file="{snippets}/trackline-limits.conf")',
-                                        f'include(file="{snippets}/trackline-ship.conf")']
+    work = checked.splitlines()[0].split('"')[1]  # copies of the staged files, with the staged TLS files' paths
+    assert checked.splitlines()[1:] == [f'include(file="{work}/trackline-limits.conf")',
+                                        f'include(file="{work}/trackline-ship.conf")']
     assert capsys.readouterr().out.endswith("install: installed /etc/rsyslog.d/trackline-ship.conf\n"
                                             "install: --root: not restarting rsyslog\ninstall: done\n")
     before = snapshot(root)
-    install(root, fakes, "--ship-to", "logs.example:10514")
+    install(root, fakes, "--ship-to", "logs.example:10514", "--plain")
     assert snapshot(root) == before and not fakes.calls("rsyslogd")
 
 
 def test_a_snippet_rsyslogd_rejects_is_put_back(root: Path, fakes: Fakes) -> None:
-    install(root, fakes, "--ship-to", "logs.example:10514")
+    install(root, fakes, "--ship-to", "logs.example:10514", "--plain")
     before = snapshot(root, times=False)
     fakes.refuse("rsyslogd: invalid parameter 'windowsize2'\nrsyslogd: End of config validation run. Bye.")
     with pytest.raises(Failure) as refused:
-        install(root, fakes, "--ship-to", "logs2.example:10514")
+        install(root, fakes, "--ship-to", "logs2.example:10514", "--plain")
     assert str(refused.value) == ("rsyslogd -N1 rejects trackline-ship.conf in /etc/rsyslog.d (left as before):\n"
                                   "rsyslogd: invalid parameter 'windowsize2'")
     assert snapshot(root, times=False) == before
@@ -415,15 +416,16 @@ def test_a_word_left_in_a_snippet_is_refused(job: Job, tmp_path: Path) -> None:
 
 
 def test_loghost_stages_the_receiver_the_rules_and_the_command_but_no_service(root: Path, fakes: Fakes) -> None:
-    install(root, fakes, "--role", "loghost", "--listen", "[::1]:10514")
+    install(root, fakes, "--role", "loghost", "--listen", "::1", "--sender", "web-1:10514", "--plain")
     snippet = (root / "etc/rsyslog.d/trackline-loghost.conf").read_text()
-    assert 'address="::1" port="10514"' in snippet and 'constant(value="/var/log/trackline-central/")' in snippet
+    assert 'name="web-1" address="::1" port="10514"' in snippet
+    assert 'constant(value="/var/log/trackline-central/")' in snippet
     assert (root / "etc/logrotate.d/trackline-central").read_bytes() == \
         (REPO / "logrotate/trackline-central").read_bytes()
     assert (root / "usr/local/bin/trackline").exists() and (root / "opt/trackline/venv/bin/python").exists()
     assert not (root / "etc/systemd/system/trackline.service").exists() and not (root / "etc/trackline").exists()
     before = snapshot(root)
-    install(root, fakes, "--role", "loghost", "--listen", "[::1]:10514")
+    install(root, fakes, "--role", "loghost", "--listen", "::1", "--sender", "web-1:10514", "--plain")
     assert snapshot(root) == before
 
 
@@ -432,10 +434,10 @@ def test_loghost_stages_the_receiver_the_rules_and_the_command_but_no_service(ro
 
 def test_uninstall_removes_what_every_role_wrote(root: Path, fakes: Fakes, capsys: pytest.CaptureFixture[str]) -> None:
     """Every role into one tree, then uninstall: the configuration and the logs stay until --purge."""
-    install(root, fakes, "--ship-to", "logs.example:2514")
+    install(root, fakes, "--ship-to", "logs.example:2514", "--plain")
     install(root, fakes, "--role", "worker")
     install(root, fakes, *EDGE)
-    install(root, fakes, "--role", "loghost")
+    install(root, fakes, "--role", "loghost", "--sender", "web-1:2514", "--plain")
     edge_conf = root / "etc/nginx/conf.d/trackline.conf"
     edge_conf.write_text("# edited\n")
     install(root, fakes, *EDGE)  # puts trackline.conf.dist beside it
