@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from installer.options import Address
-from installer.rsyslog import loghost_listeners, relp_tls, render_text
+from installer.rsyslog import loghost_listeners, relp_tls, render_text, ship_inputs
 from support.conf import edit_yaml
 from support.logs import read_json_lines
 from support.logtree import sql_json, trackline
@@ -73,8 +73,8 @@ def central(tmp_path: Path, make_server: Callable[..., Server]) -> Iterator[tupl
         for name, server in servers.items():
             server.log_dir.mkdir(parents=True)
             daemons.append(rsyslogd(tmp_path / f"{name}-rsyslog", name, {"limits.conf": limits, "ship.conf": render(
-                "trackline-ship.conf", SHIP_TO_HOST="127.0.0.1", SHIP_TO_PORT=ports[name], LOG_DIR=server.log_dir,
-                NGINX_ACCESS_LOG=tmp_path / name / "nginx/trackline-access.log", TLS=relp_tls(None, ""))}))
+                "trackline-ship.conf", SHIP_TO_HOST="127.0.0.1", SHIP_TO_PORT=ports[name], TLS=relp_tls(None, ""))
+                + ship_inputs(str(server.log_dir / file) for file in FILES)}))
         servers["web-b"].start()
         edit_yaml(servers["web-a"].conf_dir / "app.yaml",
                   lambda app: app.update(DOWNSTREAM_URL=servers["web-b"].url))
