@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "tests")]
 
 from installer.options import Address, Tls  # noqa: E402
-from installer.rsyslog import loghost_listeners, relp_tls, render_text  # noqa: E402
+from installer.rsyslog import loghost_listeners, relp_tls, render_text, ship_inputs  # noqa: E402
 from support.tls import Ca  # noqa: E402
 
 
@@ -70,9 +70,11 @@ def one_run(tmp: Path, log: Path, lines: int, tls: tuple[Tls, Tls] | None) -> fl
                 time.sleep(0.1)
         start = time.monotonic()
         sender = rsyslogd(tmp / "sender", "web-1", snippet(
-            "trackline-ship.conf", SHIP_TO_HOST="127.0.0.1", SHIP_TO_PORT=port, LOG_DIR=log.parent,
-            NGINX_ACCESS_LOG=tmp / "none.log", TLS=relp_tls(tls and tls[1], "loghost")))
+            "trackline-ship.conf", SHIP_TO_HOST="127.0.0.1", SHIP_TO_PORT=port,
+            TLS=relp_tls(tls and tls[1], "loghost")) + ship_inputs([str(log)]))
         while count_lines(central / "web-1" / "access.log") < lines:
+            if time.monotonic() - start > 600:
+                sys.exit(f"the log host did not get {lines} lines in 600 s: see {tmp}/*/out")
             time.sleep(0.05)
         return time.monotonic() - start
     finally:
