@@ -125,13 +125,18 @@ def ship_snippet(job: Job, paths: Iterable[str]) -> bytes:
                   TLS=tls) + ship_inputs(paths).encode()
 
 
+#: A sender's message size limit: a line of up to 1 MiB goes whole (imfile cuts a longer one into pieces),
+#: and its frame, with the syslog header, stays within the log host's 1 MiB and 1 KiB (trackline-limits.conf),
+#: which refuses a longer frame: a sender with the log host's own limit could send one and retry it forever.
+SENDER_LIMIT = 'global(maxMessageSize="1m")\n'
+
+
 def shipper_config(job: Job) -> bytes:
     """/etc/trackline/rsyslog-ship.conf: the whole configuration of trackline-ship.service's rsyslogd."""
-    head = (f"# Written by scripts/install --ship-to from rsyslog/trackline-limits.conf and trackline-ship.conf;\n"
-            f"# run by {SHIP_UNIT} (docs/log-host.md). Check with `rsyslogd -N1 -f {SHIPPER_CONF}`.\n"
-            f'global(workDirectory="{SHIP_STATE_DIR}")\n')
-    return (head.encode() + render(job, LIMITS_SNIPPET)
-            + ship_snippet(job, [f"{LOGS_DIR}/{name}" for name in SHIPPED_LOGS]))
+    head = (f"# Written by scripts/install --ship-to from rsyslog/trackline-ship.conf; run by {SHIP_UNIT}\n"
+            f"# (docs/log-host.md). Check with `rsyslogd -N1 -f {SHIPPER_CONF}`.\n"
+            f'global(workDirectory="{SHIP_STATE_DIR}")\n{SENDER_LIMIT}')
+    return head.encode() + ship_snippet(job, [f"{LOGS_DIR}/{name}" for name in SHIPPED_LOGS])
 
 
 def install_checked(job: Job, files: dict[str, bytes], whole: bool) -> list[str]:

@@ -34,7 +34,7 @@ import pytest
 
 from installer.layout import SHIPPED_LOGS
 from installer.options import Address, Tls
-from installer.rsyslog import loghost_listeners, relp_tls, render_text, ship_inputs
+from installer.rsyslog import SENDER_LIMIT, loghost_listeners, relp_tls, render_text, ship_inputs
 from support.celery_worker import REDIS, Redis, Worker, done, new_worker
 from support.conf import edit_yaml
 from support.edge import Edge, require_nginx
@@ -201,7 +201,7 @@ class Site:
         ``nginx_log`` to the log host, each by its fixed path, as scripts/install configures it."""
         log_dir.mkdir(parents=True, exist_ok=True)
         files = [log_dir / name for name in SHIPPED_LOGS] + ([nginx_log] if nginx_log else [])
-        snippets = {LIMITS: render(LIMITS), SHIP: self.ship_snippet(hostname, files, self.certificate(hostname))}
+        snippets = {SHIP: SENDER_LIMIT + self.ship_snippet(hostname, files, self.certificate(hostname))}
         sender = Rsyslogd(self.root / f"{hostname}-rsyslog", hostname, snippets)
         self.daemons.append(sender)
         self.shipped[hostname] = [log_dir, *([nginx_log.parent] if nginx_log else [])]
@@ -615,7 +615,7 @@ def test_only_the_sender_with_the_certificate_of_its_name_gets_a_line_in(site: S
         snippet = site.ship_snippet("web-a", [log_dir / "access.log"], tls)
         if tls is not None and not tls.cert:  # no certificate: the parameters for it left out
             snippet = re.sub(r' tls\.myCert="" tls\.myPrivKey=""', "", snippet)
-        sender = Rsyslogd(site.root / f"{name}-rsyslog", "web-a", {LIMITS: render(LIMITS), SHIP: snippet})
+        sender = Rsyslogd(site.root / f"{name}-rsyslog", "web-a", {SHIP: SENDER_LIMIT + snippet})
         site.daemons.append(sender)
         sender.start()
     # A hand-made session without TLS, too: nothing is acknowledged.
@@ -667,3 +667,20 @@ def test_a_sender_cannot_choose_its_host_its_file_or_a_cut_line(site: Site) -> N
     # trackline trace shows the forged line as web-a's, the host that sent it.
     printed = trace(site, "forged-1")
     assert [json.loads(line)["hostname"] for line in printed.stdout.splitlines()] == ["web-a"]
+
+
+def test_a_line_over_the_limit_arrives_marked_and_the_sender_goes_on(site: Site) -> None:
+    """A 1.5 MB line (from an app that caps none): the sender keeps its first MiB, the frame fits the log host's
+    limit, the log host marks the line as cut, and the lines after it arrive."""
+    loghost = site.start_loghost("web-a")
+    log_dir = site.root / "web-a" / "logs"
+    site.add_sender("web-a", log_dir)
+    huge = json.dumps({"message": "x" * 1_500_000, "tracking_id": "huge-2"})
+    with (log_dir / "app.log").open("w") as app:
+        app.write(huge + "\n" + json.dumps({"message": "after", "tracking_id": "after-2"}) + "\n")
+    central = site.central_dir / "web-a" / "app.log"
+    wait_until(lambda: central.exists() and b"after-2" in central.read_bytes(), "the line after the big one")
+    cut, after = (json.loads(line) for line in central.read_bytes().splitlines())  # each line valid JSON
+    assert (cut["hostname"], cut["truncated"], after["tracking_id"]) == ("web-a", True, "after-2")
+    assert huge.startswith(cut["message"]) and cut["bytes"] == len(cut["message"]) > 1_000_000
+    assert "frame too long" not in loghost.output.read_text()

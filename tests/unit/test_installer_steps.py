@@ -366,10 +366,9 @@ def shipper_conf(host: str, port: str) -> str:
     ship = ((REPO / "rsyslog/trackline-ship.conf").read_text().replace("@SHIP_TO_HOST@", host)
             .replace("@SHIP_TO_PORT@", port).replace("@TLS@", 'tls="off"'))
     return "".join([*(line + "\n" for line in (
-        "# Written by scripts/install --ship-to from rsyslog/trackline-limits.conf and trackline-ship.conf;",
-        "# run by trackline-ship.service (docs/log-host.md). Check with `rsyslogd -N1 -f "
-        "/etc/trackline/rsyslog-ship.conf`.", 'global(workDirectory="/var/lib/trackline-ship")')),
-        (REPO / "rsyslog/trackline-limits.conf").read_text(), ship, rsyslog.ship_inputs(
+        "# Written by scripts/install --ship-to from rsyslog/trackline-ship.conf; run by trackline-ship.service",
+        "# (docs/log-host.md). Check with `rsyslogd -N1 -f /etc/trackline/rsyslog-ship.conf`.",
+        'global(workDirectory="/var/lib/trackline-ship")', 'global(maxMessageSize="1m")')), ship, rsyslog.ship_inputs(
             f"/var/log/trackline/{name}" for name in ("app.log", "access.log", "error.log", "worker.log"))])
 
 
