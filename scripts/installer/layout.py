@@ -23,7 +23,9 @@ WORKER_UNIT = "trackline-worker.service"
 #: The log host's daily `trackline compact` (docs/sql.md): a oneshot service and the timer that starts it.
 COMPACT_UNIT = "trackline-compact.service"
 COMPACT_TIMER = "trackline-compact.timer"
-UNITS = (WEB_UNIT, WORKER_UNIT, COMPACT_UNIT)
+#: The log shipper of a web or worker host: an rsyslogd of its own, as the service user (docs/log-host.md).
+SHIP_UNIT = "trackline-ship.service"
+UNITS = (WEB_UNIT, WORKER_UNIT, COMPACT_UNIT, SHIP_UNIT)
 TIMERS = (COMPACT_TIMER,)
 LOGROTATE_D = "/etc/logrotate.d"
 RULES = f"{LOGROTATE_D}/trackline"  # logrotate/trackline: the web and worker logs
@@ -54,7 +56,15 @@ SHIP_SNIPPET = "trackline-ship.conf"
 LOGHOST_SNIPPET = "trackline-loghost.conf"
 SNIPPETS = (LIMITS_SNIPPET, SHIP_SNIPPET, LOGHOST_SNIPPET)
 CENTRAL_DIR = "/var/log/trackline-central"
-DEFAULT_LISTEN = "0.0.0.0:2514"  # the log host's RELP address and port
+#: The TLS files of a sender or a log host (--tls-ca, --tls-cert, --tls-key), copied here: the key 0600.
+TLS_DIR = "/etc/trackline/tls"
+TLS_CA, TLS_CERT, TLS_KEY = (f"{TLS_DIR}/{name}" for name in ("ca.pem", "cert.pem", "key.pem"))
+#: trackline-ship.service's configuration (rsyslog/trackline-ship.conf and the limits), its work directory
+#: (StateDirectory=) and the files it reads in LOGS_DIR: fixed names, never a wildcard.
+SHIPPER_CONF = f"{CONF_DIR}/rsyslog-ship.conf"
+SHIP_STATE_DIR = "/var/lib/trackline-ship"
+SHIPPED_LOGS = ("app.log", "access.log", "error.log", "worker.log")
+DEFAULT_LISTEN = "127.0.0.1"  # the log host's RELP address (each sender has a port of its own)
 
 SYSTEMD_RUNNING = "/run/systemd/system"  # exists when systemd is PID 1 (sd_booted)
 

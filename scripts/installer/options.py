@@ -15,6 +15,7 @@ import posixpath
 import re
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple, NoReturn
 
 from .layout import DEFAULT_LISTEN, DEFAULT_PREFIX, ROLES
@@ -22,10 +23,11 @@ from .system import BadValue, Failure
 
 INSTALL_USAGE = """\
 scripts/install [--role web|worker] [--prefix /opt/trackline] [--root DIR] [--wheelhouse DIR] [--app SPEC]
-                       [--with PKG ...] [--ship-to HOST:PORT]
+                       [--with PKG ...] [--ship-to HOST:PORT TLS]
        scripts/install --role edge --upstream HOST:PORT [--upstream ...] --listen ADDR:PORT [--distrust-clients]
-                       [--ship-to HOST:PORT] [--root DIR]
-       scripts/install --role loghost [--listen ADDR:PORT] [--root DIR]"""
+                       [--ship-to HOST:PORT TLS] [--root DIR]
+       scripts/install --role loghost --sender NAME:PORT [--sender ...] [--listen ADDR] TLS [--root DIR]
+  TLS: --tls-ca FILE --tls-cert FILE --tls-key FILE [--tls-peer NAME], or --plain (docs/log-host.md)"""
 
 INSTALL_ABOUT = """\
 Install trackline as a systemd service (see docs/deploy.md), or a host's role in a larger deployment
@@ -39,8 +41,8 @@ the rules in /etc/logrotate.d/ and the `trackline` command in /usr/local/bin, th
 edge: installs nginx if missing, /etc/nginx/conf.d/trackline.conf and /etc/nginx/trackline/*.conf, checks
 them with `nginx -t` (a failed check puts the previous files back), and reloads nginx if it runs.
 --ship-to and --role loghost add rsyslog snippets in /etc/rsyslog.d/ (installing Debian's rsyslog and
-rsyslog-relp if missing), check them with `rsyslogd -N1` and restart rsyslog when they changed; the log
-host also gets /etc/logrotate.d/trackline-central."""
+rsyslog-relp if missing) and the TLS files in /etc/trackline/tls/, check them with `rsyslogd -N1` and
+restart rsyslog when they changed; the log host also gets /etc/logrotate.d/trackline-central."""
 
 UNINSTALL_USAGE = "scripts/uninstall [--prefix /opt/trackline] [--root DIR] [--purge]"
 
@@ -65,6 +67,10 @@ PATH_RULE = "an absolute path of letters, digits and / . _ - + @"
 APP_SPEC = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*(?::[ -~]+)?")
 #: C0, DEL and C1: never in a value the installer writes or repeats.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+#: A sender's certificate name, which is also its directory in the central tree: DNS labels, nothing else.
+SENDER_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*")
 
 
 class Address(NamedTuple):
@@ -120,6 +126,40 @@ def package(value: str) -> str:
     return os.path.realpath(value) if os.path.exists(value) else value
 
 
+def sender(value: str) -> Address:
+    """--sender NAME:PORT (the certificate name the log host permits on that port) as an Address, or BadValue."""
+    name, _, port = value.rpartition(":")
+    if not SENDER_NAME.fullmatch(name) or len(name) > 253 or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise BadValue(f"--sender must be NAME:PORT with NAME the sender's certificate name (e.g. "
+                       f"web-1.example.internal:2514), not {value!a}")
+    return Address(value, name, int(port))
+
+
+class Tls(NamedTuple):
+    """--tls-ca, --tls-cert and --tls-key: absolute paths of PEM files that exist."""
+
+    ca: str
+    cert: str
+    key: str
+
+
+#: Each TLS option and what its PEM file must hold.
+TLS_FILES = {"--tls-ca": "CERTIFICATE-----", "--tls-cert": "CERTIFICATE-----", "--tls-key": "PRIVATE KEY-----"}
+
+
+def tls_files(ca: str, cert: str, key: str) -> Tls:
+    """The three PEM files, each checked to exist and to hold what its option names, or Failure naming it."""
+    paths = dict(zip(TLS_FILES, (ca, cert, key), strict=True))
+    for option, path in paths.items():
+        try:
+            text = Path(path).read_text(errors="replace")
+        except OSError as error:
+            raise Failure(f"{option} {path!a}: {error.strerror}") from None
+        if "-----BEGIN " not in text or TLS_FILES[option] not in text:
+            raise Failure(f"{option} {path!a}: not a PEM file with a {TLS_FILES[option].strip('-').lower()}")
+    return Tls(*(os.path.realpath(path) for path in paths.values()))
+
+
 @dataclass(frozen=True)
 class InstallOptions:
     """scripts/install's options, checked: each role gets only the options it takes."""
@@ -131,9 +171,12 @@ class InstallOptions:
     app: str = ""
     packages: tuple[str, ...] = ()  # --with, local paths made absolute
     upstreams: tuple[Address, ...] = ()
-    listen: Address | None = None  # edge: where nginx listens; loghost: the RELP address (default 0.0.0.0:2514)
+    listen: Address | None = None  # edge: where nginx listens; loghost: the RELP address (port 0; 127.0.0.1)
     distrust_clients: bool = False
     ship_to: Address | None = None
+    senders: tuple[Address, ...] = ()  # loghost: each sender's certificate name (host) and RELP port
+    tls: Tls | None = None  # --ship-to or loghost: None with --plain
+    tls_peer: str = ""  # --ship-to: the name the log host's certificate must carry (default: its host)
 
     @property
     def venv(self) -> str:
@@ -193,12 +236,22 @@ def install_parser() -> argparse.ArgumentParser:
     add("--upstream", dest="upstreams", action="append", default=[], metavar="H:P",
         help="(edge) a trackline host nginx proxies to; give one per host")
     add("--listen", default="", metavar="ADDR:PORT",
-        help="(edge) where nginx listens for clients, e.g. 0.0.0.0:80; (loghost) the address and\n"
-             f"RELP port to receive on, default {DEFAULT_LISTEN}")
+        help="(edge) where nginx listens for clients, e.g. 0.0.0.0:80; (loghost) the address (no port)\n"
+             f"to receive on, default {DEFAULT_LISTEN}")
     add("--distrust-clients", action="store_true",
         help="(edge) replace every incoming X-Tracking-ID with the edge's own (internet-facing edge)")
     add("--ship-to", default="", metavar="H:P",
         help="(web, worker, edge) ship the JSON logs to the log host H (RELP port P) with rsyslog")
+    add("--sender", dest="senders", action="append", default=[], metavar="NAME:PORT",
+        help="(loghost) take the lines of the sender whose certificate name is NAME on PORT, into\n"
+             "/var/log/trackline-central/NAME/ (repeatable: one port per sender)")
+    add("--tls-ca", default="", metavar="FILE", help="(shipping, loghost) the CA that signs every certificate")
+    add("--tls-cert", default="", metavar="FILE", help="(shipping, loghost) this host's certificate (PEM)")
+    add("--tls-key", default="", metavar="FILE", help="(shipping, loghost) its private key (PEM)")
+    add("--tls-peer", default="", metavar="NAME",
+        help="(shipping) the name the log host's certificate must carry; default the --ship-to host")
+    add("--plain", action="store_true",
+        help="(shipping, loghost) RELP without TLS: anyone who reaches the port can write as a sender")
     return parser
 
 
@@ -247,14 +300,56 @@ def parse_install(argv: list[str], euid: int | None = None) -> InstallOptions:
             raise Failure("--role edge needs at least one --upstream HOST:PORT (a trackline host)")
         if not listen:
             raise Failure("--role edge needs --listen ADDR:PORT (where nginx takes clients, e.g. 0.0.0.0:80)")
+    upstreams = tuple(address("--upstream", upstream) for upstream in args.upstreams)
+    listening = (address("--listen", listen) if role == "edge" else
+                 _listen_address(listen or DEFAULT_LISTEN) if role == "loghost" else None)
+    shipping_to = address("--ship-to", ship_to) if ship_to else None
     return InstallOptions(
         role=role, prefix=prefix, root=root, wheelhouse=wheelhouse, app=app_spec(args.app),
         packages=tuple(map(package, args.packages)),
-        upstreams=tuple(address("--upstream", upstream) for upstream in args.upstreams),
-        listen=address("--listen", listen or DEFAULT_LISTEN) if role in ("edge", "loghost") else None,
-        distrust_clients=args.distrust_clients,
-        ship_to=address("--ship-to", ship_to) if ship_to else None,
+        upstreams=upstreams, listen=listening, distrust_clients=args.distrust_clients, ship_to=shipping_to,
+        **_shipping(args, role),
     )
+
+
+def _listen_address(value: str) -> Address:
+    """The log host's --listen: an address without a port (each --sender has its own)."""
+    host = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    if not is_host(host, v6=":" in host):
+        raise BadValue(f"--listen for --role loghost is an address without a port (each --sender has its port),"
+                       f" not {value!a}")
+    return Address(value, host, 0)
+
+
+def _shipping(args: argparse.Namespace, role: str) -> dict[str, object]:
+    """The TLS and sender options, checked against the role: a sender (--ship-to) or the log host needs the three
+    TLS files or --plain; nothing else takes them."""
+    given = [option for option, value in (("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert),
+                                          ("--tls-key", args.tls_key)) if value]
+    ships, receives = bool(args.ship_to), role == "loghost"
+    if args.senders and not receives:
+        raise Failure("--sender is an option of --role loghost")
+    if args.tls_peer and not ships:
+        raise Failure("--tls-peer is for a host that ships (--ship-to)")
+    if args.tls_peer and not SENDER_NAME.fullmatch(args.tls_peer):
+        raise BadValue(f"--tls-peer must be a host name (the log host's certificate name), not {args.tls_peer!a}")
+    if not (ships or receives):
+        if given or args.plain:
+            raise Failure("--tls-ca, --tls-cert, --tls-key and --plain go with --ship-to or --role loghost")
+        return {}
+    if receives and not args.senders:
+        raise Failure("--role loghost needs --sender NAME:PORT for each host that ships to it")
+    if args.plain and (given or args.tls_peer):
+        raise Failure("--plain is RELP without TLS: give it or the --tls-* files, not both")
+    if not args.plain and len(given) < 3:
+        raise Failure("log shipping needs --tls-ca FILE --tls-cert FILE --tls-key FILE (docs/log-host.md), "
+                      "or --plain for RELP without TLS on a network that is yours")
+    senders = tuple(sender(value) for value in args.senders)
+    ports = [s.port for s in senders]
+    if len(set(ports)) != len(ports) or len({s.host for s in senders}) != len(senders):
+        raise Failure("each --sender needs a name and a port of its own")
+    return {"senders": senders, "tls": None if args.plain else tls_files(args.tls_ca, args.tls_cert, args.tls_key),
+            "tls_peer": args.tls_peer}
 
 
 def parse_uninstall(argv: list[str], euid: int | None = None) -> UninstallOptions:

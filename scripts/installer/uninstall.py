@@ -18,6 +18,8 @@ from .layout import (
     RSYSLOG_D,
     RULES,
     SERVICE_USER,
+    SHIP_STATE_DIR,
+    SHIPPER_CONF,
     SNIPPETS,
     TIMERS,
     UNIT_DIR,
@@ -70,8 +72,9 @@ def remove_services(host: Host, prefix: str) -> None:
 
 
 def remove_log_shipping(host: Host) -> None:
-    """The rsyslog snippets and the central rules; rsyslog goes on without them."""
-    remove(host, CENTRAL_RULES)
+    """The shipper's configuration (its unit goes with the others), the rsyslog snippets and the central rules;
+    rsyslog goes on without them."""
+    remove(host, CENTRAL_RULES, SHIPPER_CONF)
     snippets = remove(host, *(f"{RSYSLOG_D}/{name}" for name in SNIPPETS))
     if snippets and host.systemd_running():
         run(["systemctl", "try-restart", "rsyslog"])
@@ -90,7 +93,7 @@ def remove_edge(host: Host) -> None:
 
 def purge(host: Host) -> None:
     """The configuration, the logs and the user."""
-    remove(host, CONF_DIR, LOGS_DIR)
+    remove(host, CONF_DIR, LOGS_DIR, SHIP_STATE_DIR)
     if host.staged:
         return
     try:

@@ -1,9 +1,10 @@
-"""Log shipping with Debian's rsyslog over RELP: real rsyslogd senders and a log host on loopback ports.
+"""Log shipping with Debian's rsyslog over RELP with TLS: real rsyslogd senders and a log host on loopback ports.
 
 Each "host" is a ``trackline serve`` plus an ``rsyslogd`` running the shipped rsyslog/trackline-ship.conf with
-its own ``localHostname`` and work directory; the log host is an ``rsyslogd`` running
-rsyslog/trackline-loghost.conf. The snippets are the shipped files with their @WORDS@ replaced, as
-scripts/install replaces them; the wrapper config stands in for Debian's /etc/rsyslog.conf.
+its own ``localHostname``, work directory and certificate (tests/support/tls.py: one private CA); the log host is
+an ``rsyslogd`` running rsyslog/trackline-loghost.conf with a listener per sender. The snippets are the shipped
+files rendered by scripts/installer's own functions, as scripts/install renders them (with the test's paths);
+the wrapper config stands in for Debian's /etc/rsyslog.conf.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from typing import Any, Protocol
 
 import pytest
 
+from installer.layout import SHIPPED_LOGS
+from installer.options import Address, Tls
+from installer.rsyslog import SENDER_LIMIT, loghost_listeners, relp_tls, render_text, ship_inputs
 from support.celery_worker import REDIS, Redis, Worker, done, new_worker
 from support.conf import edit_yaml
 from support.edge import Edge, require_nginx
@@ -39,14 +43,19 @@ from support.load import Load
 from support.paths import REPO, TRACKLINE
 from support.processes import free_port, stop_process
 from support.relay import relay
+from support.relp import Relp
 from support.requirements import unavailable
 from support.server import Server
+from support.tls import Ca
 from support.waiting import wait_until
 
 LIMITS = "trackline-limits.conf"
 SHIP = "trackline-ship.conf"
 LOGHOST = "trackline-loghost.conf"
 RELP_WINDOW = 1024  # omrelp's windowSize in trackline-ship.conf
+SHIPPED_NAMES = ("app.log", "access.log", "error.log", "worker.log", "trackline-access.log")  # the log host's list
+SENDERS = ("web-a", "web-b", "edge", "worker")  # the log host's listeners, unless a test names its own
+LOGHOST_NAME = "loghost"  # the name in the log host's certificate, which each sender checks
 
 
 @pytest.fixture(autouse=True)
@@ -58,11 +67,9 @@ def _needs_rsyslog() -> None:
 def render(snippet: str, **words: str) -> str:
     """The shipped ``rsyslog/snippet`` with each ``@WORD@`` replaced, as scripts/install does."""
     text = (REPO / "rsyslog" / snippet).read_text()
-    for word, value in words.items():
+    for word in words:
         assert f"@{word}@" in text, f"{snippet} has no @{word}@"
-        text = text.replace(f"@{word}@", value)
-    assert not re.search(r"@[A-Z_]+@", text), f"{snippet} has words left: {re.findall(r'@[A-Z_]+@', text)}"
-    return text
+    return render_text(text, snippet, **words)
 
 
 @dataclass
@@ -72,7 +79,7 @@ class Rsyslogd:
     root: Path
     hostname: str
     snippets: dict[str, str]  # file name -> rendered text
-    port: int = 0  # the log host's RELP port, to wait for
+    ports: dict[str, int] = field(default_factory=dict)  # the log host's RELP port of each sender, to wait for
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -126,10 +133,9 @@ class Rsyslogd:
                 pytest.fail(f"rsyslogd exited with {self.process.returncode}: {self.output.read_text()}")
             if not pid_file.exists():
                 return False
-            if not self.port:
-                return True
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                for port in self.ports.values():
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 return True
             except OSError:
                 return False
@@ -152,6 +158,7 @@ class Site:
 
     root: Path
     make_server: Callable[..., Server]
+    tls: bool = True  # False: --plain
     daemons: list[Stoppable] = field(default_factory=list)  # all the test started but servers, stopped at its end
     loghost: Rsyslogd | None = None
     senders: dict[str, Rsyslogd] = field(default_factory=dict)
@@ -162,22 +169,39 @@ class Site:
     def central_dir(self) -> Path:
         return self.root / "central"
 
-    def start_loghost(self) -> Rsyslogd:
-        port = free_port()
-        words = {"LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(port), "CENTRAL_DIR": str(self.central_dir)}
-        snippets = {LIMITS: render(LIMITS), LOGHOST: render(LOGHOST, **words)}
-        self.loghost = Rsyslogd(self.root / "loghost", "loghost", snippets, port)
+    @functools.cached_property
+    def ca(self) -> Ca:
+        return Ca(self.root / "ca")
+
+    def certificate(self, name: str) -> Tls | None:
+        """A certificate of the site's CA for ``name``, or None on a --plain site."""
+        return self.ca.issue(name) if self.tls else None
+
+    def start_loghost(self, *senders: str) -> Rsyslogd:
+        """The log host, with a listener for each of ``senders`` (default SENDERS) on a port of its own."""
+        ports = {name: free_port() for name in senders or SENDERS}
+        words = {"LISTEN_ADDRESS": "127.0.0.1", "CENTRAL_DIR": str(self.central_dir)}
+        listeners = loghost_listeners("127.0.0.1", [Address(f"{name}:{port}", name, port) for name, port in
+                                                    ports.items()], self.certificate(LOGHOST_NAME))
+        snippets = {LIMITS: render(LIMITS), LOGHOST: render(LOGHOST, **words) + listeners}
+        self.loghost = Rsyslogd(self.root / "loghost", "loghost", snippets, ports)
         self.daemons.append(self.loghost)
         return self.loghost.start()
 
+    def ship_snippet(self, hostname: str, files: list[Path], tls: Tls | None) -> str:
+        """trackline-ship.conf for a sender of ``files`` to the log host's port for ``hostname``, checking that
+        the log host's certificate is LOGHOST_NAME's."""
+        assert self.loghost is not None
+        words = {"SHIP_TO_HOST": "127.0.0.1", "SHIP_TO_PORT": str(self.loghost.ports[hostname]),
+                 "TLS": relp_tls(tls, LOGHOST_NAME)}
+        return render(SHIP, **words) + ship_inputs(map(str, files))
+
     def add_sender(self, hostname: str, log_dir: Path, nginx_log: Path | None = None) -> Rsyslogd:
         """A started sender named ``hostname`` that ships ``log_dir``'s files and, on an edge, nginx's JSON log
-        ``nginx_log`` to the log host (elsewhere that input waits for a file that never comes)."""
-        assert self.loghost is not None
+        ``nginx_log`` to the log host, each by its fixed path, as scripts/install configures it."""
         log_dir.mkdir(parents=True, exist_ok=True)
-        words = {"SHIP_TO_HOST": "127.0.0.1", "SHIP_TO_PORT": str(self.loghost.port), "LOG_DIR": str(log_dir),
-                 "NGINX_ACCESS_LOG": str(nginx_log or self.root / hostname / "nginx" / "trackline-access.log")}
-        snippets = {LIMITS: render(LIMITS), SHIP: render(SHIP, **words)}
+        files = [log_dir / name for name in SHIPPED_LOGS] + ([nginx_log] if nginx_log else [])
+        snippets = {SHIP: SENDER_LIMIT + self.ship_snippet(hostname, files, self.certificate(hostname))}
         sender = Rsyslogd(self.root / f"{hostname}-rsyslog", hostname, snippets)
         self.daemons.append(sender)
         self.shipped[hostname] = [log_dir, *([nginx_log.parent] if nginx_log else [])]
@@ -230,9 +254,9 @@ def file_lines(paths: list[Path]) -> list[bytes]:
 
 
 def with_rotations(directory: Path) -> dict[str, list[bytes]]:
-    """Each ``*.log`` in ``directory`` -> its lines, the rotated files' (oldest first) then its own."""
+    """Each file of SHIPPED_NAMES in ``directory`` -> its lines, the rotated files' (oldest first) then its own."""
     return {path.name: file_lines([*sorted(directory.glob(f"{path.name}-*")), path])
-            for path in sorted(directory.glob("*.log"))}
+            for path in sorted(directory.glob("*.log")) if path.name in SHIPPED_NAMES}
 
 
 def as_central(hostname: str, line: bytes) -> bytes:
@@ -297,7 +321,9 @@ def shipping_load(server: Server, prefix: str, rate: float, limit: int = 20000) 
     return Load(server.port, (f"{prefix}-{n:05d}" for n in range(limit)), rate=rate, expect=200)
 
 
-def test_every_line_of_two_hosts_reaches_the_log_host_once_and_unchanged(site: Site) -> None:
+@pytest.mark.parametrize("tls", [True, False], ids=["tls", "plain"])
+def test_every_line_of_two_hosts_reaches_the_log_host_once_and_unchanged(site: Site, tls: bool) -> None:
+    site.tls = tls
     site.start_loghost()
     for hostname in ("web-a", "web-b"):
         site.add_host(hostname)
@@ -306,21 +332,33 @@ def test_every_line_of_two_hosts_reaches_the_log_host_once_and_unchanged(site: S
             load.wait_sent(1500)
         # An access line longer than rsyslog's default 8 KiB message limit, with slashes JSON may escape.
         assert server.get("/api/names", {"User-Agent": "x/" * 4000}).status == 200
-        # UTF-8, a DEL and an HTML end tag, in a file another program writes.
-        with (server.log_dir / "other.log").open("w", encoding="utf-8") as other:
+        # UTF-8, a DEL and an HTML end tag, and a line that is not JSON, in a shipped file another program writes;
+        # and a file the sender does not read.
+        with (server.log_dir / "worker.log").open("w", encoding="utf-8") as other:
             other.write(json.dumps({"message": "caf\u00e9 \x7f </a>"}, ensure_ascii=False) + "\n")
             other.write('not JSON, "quoted"\n')
+        (server.log_dir / "other.log").write_text('{"message": "not shipped"}\n' * 3)
     for hostname, server in site.servers.items():
         assert server.stop() == 0
         result = wait_delivered(site, hostname)
         assert not result.duplicates and not result.foreign, result
         # Exactly once and in order: each central file is its source file, line for line, plus the hostname.
         written = with_rotations(server.log_dir)
-        assert {"access.log", "error.log", "other.log"} <= set(written), written.keys()
+        assert {"access.log", "error.log", "worker.log"} <= set(written), written.keys()
         central = with_rotations(site.central_dir / hostname)
         assert dict(central.items()) == {
             name: [as_central(hostname, line) for line in lines] for name, lines in written.items() if lines}
-        (server.log_dir / "other.log").unlink()  # not trackline's: make_server checks its files are JSON lines
+        # other.log is not one of the files the sender reads (its paths are fixed): none of it was sent.
+        assert sorted(site.central_dir.joinpath(hostname).iterdir()) == sorted(
+            site.central_dir.joinpath(hostname, name) for name in central)
+        for name in ("worker.log", "other.log"):  # not trackline's: make_server checks its files are JSON lines
+            (server.log_dir / name).unlink()
+
+
+def dropped(site: Site, hostname: str) -> list[dict[str, Any]]:
+    """The log host's records of the lines of ``hostname`` it did not store."""
+    path = site.central_dir / hostname / "dropped.log"
+    return [json.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
 
 
 def trace(site: Site, tracking_id: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -550,3 +588,99 @@ def test_trace_on_the_log_host_follows_one_id_from_the_edge_across_two_hosts_and
         ("worker", "trackline.jobs", "job done"), ("worker", "trackline.jobs", "job started")]
     pretty = trace(site, tracking_id, "--pretty").stdout.splitlines()
     assert [row.split()[1] for row in pretty] == [r["hostname"] for r in records]  # the hostname column
+
+
+def refusals(loghost: Rsyslogd) -> int:
+    """How many sessions the log host refused in the TLS handshake or for their certificate, as it logs them."""
+    text = loghost.output.read_text(errors="replace")
+    return len(re.findall(r"authentication error|TLS handshake failed|frame too long", text))
+
+
+@pytest.mark.slow
+def test_only_the_sender_with_the_certificate_of_its_name_gets_a_line_in(site: Site) -> None:
+    loghost = site.start_loghost("web-a")
+    other_ca = Ca(site.root / "other-ca", "someone else's CA")
+    web_a = site.certificate("web-a")
+    assert web_a is not None
+    intruders: dict[str, Tls | None] = {
+        "no-certificate": Tls(web_a.ca, "", ""),  # TLS, trusting the log host, with nothing of its own to show
+        "another-name": site.ca.issue("web-b"),  # a certificate of the same CA for another host
+        "another-ca": other_ca.issue("web-a"),  # the right name, signed by another CA
+        "plain": None,  # no TLS at all
+    }
+    for name, tls in intruders.items():
+        log_dir = site.root / name / "logs"
+        log_dir.mkdir(parents=True)
+        (log_dir / "access.log").write_text(json.dumps({"message": f"INTRUDER-{name}"}) + "\n")
+        snippet = site.ship_snippet("web-a", [log_dir / "access.log"], tls)
+        if tls is not None and not tls.cert:  # no certificate: the parameters for it left out
+            snippet = re.sub(r' tls\.myCert="" tls\.myPrivKey=""', "", snippet)
+        sender = Rsyslogd(site.root / f"{name}-rsyslog", "web-a", {SHIP: SENDER_LIMIT + snippet})
+        site.daemons.append(sender)
+        sender.start()
+    # A hand-made session without TLS, too: nothing is acknowledged.
+    with pytest.raises(AssertionError, match="refused the session"):
+        Relp(loghost.ports["web-a"])
+    # Each was refused (the log host says so, again as the senders retry) ...
+    wait_until(lambda: refusals(loghost) >= 2 * len(intruders), "the log host to refuse every intruder twice")
+    # ... and the real web-a, started after them, gets its lines in: none of theirs is there.
+    server = site.add_host("web-a")
+    assert server.get("/api/names", {"X-Tracking-ID": "the-real-web-a"}).status == 200
+    assert server.stop() == 0
+    wait_delivered(site, "web-a")
+    central = b"".join(path.read_bytes() for path in site.central_dir.rglob("*") if path.is_file())
+    assert b"the-real-web-a" in central and b"INTRUDER" not in central
+    assert [path.name for path in site.central_dir.iterdir()] == ["web-a"]
+
+
+def test_a_sender_cannot_choose_its_host_its_file_or_a_cut_line(site: Site) -> None:
+    """An authenticated sender (web-a's certificate) writing frames by hand: the host is the one the log host
+    authenticated, the file one trackline ships, and a frame over the limit is refused whole."""
+    loghost = site.start_loghost("web-a", "web-b")
+    relp = Relp(loghost.ports["web-a"], site.certificate("web-a"))
+    forged = {"@timestamp": "2026-12-07T12:00:00+00:00", "message": "GET /admin/delete-all 200",
+              "hostname": "web-b", "tracking_id": "forged-1"}
+    assert relp.syslog("web-b", "access.log", json.dumps(forged).encode()).startswith(b"200 OK")
+    for name in ("evil.log", "..", "access.log.1", "app", "access.log/../x"):
+        assert relp.syslog("web-a", name, b'{"message": "where does this go?"}').startswith(b"200 OK")
+    huge = json.dumps({"message": "x" * 2 * 1024 * 1024, "tracking_id": "huge-1"}).encode()
+    assert relp.syslog("web-a", "app.log", huge) == b""  # refused: the log host closes the session
+    relp.close()
+    relp = Relp(loghost.ports["web-a"], site.certificate("web-a"))
+    assert relp.syslog("web-a", "app.log", b'{"message": "after the huge one", "tracking_id": "after-1"}') \
+        .startswith(b"200 OK")
+    relp.close()
+    wait_until(lambda: len(dropped(site, "web-a")) == 5, "the five unknown file names counted")
+    # Under web-a, as web-a: the app's own hostname kept under another name, no duplicated key.
+    (access,) = (site.central_dir / "web-a" / "access.log").read_bytes().splitlines()
+    assert access == b'{"hostname":"web-a",' + json.dumps(forged).encode()[1:].replace(
+        b'"hostname":', b'"app_hostname":')
+    assert json.loads(access)["hostname"] == "web-a" and json.loads(access)["app_hostname"] == "web-b"
+    assert sorted(path.name for path in site.central_dir.iterdir()) == ["web-a"]
+    assert sorted(path.name for path in (site.central_dir / "web-a").iterdir()) == [
+        "access.log", "app.log", "dropped.log"]
+    assert {r["file"] for r in dropped(site, "web-a")} == {"evil.log", "..", "access.log.1", "app", "access.log/../x"}
+    # The 2 MiB frame: not a byte of it stored, and the log host counted it in its own log.
+    app = (site.central_dir / "web-a" / "app.log").read_bytes()
+    assert b"huge-1" not in app and [json.loads(line)["tracking_id"] for line in app.splitlines()] == ["after-1"]
+    assert "frame too long" in loghost.output.read_text()
+    # trackline trace shows the forged line as web-a's, the host that sent it.
+    printed = trace(site, "forged-1")
+    assert [json.loads(line)["hostname"] for line in printed.stdout.splitlines()] == ["web-a"]
+
+
+def test_a_line_over_the_limit_arrives_marked_and_the_sender_goes_on(site: Site) -> None:
+    """A 1.5 MB line (from an app that caps none): the sender keeps its first MiB, the frame fits the log host's
+    limit, the log host marks the line as cut, and the lines after it arrive."""
+    loghost = site.start_loghost("web-a")
+    log_dir = site.root / "web-a" / "logs"
+    site.add_sender("web-a", log_dir)
+    huge = json.dumps({"message": "x" * 1_500_000, "tracking_id": "huge-2"})
+    with (log_dir / "app.log").open("w") as app:
+        app.write(huge + "\n" + json.dumps({"message": "after", "tracking_id": "after-2"}) + "\n")
+    central = site.central_dir / "web-a" / "app.log"
+    wait_until(lambda: central.exists() and b"after-2" in central.read_bytes(), "the line after the big one")
+    cut, after = (json.loads(line) for line in central.read_bytes().splitlines())  # each line valid JSON
+    assert (cut["hostname"], cut["truncated"], after["tracking_id"]) == ("web-a", True, "after-2")
+    assert huge.startswith(cut["message"]) and cut["bytes"] == len(cut["message"]) > 1_000_000
+    assert "frame too long" not in loghost.output.read_text()

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from installer.options import Address
+from installer.rsyslog import loghost_listeners, relp_tls, render_text, ship_inputs
 from support.conf import edit_yaml
 from support.logs import read_json_lines
 from support.logtree import sql_json, trackline
@@ -29,11 +31,8 @@ pytestmark = pytest.mark.slow
 FILES = ("access.log", "app.log", "error.log")
 
 
-def render(snippet: str, **words: str) -> str:
-    text = (REPO / "rsyslog" / snippet).read_text()
-    for word, value in words.items():
-        text = text.replace(f"@{word}@", value)
-    return text
+def render(snippet: str, **words: object) -> str:
+    return render_text((REPO / "rsyslog" / snippet).read_text(), snippet, **words)
 
 
 def rsyslogd(root: Path, hostname: str, snippets: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -54,15 +53,17 @@ def central(tmp_path: Path, make_server: Callable[..., Server]) -> Iterator[tupl
     """The central tree once every line of both hosts has reached it; the servers (stopped); the relayed ID."""
     if not shutil.which("rsyslogd") or not glob.glob("/usr/lib/*/rsyslog/imrelp.so"):
         unavailable("needs Debian's rsyslog and rsyslog-relp (scripts/test installs them)")
-    port, tree, daemons = free_port(), tmp_path / "central", []
+    ports, tree, daemons = {"web-a": free_port(), "web-b": free_port()}, tmp_path / "central", []
     limits = render("trackline-limits.conf")
-    try:
+    try:  # RELP without TLS (--plain): test_log_shipping.py covers TLS
+        listeners = loghost_listeners("127.0.0.1", [Address("", name, port) for name, port in ports.items()], None)
         daemons.append(rsyslogd(tmp_path / "loghost", "loghost", {"limits.conf": limits, "loghost.conf": render(
-            "trackline-loghost.conf", LISTEN_ADDRESS="127.0.0.1", LISTEN_PORT=str(port), CENTRAL_DIR=str(tree))}))
+            "trackline-loghost.conf", LISTEN_ADDRESS="127.0.0.1", CENTRAL_DIR=str(tree)) + listeners}))
 
         def listening() -> bool:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                for port in ports.values():
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 return True
             except OSError:
                 return False
@@ -72,8 +73,8 @@ def central(tmp_path: Path, make_server: Callable[..., Server]) -> Iterator[tupl
         for name, server in servers.items():
             server.log_dir.mkdir(parents=True)
             daemons.append(rsyslogd(tmp_path / f"{name}-rsyslog", name, {"limits.conf": limits, "ship.conf": render(
-                "trackline-ship.conf", SHIP_TO_HOST="127.0.0.1", SHIP_TO_PORT=str(port), LOG_DIR=str(server.log_dir),
-                NGINX_ACCESS_LOG=str(tmp_path / name / "nginx/trackline-access.log"))}))
+                "trackline-ship.conf", SHIP_TO_HOST="127.0.0.1", SHIP_TO_PORT=ports[name], TLS=relp_tls(None, ""))
+                + ship_inputs(str(server.log_dir / file) for file in FILES)}))
         servers["web-b"].start()
         edit_yaml(servers["web-a"].conf_dir / "app.yaml",
                   lambda app: app.update(DOWNSTREAM_URL=servers["web-b"].url))

@@ -44,15 +44,16 @@ def test_paths_are_made_absolute_and_the_prefix_normalized(tmp_path: Path, monke
 
 
 def test_addresses_keep_their_text_and_lose_ipv6_brackets(tmp_path: Path) -> None:
-    edge = parse_install([*EDGE, "--upstream", "[fd00::2]:8000", "--ship-to", "logs.example:2514",
+    edge = parse_install([*EDGE, "--upstream", "[fd00::2]:8000", "--ship-to", "logs.example:2514", "--plain",
                           "--root", str(tmp_path)])
     assert edge.upstreams == (Address("10.0.0.11:8000", "10.0.0.11", 8000), Address("[fd00::2]:8000", "fd00::2", 8000))
     assert edge.listen == Address("0.0.0.0:80", "0.0.0.0", 80)
     assert edge.ship_to == Address("logs.example:2514", "logs.example", 2514)
-    loghost = parse_install(["--role", "loghost", "--root", str(tmp_path)])
-    assert loghost.listen == Address(layout.DEFAULT_LISTEN, "0.0.0.0", 2514)
-    assert parse_install(["--role", "loghost", "--listen", "[::1]:10514", "--root", str(tmp_path)]).listen == \
-        Address("[::1]:10514", "::1", 10514)
+    loghost = parse_install(["--role", "loghost", "--sender", "web-1:2514", "--plain", "--root", str(tmp_path)])
+    assert loghost.listen == Address(layout.DEFAULT_LISTEN, "127.0.0.1", 0)
+    assert loghost.senders == (Address("web-1:2514", "web-1", 2514),)
+    assert parse_install(["--role", "loghost", "--listen", "[::1]", "--sender", "web-1:2514", "--plain",
+                          "--root", str(tmp_path)]).listen == Address("[::1]", "::1", 0)
 
 
 @pytest.mark.parametrize(("argv", "error"), [
@@ -87,8 +88,25 @@ def test_addresses_keep_their_text_and_lose_ipv6_brackets(tmp_path: Path) -> Non
     (["--ship-to", "logs.example:65536"], "--ship-to must be HOST:PORT (or [IPv6]:PORT), not 'logs.example:65536'"),
     (["--ship-to", "_logs:2514"], "--ship-to must be HOST:PORT (or [IPv6]:PORT), not '_logs:2514'"),
     (["--ship-to", 'logs"x:2514'], "--ship-to must be HOST:PORT (or [IPv6]:PORT), not 'logs\"x:2514'"),
-    (["--role", "loghost", "--listen", "[::1]:99999"],
-     "--listen must be HOST:PORT (or [IPv6]:PORT), not '[::1]:99999'"),
+    (["--ship-to", "logs.example:2514"], "log shipping needs --tls-ca FILE --tls-cert FILE --tls-key FILE "
+     "(docs/log-host.md), or --plain for RELP without TLS on a network that is yours"),
+    (["--role", "loghost", "--sender", "web-1:2514"], "log shipping needs --tls-ca FILE --tls-cert FILE --tls-key "
+     "FILE (docs/log-host.md), or --plain for RELP without TLS on a network that is yours"),
+    (["--role", "loghost", "--plain"], "--role loghost needs --sender NAME:PORT for each host that ships to it"),
+    (["--role", "loghost", "--plain", "--sender", "web_1:2514"], "--sender must be NAME:PORT with NAME the "
+     "sender's certificate name (e.g. web-1.example.internal:2514), not 'web_1:2514'"),
+    (["--role", "loghost", "--plain", "--sender", "web-1:2514", "--sender", "web-2:2514"],
+     "each --sender needs a name and a port of its own"),
+    (["--ship-to", "logs.example:2514", "--plain", "--tls-ca", "/etc/ca.pem"],
+     "--plain is RELP without TLS: give it or the --tls-* files, not both"),
+    (["--ship-to", "logs.example:2514", "--tls-ca", "/nonexistent/ca.pem", "--tls-cert", "/x", "--tls-key", "/y"],
+     "--tls-ca '/nonexistent/ca.pem': No such file or directory"),
+    (["--sender", "web-1:2514"], "--sender is an option of --role loghost"),
+    (["--plain"], "--tls-ca, --tls-cert, --tls-key and --plain go with --ship-to or --role loghost"),
+    (["--ship-to", "logs.example:2514", "--plain", "--tls-peer", "a b"],
+     "--tls-peer must be a host name (the log host's certificate name), not 'a b'"),
+    (["--role", "loghost", "--listen", "[::1]:10514"],
+     "--listen for --role loghost is an address without a port (each --sender has its port), not '[::1]:10514'"),
 ])
 def test_options_that_do_not_fit_get_one_line(argv: list[str], error: str, tmp_path: Path) -> None:
     assert refusal(argv, tmp_path) == error

@@ -37,7 +37,8 @@ def python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def install_loghost(root: Path, python: str, *argv: str) -> None:
-    roles.install(parse_install(["--role", "loghost", *argv, "--root", str(root)]), python=python)
+    roles.install(parse_install(["--role", "loghost", "--sender", "web-1:2514", "--plain", *argv, "--root",
+                                 str(root)]), python=python)
 
 
 def test_loghost_stages_the_service_and_the_timer_and_sql_in_the_venv(tmp_path: Path, python: str,

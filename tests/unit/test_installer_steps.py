@@ -415,37 +415,40 @@ def test_a_staged_edge_needs_nginx_here(root: Path, fakes: Fakes, monkeypatch: p
 # -- log shipping and the log host -------------------------------------------------------------------------------
 
 
-def ship_snippet(host: str, port: str) -> str:
-    return ((REPO / "rsyslog/trackline-ship.conf").read_text().replace("@SHIP_TO_HOST@", host)
-            .replace("@SHIP_TO_PORT@", port).replace("@LOG_DIR@", "/var/log/trackline")
-            .replace("@NGINX_ACCESS_LOG@", "/var/log/nginx/trackline-access.log"))
+def shipper_conf(host: str, port: str) -> str:
+    """/etc/trackline/rsyslog-ship.conf as --ship-to HOST:PORT --plain writes it for trackline-ship.service."""
+    ship = ((REPO / "rsyslog/trackline-ship.conf").read_text().replace("@SHIP_TO_HOST@", host)
+            .replace("@SHIP_TO_PORT@", port).replace("@TLS@", 'tls="off"'))
+    return "".join([*(line + "\n" for line in (
+        "# Written by scripts/install --ship-to from rsyslog/trackline-ship.conf; run by trackline-ship.service",
+        "# (docs/log-host.md). Check with `rsyslogd -N1 -f /etc/trackline/rsyslog-ship.conf`.",
+        'global(workDirectory="/var/lib/trackline-ship")', 'global(maxMessageSize="1m")')), ship, rsyslog.ship_inputs(
+            f"/var/log/trackline/{name}" for name in ("app.log", "access.log", "error.log", "worker.log"))])
 
 
-def test_ship_to_stages_checked_snippets_once(root: Path, fakes: Fakes, capsys: pytest.CaptureFixture[str]) -> None:
-    install(root, fakes, "--ship-to", "logs.example:10514")
-    snippets = root / "etc/rsyslog.d"
-    assert sorted(p.name for p in snippets.iterdir()) == ["trackline-limits.conf", "trackline-ship.conf"]
-    assert (snippets / "trackline-ship.conf").read_text() == ship_snippet("logs.example", "10514")
-    assert (snippets / "trackline-limits.conf").read_bytes() == (REPO / "rsyslog/trackline-limits.conf").read_bytes()
+def test_ship_to_stages_the_shipper_checked_once(root: Path, fakes: Fakes, capsys: pytest.CaptureFixture[str]) -> None:
+    install(root, fakes, "--ship-to", "logs.example:10514", "--plain")
+    assert not (root / "etc/rsyslog.d").exists()  # Debian's rsyslog reads none of trackline's logs
+    assert (root / "etc/trackline/rsyslog-ship.conf").read_text() == shipper_conf("logs.example", "10514")
+    assert (root / "etc/systemd/system/trackline-ship.service").read_bytes() == \
+        (REPO / "systemd/trackline-ship.service").read_bytes()
     (check,) = fakes.calls("rsyslogd")
-    assert check.split()[1:3] == ["-N1", "-f"]
-    checked = fakes.log.with_suffix(".log.rsyslogd.conf").read_text()  # the staged files, in a config of their own
-    assert checked.splitlines()[1:] == [f'include(file="{snippets}/trackline-limits.conf")',
-                                        f'include(file="{snippets}/trackline-ship.conf")']
-    assert capsys.readouterr().out.endswith("install: installed /etc/rsyslog.d/trackline-ship.conf\n"
-                                            "install: --root: not restarting rsyslog\ninstall: done\n")
+    assert check.split()[1:3] == ["-N1", "-f"] and check.split()[3].endswith("/rsyslog-work/rsyslog-ship.conf")
+    assert capsys.readouterr().out.endswith("install: installed /etc/trackline/rsyslog-ship.conf\n"
+                                            "install: --root: not restarting trackline-ship.service\n"
+                                            "install: done\n")
     before = snapshot(root)
-    install(root, fakes, "--ship-to", "logs.example:10514")
+    install(root, fakes, "--ship-to", "logs.example:10514", "--plain")
     assert snapshot(root) == before and not fakes.calls("rsyslogd")
 
 
 def test_a_snippet_rsyslogd_rejects_is_put_back(root: Path, fakes: Fakes) -> None:
-    install(root, fakes, "--ship-to", "logs.example:10514")
+    install(root, fakes, "--ship-to", "logs.example:10514", "--plain")
     before = snapshot(root, times=False)
     fakes.refuse("rsyslogd: invalid parameter 'windowsize2'\nrsyslogd: End of config validation run. Bye.")
     with pytest.raises(Failure) as refused:
-        install(root, fakes, "--ship-to", "logs2.example:10514")
-    assert str(refused.value) == ("rsyslogd -N1 rejects trackline-ship.conf in /etc/rsyslog.d (left as before):\n"
+        install(root, fakes, "--ship-to", "logs2.example:10514", "--plain")
+    assert str(refused.value) == ("rsyslogd -N1 rejects /etc/trackline/rsyslog-ship.conf (left as before):\n"
                                   "rsyslogd: invalid parameter 'windowsize2'")
     assert snapshot(root, times=False) == before
 
@@ -454,8 +457,9 @@ def test_without_rsyslogd_a_staged_snippet_goes_unchecked(root: Path, fakes: Fak
                                                           monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    rsyslog.install_snippets(job, {"trackline-limits.conf": b"# limits\n"})
-    assert capsys.readouterr().out.endswith("install: no rsyslogd here: trackline-limits.conf unchecked\n")
+    rsyslog.install_checked(job, {"/etc/rsyslog.d/trackline-limits.conf": b"# limits\n"}, whole=False)
+    assert capsys.readouterr().out.endswith("install: no rsyslogd here: /etc/rsyslog.d/trackline-limits.conf "
+                                            "unchecked\n")
 
 
 def test_a_word_left_in_a_snippet_is_refused(job: Job, tmp_path: Path) -> None:
@@ -469,15 +473,16 @@ def test_a_word_left_in_a_snippet_is_refused(job: Job, tmp_path: Path) -> None:
 
 
 def test_loghost_stages_the_receiver_the_rules_and_the_command_but_no_service(root: Path, fakes: Fakes) -> None:
-    install(root, fakes, "--role", "loghost", "--listen", "[::1]:10514")
+    install(root, fakes, "--role", "loghost", "--listen", "::1", "--sender", "web-1:10514", "--plain")
     snippet = (root / "etc/rsyslog.d/trackline-loghost.conf").read_text()
-    assert 'address="::1" port="10514"' in snippet and 'constant(value="/var/log/trackline-central/")' in snippet
+    assert 'name="web-1" address="::1" port="10514"' in snippet
+    assert 'constant(value="/var/log/trackline-central/")' in snippet
     assert (root / "etc/logrotate.d/trackline-central").read_bytes() == \
         (REPO / "logrotate/trackline-central").read_bytes()
     assert (root / "usr/local/bin/trackline").exists() and (root / "opt/trackline/venv/bin/python").exists()
     assert not (root / "etc/systemd/system/trackline.service").exists() and not (root / "etc/trackline").exists()
     before = snapshot(root)
-    install(root, fakes, "--role", "loghost", "--listen", "[::1]:10514")
+    install(root, fakes, "--role", "loghost", "--listen", "::1", "--sender", "web-1:10514", "--plain")
     assert snapshot(root) == before
 
 
@@ -486,10 +491,10 @@ def test_loghost_stages_the_receiver_the_rules_and_the_command_but_no_service(ro
 
 def test_uninstall_removes_what_every_role_wrote(root: Path, fakes: Fakes, capsys: pytest.CaptureFixture[str]) -> None:
     """Every role into one tree, then uninstall: the configuration and the logs stay until --purge."""
-    install(root, fakes, "--ship-to", "logs.example:2514")
+    install(root, fakes, "--ship-to", "logs.example:2514", "--plain")
     install(root, fakes, "--role", "worker")
     install(root, fakes, *EDGE)
-    install(root, fakes, "--role", "loghost")
+    install(root, fakes, "--role", "loghost", "--sender", "web-1:2514", "--plain")
     edge_conf = root / "etc/nginx/conf.d/trackline.conf"
     edge_conf.write_text("# edited\n")
     install(root, fakes, *EDGE)  # puts trackline.conf.dist beside it
@@ -501,7 +506,8 @@ def test_uninstall_removes_what_every_role_wrote(root: Path, fakes: Fakes, capsy
     assert files_under(root) == [*conf, ACCESS_LOG, "var/log/trackline/app.log"]  # logs stay
     assert not (root / "opt/trackline").exists()  # the prefix goes with the venv when nothing else is in it
     out = capsys.readouterr().out
-    assert "uninstall: removed /etc/rsyslog.d/trackline-ship.conf\n" in out
+    assert "uninstall: removed /etc/trackline/rsyslog-ship.conf\n" in out
+    assert "uninstall: removed /etc/systemd/system/trackline-ship.service\n" in out
     assert out.endswith("uninstall: kept /etc/trackline and /var/log/trackline (delete them with --purge)\n")
     uninstall.uninstall(parse_uninstall(["--root", str(root), "--purge"]))
     assert files_under(root) == [ACCESS_LOG]  # nginx's, as Debian's nginx logs outlive a site
