@@ -188,3 +188,10 @@ def test_nothing_else_imports_duckdb(tree: Path, capsys: pytest.CaptureFixture[s
     monkeypatch.setitem(sys.modules, "duckdb", None)
     assert main(["trace", "current-1", "--log-dir", str(tree)]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_the_log_hosts_hostname_wins_over_an_apps_escaped_spelling(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    line = json.dumps(access_line(T0, "x", "web-1"))  # the log host's name first, then the app's escaped one
+    write_lines(tmp_path / "central/web-1/access.log", [(line[:-1] + ', "host\\u006eame": "db-1"}').encode()])
+    assert rows(capsys, tmp_path / "central", "SELECT hostname FROM access") == [{"hostname": "web-1"}]

@@ -360,3 +360,15 @@ def test_pretty_shows_the_date_when_the_lines_span_days(tmp_path):
     result = trace(ID, "--log-dir", str(tmp_path / "logs"), "--pretty", env={"TZ": "CST-8"})
     assert [row.split()[:2] for row in result.stdout.splitlines()] == [["2026-01-17", "16:44:00.000"],
                                                                      ["2026-01-18", "00:44:00.000"]]
+
+
+def test_the_log_hosts_hostname_wins_over_an_apps_escaped_spelling(tmp_path):
+    """The log host writes its sender's name first and renames an app's plain ``hostname``; an app that spells the
+    key with JSON escapes gets a second ``hostname``, which json.loads would let win: trace keeps the first."""
+    forged = ('{"hostname":"web-1","@timestamp":"2026-01-17T08:44:37.123+00:00","level":"INFO","logger":"x",'
+              f'"tracking_id":"{ID}","message":"hi","host\\u006eame":"db-1"}}')
+    (tmp_path / "central").mkdir()
+    build(tmp_path / "central/web-1", [("app.log", forged)])
+    result = trace(ID, "--log-dir", str(tmp_path / "central"), "--pretty")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.split()[1] == "web-1" and "db-1" not in result.stdout

@@ -412,6 +412,12 @@ class _Scan:
         self.unreadable: list[str] = []
 
 
+#: How a log host begins each line: its sender's name, the first key. A later ``hostname`` (an app's own, spelled
+#: with JSON escapes so that the log host kept it) must not replace it, as ``json.loads`` would (the last of equal
+#: keys); DuckDB (``trackline sql``) keeps the first too.
+_LOG_HOST_KEY = b'{"hostname":"'
+
+
 def _scan(needle: bytes, request_id: str, path: Path, since: datetime | None, buffer: bytearray) -> _Scan:
     """One file's matches (not yet sorted or rid of duplicates) and what it had to skip; a plain file is read
     into ``buffer``."""
@@ -424,6 +430,8 @@ def _scan(needle: bytes, request_id: str, path: Path, since: datetime | None, bu
                 line = raw.decode("utf-8", errors="replace")
                 try:
                     record = json.loads(line)
+                    if raw.startswith(_LOG_HOST_KEY):
+                        record["hostname"] = raw[len(_LOG_HOST_KEY):raw.index(b'"', len(_LOG_HOST_KEY))].decode()
                     form = shape(record)
                     moment = _moment(record, form)
                 except (ValueError, KeyError, TypeError):  # not JSON, not an object, or no usable timestamp
