@@ -108,6 +108,9 @@ def safe_path(option: str, value: str) -> str:
     """``value`` of ``option`` normalized, if it is an absolute path of safe characters; else BadValue."""
     if not SAFE_PATH.fullmatch(value):
         raise BadValue(f"{option} must be {PATH_RULE}, not {value!a}")
+    if ".." in value.split("/") or not value.strip("/"):
+        raise BadValue(f"{option} must name a directory below / without '..' (the installer writes under it), "
+                       f"not {value!a}")
     return posixpath.normpath("/" + value.lstrip("/"))
 
 
@@ -347,7 +350,7 @@ def _shipping(args: argparse.Namespace, role: str) -> dict[str, object]:
     senders = tuple(sender(value) for value in args.senders)
     ports = [s.port for s in senders]
     if len(set(ports)) != len(ports) or len({s.host for s in senders}) != len(senders):
-        raise Failure("each --sender needs a name and a port of its own")
+        raise BadValue("each --sender needs a name and a port of its own")
     return {"senders": senders, "tls": None if args.plain else tls_files(args.tls_ca, args.tls_cert, args.tls_key),
             "tls_peer": args.tls_peer}
 

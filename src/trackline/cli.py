@@ -150,6 +150,7 @@ def _sql(args: argparse.Namespace) -> int:
 def _compact(args: argparse.Namespace) -> int:
     from trackline.reader.compact import run_command
 
+    os.umask(os.umask(0o027) | 0o027)  # the history holds the logs' lines: no more readable than they are
     return run_command(args)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -222,3 +224,16 @@ def test_the_command_reports_and_checks_its_options(central: Path, capsys: pytes
     marker = json.loads(next((central / "parquet/_compacted").rglob("*.json")).read_text())
     assert marker["rows"] == 1 and marker["base"] == "web-1/access.log"
     assert os.stat(central / "parquet").st_mode & 0o777  # created
+
+
+def test_the_history_is_no_more_readable_than_the_logs_whatever_the_umask(central: Path) -> None:
+    """``trackline compact`` run by hand in a shell with umask 022: folders 0750, files 0640."""
+    build(central)
+    argv = ["compact", "--log-dir", str(central)]
+    script = f"import os, sys; os.umask(0o022); from trackline.cli import main; sys.exit(main({argv!r}))"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    made = [central / "parquet", *(central / "parquet").rglob("*")]
+    assert len(made) > 3
+    assert {path.stat().st_mode & 0o777 for path in made if path.is_dir()} == {0o750}
+    assert {path.stat().st_mode & 0o777 for path in made if path.is_file()} == {0o640}

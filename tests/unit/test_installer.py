@@ -133,8 +133,14 @@ def test_a_prefix_that_sh_or_systemd_would_read_is_refused(prefix: str, tmp_path
 
 
 def test_a_safe_prefix_is_normalized(tmp_path: Path) -> None:
-    for given, kept in [("/srv/tl-2.1+b@x/", "/srv/tl-2.1+b@x"), ("//opt//tl/./x/..", "/opt/tl"), ("/", "/")]:
+    for given, kept in [("/srv/tl-2.1+b@x/", "/srv/tl-2.1+b@x"), ("//opt//tl/./x/", "/opt/tl/x")]:
         assert parse_install(["--prefix", given, "--root", str(tmp_path)]).prefix == kept
+
+
+@pytest.mark.parametrize("given", ["/", "//", "/opt/../etc", "/opt/tl/.."])
+def test_a_prefix_of_root_or_with_dot_dot_is_refused(given: str, tmp_path: Path) -> None:
+    with pytest.raises(BadValue, match=r"--prefix must name a directory below / without '\.\.'"):
+        parse_install(["--prefix", given, "--root", str(tmp_path)])
 
 
 def test_a_root_outside_the_safe_characters_is_refused(tmp_path: Path) -> None:

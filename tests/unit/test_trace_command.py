@@ -372,3 +372,16 @@ def test_the_log_hosts_hostname_wins_over_an_apps_escaped_spelling(tmp_path):
     result = trace(ID, "--log-dir", str(tmp_path / "central"), "--pretty")
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout.split()[1] == "web-1" and "db-1" not in result.stdout
+
+
+def test_a_log_file_that_is_a_symbolic_link_is_not_read(tmp_path):
+    """The service's user links a rotation's name to a file only root may read: trace run as root shows nothing
+    of it, and says which file it skipped and why."""
+    secret = tmp_path / "secret.json"
+    secret.write_text(line(at(1), ID, "ROOT-ONLY SECRET") + "\n")
+    logs = build(tmp_path / "logs", [("app.log", line(at(0), ID, "genuine"))])
+    (logs / "app.log.1").symlink_to(secret)
+    result = trace(ID, "--log-dir", str(logs))
+    assert result.returncode == 0 and "genuine" in result.stdout and "SECRET" not in result.stdout
+    assert result.stderr == (f"trackline: skipped unreadable file {logs / 'app.log.1'}: a symbolic link, which"
+                             " trackline does not follow\n")

@@ -87,7 +87,7 @@ def finished_rotations(log_dir: Path) -> list[tuple[Path, Path]]:
 
     found = []
     for base, path in log_files(directory_bases(log_dir)):
-        if path != base and path.name.endswith(".gz") and not path.with_suffix("").exists():
+        if path != base and path.name.endswith(".gz") and not path.with_suffix("").exists() and not path.is_symlink():
             found.append((base, path))
     return found
 

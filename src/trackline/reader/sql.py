@@ -143,6 +143,7 @@ class Sources:
 
     json: list[tuple[Path, str]] = field(default_factory=list)
     parquet: list[Path] = field(default_factory=list)
+    links: list[Path] = field(default_factory=list)  # log files that are symbolic links: never read
 
 
 def view_of(base: Path) -> str | None:
@@ -195,6 +196,9 @@ def gather(bases: Sequence[Path], log_dirs: Sequence[Path], since: datetime | No
     for base, path in found.json:
         view = view_of(base)
         if view is None:
+            continue
+        if path.is_symlink():  # DuckDB would follow it (trace opens with O_NOFOLLOW)
+            sources[view].links.append(path)
             continue
         if since is not None and path != base:
             try:
@@ -356,16 +360,28 @@ def _looks_numeric(text: str) -> bool:
     return True
 
 
+#: What a spreadsheet reads as the start of a formula in a cell (OWASP's "CSV injection").
+_FORMULA = ("=", "+", "-", "@")
+
+
 def write_csv(out: IO[str], names: list[str], rows: Iterable[Sequence[Any]]) -> int:
     """CSV, one row a line: a value's control characters (a CR or LF among them) are escaped (``text.escape``),
-    so no value starts a row or acts on a terminal."""
+    so no value starts a row or acts on a terminal, and a text that a spreadsheet would run as a formula
+    (``=HYPERLINK(...)``, ``+``, ``-``, ``@``) starts with a ``'``, which shows it as text."""
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([escape(name) for name in names])
+    writer.writerow([_cell(name) for name in names])
     count = 0
     for row in rows:
-        writer.writerow(["" if value is None else escape(_text(value)) for value in row])
+        writer.writerow(["" if value is None else _cell(value) for value in row])
         count += 1
     return count
+
+
+def _cell(value: Any) -> str:
+    if not isinstance(value, str):
+        return escape(_text(value))
+    text = escape(value)
+    return "'" + text if text.startswith(_FORMULA) else text
 
 
 def write_json_lines(out: IO[str], names: list[str], kinds: list[str], rows: Iterable[Sequence[Any]]) -> int:
@@ -386,6 +402,7 @@ def _batches(cursor: duckdb.DuckDBPyConnection, size: int = 2048) -> Iterator[tu
 class Outcome:
     rows: int
     skipped: int
+    links: list[Path] = field(default_factory=list)
 
 
 def run(query: str, bases: Sequence[Path], log_dirs: Sequence[Path], *, since: datetime | None = None,
@@ -399,8 +416,9 @@ def run(query: str, bases: Sequence[Path], log_dirs: Sequence[Path], *, since: d
         sources = gather(bases, log_dirs, since, until)
         create_views(con, sources, since, until)
         cursor = con.execute(query)
+        links = [path for view in sources.values() for path in view.links]
         if cursor.description is None:
-            return Outcome(0, 0)
+            return Outcome(0, 0, links)
         names = [column[0] for column in cursor.description]
         kinds = [str(column[1]) for column in cursor.description]
         if output == "csv":
@@ -410,7 +428,7 @@ def run(query: str, bases: Sequence[Path], log_dirs: Sequence[Path], *, since: d
         else:
             rows = write_table(out, names, [[_text(value) for value in row] for row in cursor.fetchall()])
         out.flush()
-        return Outcome(rows, skipped_lines(con, sources, referenced_views(con, query)))
+        return Outcome(rows, skipped_lines(con, sources, referenced_views(con, query)), links)
     finally:
         con.close()
 
@@ -460,8 +478,12 @@ def run_command(args: Any, log_bases: Callable[[Any], list[Path]]) -> int:
     except Exception as exc:
         if not is_duckdb_error(exc):
             raise
-        print(f"trackline: sql: {one_line(exc)}", file=sys.stderr)
+        print(f"trackline: sql: {escape(one_line(exc))}", file=sys.stderr)  # DuckDB quotes the values it refused
         return 1
+    from trackline.reader.trace import LINK_REFUSED
+
+    for path in outcome.links:
+        print(f"trackline: skipped unreadable file {escape(str(path))}: {LINK_REFUSED}", file=sys.stderr)
     if outcome.skipped:
         print(f"trackline: skipped {outcome.skipped} malformed line(s) (not JSON)", file=sys.stderr)
     return 0

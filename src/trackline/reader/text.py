@@ -1,8 +1,9 @@
 """Every output of ``trackline trace`` and ``trackline sql`` is text: the one escaping function they all use.
 
 Log values are written by strangers (a request path, a User-Agent, an app's message), so a value must not act on
-the operator's terminal: no C0 control character (ESC, BEL, CR, LF, NUL, ...), no DEL and no C1 (U+0080 to
-U+009F, e.g. U+009B, a one-character CSI on some terminals) reaches it. ``escape`` shows each of them as its JSON
+the operator's terminal: no C0 control character (ESC, BEL, CR, LF, NUL, ...), no DEL, no C1 (U+0080 to
+U+009F, e.g. U+009B, a one-character CSI on some terminals), no Unicode line or paragraph separator and no
+bidirectional control (U+202E and its kin) reaches it. ``escape`` shows each of them as its JSON
 escape (``\\u001b``, ``\\r``, ``\\n``, ``\\t``, ``\\u007f``, ``\\u009b``), the same text that the stored JSON line
 holds, so a value can neither move the cursor nor start a row of its own.
 
@@ -20,10 +21,14 @@ from __future__ import annotations
 
 import re
 
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: Unicode's line and paragraph separators (a new row in some terminals and pagers) and its bidirectional
+#: controls (they reorder what follows: "Trojan Source", CVE-2021-42574).
+_UNICODE = [0x061C, 0x200E, 0x200F, 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_CODES = [*range(0x20), *range(0x7F, 0xA0), *_UNICODE]
+_CONTROL = re.compile("[" + "".join(re.escape(chr(code)) for code in _CODES) + "]")
 _NAMED = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 #: Each control character's escape, made once.
-_ESCAPES = {chr(code): _NAMED.get(chr(code), f"\\u{code:04x}") for code in [*range(0x20), *range(0x7F, 0xA0)]}
+_ESCAPES = {chr(code): _NAMED.get(chr(code), f"\\u{code:04x}") for code in _CODES}
 #: In a JSON text: a tab or CR (only between tokens in valid JSON; a raw LF ends the line) becomes a space.
 _JSON_ESCAPES = _ESCAPES | {"\t": " ", "\r": " ", "\n": " "}
 

@@ -10,6 +10,7 @@ dataclasses or concurrent.futures, whose imports would cost more than searching 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -412,6 +413,8 @@ class _Scan:
         self.unreadable: list[str] = []
 
 
+#: Why a log file that is a symbolic link is not read (by trace, sql or compact).
+LINK_REFUSED = "a symbolic link, which trackline does not follow"
 #: How a log host begins each line: its sender's name, the first key. A later ``hostname`` (an app's own, spelled
 #: with JSON escapes so that the log host kept it) must not replace it, as ``json.loads`` would (the last of equal
 #: keys); DuckDB (``trackline sql``) keeps the first too.
@@ -423,7 +426,9 @@ def _scan(needle: bytes, request_id: str, path: Path, since: datetime | None, bu
     into ``buffer``."""
     scan = _Scan()
     try:
-        with path.open("rb", buffering=0) as stream:
+        # O_NOFOLLOW: a link planted in a log folder (by the service's user, to a file only root may read) is
+        # never read by trace run as root
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb", buffering=0) as stream:
             gzipped = path.suffix == ".gz"
             lines = _lines_containing(needle, _inflated(stream)) if gzipped else _plain_lines(needle, stream, buffer)
             for offset, raw in lines:
@@ -442,7 +447,9 @@ def _scan(needle: bytes, request_id: str, path: Path, since: datetime | None, bu
                     continue
                 if request_id in (record.get("tracking_id"), form.trace(record)) and not (since and moment < since):
                     scan.found.append((Match(moment, str(path), offset, line.rstrip("\n"), record), raw.rstrip(b"\n")))
-    except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a damaged / half-written .gz
+    except OSError as exc:
+        scan.unreadable.append(f"{path}: {LINK_REFUSED if exc.errno == errno.ELOOP else exc}")
+    except (EOFError, zlib.error) as exc:  # a damaged / half-written .gz
         scan.unreadable.append(f"{path}: {exc}")
     return scan
 

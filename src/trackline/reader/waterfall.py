@@ -320,7 +320,9 @@ def emit(matches: list[Match], query: str, *, waterfall: bool = False, as_json: 
         from trackline.reader.waterfall_html import page
 
         try:
-            Path(html).write_text(page(tree), encoding="utf-8")
+            # 0640 (less the umask): the page holds the request's lines, as the logs do
+            with os.fdopen(os.open(html, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640), "w", encoding="utf-8") as file:
+                file.write(page(tree))
         except OSError as exc:
             print(f"trackline: cannot write {html}: {exc.strerror or exc}", file=sys.stderr)
             return False
