@@ -385,3 +385,10 @@ def test_a_log_file_that_is_a_symbolic_link_is_not_read(tmp_path):
     assert result.returncode == 0 and "genuine" in result.stdout and "SECRET" not in result.stdout
     assert result.stderr == (f"trackline: skipped unreadable file {logs / 'app.log.1'}: a symbolic link, which"
                              " trackline does not follow\n")
+
+
+def test_pretty_access_line_without_request_time_says_no_time(tmp_path):
+    logs = build(tmp_path / "logs", [("access.log", line(at(0), ID, "GET / 499", logger="gunicorn.access",
+                                                         request_method="GET", request_path="/", status_code=499))])
+    result = trace(ID, "--log-dir", str(logs), "--pretty")
+    assert result.returncode == 0 and result.stdout.rstrip().endswith("GET / -> 499")

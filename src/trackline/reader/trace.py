@@ -503,8 +503,8 @@ def _summary(record: dict[str, Any]) -> str:
     text = str(record.get("message", ""))
     if "status_code" in record:
         query = f"?{record['query_string']}" if record.get("query_string") else ""
-        text = f"{record.get('request_method')} {record.get('request_path')}{query} -> {record.get('status_code')}" \
-               f" ({record.get('request_time')}s)"
+        took = f" ({record['request_time']}s)" if record.get("request_time") is not None else ""
+        text = f"{record.get('request_method')} {record.get('request_path')}{query} -> {record['status_code']}{took}"
     return _with_fields(text, record, _SHOWN)
 
 
