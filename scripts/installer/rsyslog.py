@@ -42,7 +42,10 @@ from .options import Address, Tls
 from .system import Failure, apt_install, check_output, debian_packages_installed, run, say
 
 PACKAGES = ("rsyslog", "rsyslog-relp")
-MAX_FRAME = 1049600  # imrelp's maxDataSize: trackline-limits.conf's maxMessageSize, 1 MiB and 1 KiB
+#: The log host's imrelp maxDataSize, and trackline-limits.conf's maxMessageSize: 1 MiB and 2 KiB, the longest
+#: frame it takes (whole; a longer one is refused). Any sender's frame fits: omrelp cuts a frame's data (the
+#: syslog header and the line) to the sender's maxMessageSize, SENDER_LIMIT or, on an edge, this one.
+MAX_FRAME = 1050624
 
 
 def ensure_rsyslog(host: Host) -> None:
@@ -125,10 +128,12 @@ def ship_snippet(job: Job, paths: Iterable[str]) -> bytes:
                   TLS=tls) + ship_inputs(paths).encode()
 
 
-#: A sender's message size limit: a line of up to 1 MiB goes whole (imfile cuts a longer one into pieces),
-#: and its frame, with the syslog header, stays within the log host's 1 MiB and 1 KiB (trackline-limits.conf),
-#: which refuses a longer frame: a sender with the log host's own limit could send one and retry it forever.
-SENDER_LIMIT = 'global(maxMessageSize="1m")\n'
+#: trackline-ship.service's message size limit, 1 MiB and 1 KiB: what rsyslog counts is the frame's data, the
+#: syslog header (48 bytes and the host's and the file's names) and the line, so trackline's longest line (1 MiB
+#: with its newline: max_line_bytes' default) goes whole with a header of up to 1025 bytes. Of a longer line
+#: imfile keeps the first part, which arrives marked. Its frames stay 1 KiB within the log host's MAX_FRAME,
+#: which refuses a longer frame: a sender with a bigger limit could send one and retry it forever.
+SENDER_LIMIT = 'global(maxMessageSize="1049600")\n'
 
 
 def shipper_config(job: Job) -> bytes:

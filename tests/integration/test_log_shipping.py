@@ -15,6 +15,7 @@ import grp
 import gzip
 import importlib.util
 import json
+import logging
 import os
 import pwd
 import re
@@ -48,6 +49,8 @@ from support.requirements import unavailable
 from support.server import Server
 from support.tls import Ca
 from support.waiting import wait_until
+from trackline.logs.formatter import JsonFormatter
+from trackline.logs.linecap import DEFAULT_MAX_LINE_BYTES
 
 LIMITS = "trackline-limits.conf"
 SHIP = "trackline-ship.conf"
@@ -198,10 +201,12 @@ class Site:
 
     def add_sender(self, hostname: str, log_dir: Path, nginx_log: Path | None = None) -> Rsyslogd:
         """A started sender named ``hostname`` that ships ``log_dir``'s files and, on an edge, nginx's JSON log
-        ``nginx_log`` to the log host, each by its fixed path, as scripts/install configures it."""
+        ``nginx_log`` to the log host, each by its fixed path, as scripts/install configures it: with the
+        shipper's own size limit, or on an edge Debian's rsyslog with trackline-limits.conf."""
         log_dir.mkdir(parents=True, exist_ok=True)
         files = [log_dir / name for name in SHIPPED_LOGS] + ([nginx_log] if nginx_log else [])
-        snippets = {SHIP: SENDER_LIMIT + self.ship_snippet(hostname, files, self.certificate(hostname))}
+        limit = render(LIMITS) if nginx_log else SENDER_LIMIT
+        snippets = {SHIP: limit + self.ship_snippet(hostname, files, self.certificate(hostname))}
         sender = Rsyslogd(self.root / f"{hostname}-rsyslog", hostname, snippets)
         self.daemons.append(sender)
         self.shipped[hostname] = [log_dir, *([nginx_log.parent] if nginx_log else [])]
@@ -669,12 +674,40 @@ def test_a_sender_cannot_choose_its_host_its_file_or_a_cut_line(site: Site) -> N
     assert [json.loads(line)["hostname"] for line in printed.stdout.splitlines()] == ["web-a"]
 
 
-def test_a_line_over_the_limit_arrives_marked_and_the_sender_goes_on(site: Site) -> None:
-    """A 1.5 MB line (from an app that caps none): the sender keeps its first MiB, the frame fits the log host's
-    limit, the log host marks the line as cut, and the lines after it arrive."""
+def test_the_longest_lines_trackline_writes_arrive_whole(site: Site) -> None:
+    """A line trackline's formatter capped (a 1.5 MB message, cut to fit the default max_line_bytes, 1 MiB with
+    its newline) and a hand-made JSON line of exactly 1 MiB with its newline reach the log host whole: the
+    sender's limit has room for the syslog header too, and its frames fit the log host's."""
     loghost = site.start_loghost("web-a")
     log_dir = site.root / "web-a" / "logs"
     site.add_sender("web-a", log_dir)
+    record = logging.makeLogRecord({"name": "trackline.api", "levelno": logging.INFO, "levelname": "INFO",
+                                    "msg": "x" * 1_500_000, "tracking_id": "capped-1"})
+    capped = (JsonFormatter().format(record) + "\n").encode()
+    assert DEFAULT_MAX_LINE_BYTES - 1024 < len(capped) <= DEFAULT_MAX_LINE_BYTES
+    head = b'{"tracking_id":"exact-1","message":"'
+    exact = head + b"y" * (DEFAULT_MAX_LINE_BYTES - len(head) - 3) + b'"}\n'
+    lines = [capped, exact, b'{"message":"after","tracking_id":"after-3"}\n']
+    assert len(exact) == DEFAULT_MAX_LINE_BYTES and all(json.loads(line) for line in lines)
+    (log_dir / "app.log").write_bytes(b"".join(lines))
+    central = site.central_dir / "web-a" / "app.log"
+    wait_until(lambda: central.exists() and b"after-3" in central.read_bytes(), "the line after the long ones")
+    assert central.read_bytes().splitlines(keepends=True) == [as_central("web-a", line) for line in lines]
+    stored = json.loads(central.read_bytes().splitlines()[0])  # the app's cut, not the shipper's
+    assert (stored["hostname"], stored["tracking_id"], stored["truncated"]) == ("web-a", "capped-1", True)
+    printed = trace(site, "capped-1")
+    assert printed.returncode == 0 and printed.stdout.encode() == as_central("web-a", capped), printed.stderr
+    assert "frame too long" not in loghost.output.read_text()
+
+
+@pytest.mark.parametrize("nginx_log", [False, True], ids=["shipper", "edge"])
+def test_a_line_over_the_limit_arrives_marked_and_the_sender_goes_on(site: Site, nginx_log: bool) -> None:
+    """A 1.5 MB line (from an app that caps none): the sender keeps its first part (its frame at the sender's
+    limit: trackline-ship.service's, or on an edge trackline-limits.conf's), the frame fits the log host's limit,
+    the log host marks the line as cut, and the lines after it arrive."""
+    loghost = site.start_loghost("web-a")
+    log_dir = site.root / "web-a" / "logs"
+    site.add_sender("web-a", log_dir, site.root / "web-a" / "nginx" / "access.log" if nginx_log else None)
     huge = json.dumps({"message": "x" * 1_500_000, "tracking_id": "huge-2"})
     with (log_dir / "app.log").open("w") as app:
         app.write(huge + "\n" + json.dumps({"message": "after", "tracking_id": "after-2"}) + "\n")
@@ -682,5 +715,5 @@ def test_a_line_over_the_limit_arrives_marked_and_the_sender_goes_on(site: Site)
     wait_until(lambda: central.exists() and b"after-2" in central.read_bytes(), "the line after the big one")
     cut, after = (json.loads(line) for line in central.read_bytes().splitlines())  # each line valid JSON
     assert (cut["hostname"], cut["truncated"], after["tracking_id"]) == ("web-a", True, "after-2")
-    assert huge.startswith(cut["message"]) and cut["bytes"] == len(cut["message"]) > 1_000_000
+    assert huge.startswith(cut["message"]) and cut["bytes"] == len(cut["message"]) > DEFAULT_MAX_LINE_BYTES
     assert "frame too long" not in loghost.output.read_text()

@@ -72,7 +72,7 @@ def test_ship_to_stages_the_shipper_with_the_log_host_and_fixed_files(web: Path)
     shipped = (REPO / "rsyslog/trackline-ship.conf").read_text()
     assert shipped.replace("@SHIP_TO_HOST@", "logs.example").replace("@SHIP_TO_PORT@", "10514").replace(
         "@TLS@", TLS) in config
-    assert 'global(workDirectory="/var/lib/trackline-ship")' in config and 'maxMessageSize="1m"' in config
+    assert 'global(workDirectory="/var/lib/trackline-ship")' in config and 'maxMessageSize="1049600"' in config
     assert imfile_paths(config) == [f"/var/log/trackline/{name}" for name in
                                     ("app.log", "access.log", "error.log", "worker.log")]
     assert (web / "etc/systemd/system/trackline-ship.service").read_bytes() == (

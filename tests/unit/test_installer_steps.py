@@ -422,8 +422,9 @@ def shipper_conf(host: str, port: str) -> str:
     return "".join([*(line + "\n" for line in (
         "# Written by scripts/install --ship-to from rsyslog/trackline-ship.conf; run by trackline-ship.service",
         "# (docs/log-host.md). Check with `rsyslogd -N1 -f /etc/trackline/rsyslog-ship.conf`.",
-        'global(workDirectory="/var/lib/trackline-ship")', 'global(maxMessageSize="1m")')), ship, rsyslog.ship_inputs(
-            f"/var/log/trackline/{name}" for name in ("app.log", "access.log", "error.log", "worker.log"))])
+        'global(workDirectory="/var/lib/trackline-ship")', 'global(maxMessageSize="1049600")')), ship,
+        rsyslog.ship_inputs(f"/var/log/trackline/{name}" for name in ("app.log", "access.log", "error.log",
+                                                                      "worker.log"))])
 
 
 def test_ship_to_stages_the_shipper_checked_once(root: Path, fakes: Fakes, capsys: pytest.CaptureFixture[str]) -> None:
