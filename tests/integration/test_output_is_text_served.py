@@ -54,7 +54,7 @@ CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 @dataclass
 class Served:
     log_dir: Path
-    paths: list[str]  # what the access lines hold, in request order
+    paths: list[str]  # what the access lines hold, in the order they were written
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,9 @@ def text_of(done: subprocess.CompletedProcess[bytes]) -> str:
 
 
 def test_the_app_saw_and_logged_every_hostile_value(served: Served) -> None:
-    assert served.paths == list(PATHS.values())
+    # sorted: each access line is written once its answer is sent, by either of two workers, so two requests
+    # in a row can log in either order
+    assert sorted(served.paths) == sorted(PATHS.values())
 
 
 def test_plain_trace_prints_each_line_as_json_with_its_values(served: Served) -> None:
