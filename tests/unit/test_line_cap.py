@@ -254,3 +254,15 @@ def test_any_shape_is_cut_to_fit_keeping_what_ties_it(fields: str, seed: int) ->
         assert_cut_keeps_identity(line, whole, fields, cap)
     else:
         assert line == whole
+
+
+@pytest.mark.parametrize("fields", PRESETS)
+def test_an_indented_line_whose_fields_are_misjudged_still_fits(fields: str) -> None:
+    # json_indent puts each field on its own line: more bytes per field than the cut reckons, so it falls back
+    # to leaving out every field that does not tie the line to its request
+    made = record(**{f"k{index}": index for index in range(30_000)})
+    line = formatter(fields, json_indent=2, max_line_bytes=65_536).format(made)
+    parsed, whole = json.loads(line), json.loads(formatter(fields, max_line_bytes=10**9).format(made))
+    assert written(line) <= 65_536 and parsed["truncated"] is True
+    assert identity(parsed, fields) == identity(whole, fields)
+    assert parsed["omitted_fields"] == 30_000 and not any(key.startswith("k") for key in extras(parsed, fields))
