@@ -110,7 +110,8 @@ class LineCap:
         return self._encode(data)
 
     def _room(self, value: Any, path: Path) -> int:
-        """The most that cutting the strings in ``value`` (at ``path``) can take from the line."""
+        """The most that cutting the strings in ``value`` (at ``path``) can take from the line (a character
+        takes at most 6 bytes, ``\\uXXXX``: a string too short to outgrow the marker is not encoded)."""
         return sum(max(0, self._size(text) - _MARKER_ROOM) for where, text in _leaves(value, path)
                    if isinstance(text, str) and len(text) * 6 > _MARKER_ROOM and self._may_cut(where, text))
 
