@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from support.conf import edit_yaml
 from support.paths import CONF
 from trackline.config import ConfigError
 from trackline.logs import JsonFormatter, check_logging_config
-from trackline.logs.linecap import DEFAULT_MAX_LINE_BYTES
+from trackline.logs.linecap import DEFAULT_MAX_LINE_BYTES, probe_paths
 from trackline.logs.presets import PRESETS
 
 TRACE = {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7", "trace_flags": "01",
@@ -156,3 +157,112 @@ def test_the_shipped_logging_yaml_caps_every_formatter_from_one_setting(monkeypa
         formatters = check_logging_config(CONF / name)["formatters"]
         assert {key: value.get("max_line_bytes") for key, value in formatters.items()} == {
             "json": "65536", "json_access": "65536"}, name
+
+
+def extras(line: dict[str, Any], fields: str) -> dict[str, Any]:
+    """The object where preset ``fields`` puts a line's ``extra`` fields."""
+    return line.get({"ecs": "labels", "otel": "attributes"}.get(fields, ""), line) or {}
+
+
+def identity(line: dict[str, Any], fields: str) -> dict[Any, Any]:
+    """The values of ``line`` at the paths that tie it to its request and source (as the cap finds them)."""
+    values = {}
+    for path in probe_paths(formatter(fields).add_fields)[0]:
+        node: Any = line
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        values[path] = node
+    return values
+
+
+def assert_cut_keeps_identity(line: str, whole: str, fields: str, cap: int) -> dict[str, Any]:
+    """``line`` (``whole`` capped at ``cap``) fits, is one JSON object with its flags and keeps its identity
+    fields and a start of its message; the parsed line."""
+    parsed, uncut = json.loads(line), json.loads(whole)
+    assert written(line) <= cap and "\n" not in line
+    assert (parsed["truncated"], parsed["original_bytes"]) == (True, written(whole))
+    assert identity(parsed, fields) == identity(uncut, fields) and parsed["tracking_id"] == "req-1"
+    message_key = "body" if fields == "otel" else "message"
+    kept = MARKER.split(parsed[message_key])[0]
+    assert uncut[message_key].startswith(kept) and (kept == uncut[message_key] or MARKER.search(parsed[message_key]))
+    return parsed
+
+
+@pytest.mark.parametrize("fields", PRESETS)
+@pytest.mark.parametrize("count", [30_000, 80_000])
+def test_many_top_level_fields_are_omitted_largest_first_and_counted(fields: str, count: int) -> None:
+    # extra=request.args.to_dict() with a client's keys: each field small, the line over the cap in keys
+    made = record(**{f"k{index}_{'x' * (index % 40)}": index for index in range(count)})
+    line, whole = formatter(fields).format(made), formatter(fields, max_line_bytes=10**9).format(made)
+    parsed = assert_cut_keeps_identity(line, whole, fields, DEFAULT_MAX_LINE_BYTES)
+    assert parsed.get("message", parsed.get("body")) == "hello"
+    mine, theirs = extras(parsed, fields), extras(json.loads(whole), fields)
+    omitted = {key: value for key, value in theirs.items() if key not in mine}
+    assert parsed["omitted_fields"] == len(omitted) > 0
+    assert all(theirs[key] == value for key, value in mine.items() if key in theirs)  # what stays is whole
+    size = lambda key: len(json.dumps({key: theirs[key]}))  # noqa: E731
+    assert max(size(key) for key in mine if key.startswith("k")) <= min(map(size, omitted))
+    assert written(line) > DEFAULT_MAX_LINE_BYTES - 1000  # no more left out than needed
+
+
+@pytest.mark.parametrize("fields", PRESETS)
+def test_a_huge_key_is_left_out_and_counted_and_the_message_cut_with_it(fields: str) -> None:
+    made = record(message="m" * MB, note="short", **{"k" * 1_200_000: 1})
+    line, whole = formatter(fields).format(made), formatter(fields, max_line_bytes=10**9).format(made)
+    parsed = assert_cut_keeps_identity(line, whole, fields, DEFAULT_MAX_LINE_BYTES)
+    assert parsed["omitted_fields"] == 1 and "k" * 1000 not in line
+    assert extras(parsed, fields)["note"] == "short"
+    assert written(line) > DEFAULT_MAX_LINE_BYTES - 1000  # the message keeps the room the key left
+
+
+@pytest.mark.parametrize("fields", PRESETS)
+@pytest.mark.parametrize("nested", [{"query": {"k" * 1_200_000: 1}}, {"items": [{"a": 1}, {"k" * 1_200_000: 2}]},
+                                    {"query": {f"k{index}": index for index in range(80_000)}}])
+def test_huge_keys_nested_are_replaced_with_their_object(fields: str, nested: dict[str, Any]) -> None:
+    made = record(note="short", **nested)
+    line, whole = formatter(fields).format(made), formatter(fields, max_line_bytes=10**9).format(made)
+    parsed = assert_cut_keeps_identity(line, whole, fields, DEFAULT_MAX_LINE_BYTES)
+    [key] = nested
+    assert MARKER.search(extras(parsed, fields)[key]) and extras(parsed, fields)["note"] == "short"
+    assert "omitted_fields" not in parsed
+
+
+@pytest.mark.parametrize("fields", PRESETS)
+@pytest.mark.parametrize("seed", range(6))
+def test_any_shape_is_cut_to_fit_keeping_what_ties_it(fields: str, seed: int) -> None:
+    """Random lines of many fields, huge keys and values, nested objects and lists, non-ASCII text."""
+    rng = random.Random(seed)
+    text = lambda size: "".join(rng.choices("aé\"\\\n€😀z", k=size))  # noqa: E731
+
+    def value(depth: int) -> Any:
+        kind = rng.choices(["int", "text", "long", "object", "list"], [4, 4, 1, 1, 1] if depth < 2 else [1, 1, 0, 0, 0])
+        if kind == ["object"]:
+            return {text(rng.choice([3, 20, 5000])): value(depth + 1) for _ in range(rng.randint(0, 8))}
+        if kind == ["list"]:
+            return [value(depth + 1) for _ in range(rng.randint(0, 8))]
+        return {"int": rng.randint(-10**9, 10**9), "text": text(rng.randint(0, 40)),
+                "long": text(rng.randint(1000, 20_000))}[kind[0]]
+
+    cap = rng.choice([4096, 8192, 65_536])
+    options = {"max_line_bytes": cap, "json_ensure_ascii": rng.choice([True, False])}
+    fields_of_line = {f"k_{text(rng.choice([2, 10, 3000, 9000]))}": value(0)
+                      for _ in range(rng.choice([1, 20, 300, 3000]))}
+    made = record(message=text(rng.choice([10, 10_000])), exc=rng.choice([True, False]), **fields_of_line)
+    line = formatter(fields, **options).format(made)
+    whole = formatter(fields, **{**options, "max_line_bytes": 10**9}).format(made)
+    if written(whole) > cap:
+        assert_cut_keeps_identity(line, whole, fields, cap)
+    else:
+        assert line == whole
+
+
+@pytest.mark.parametrize("fields", PRESETS)
+def test_an_indented_line_whose_fields_are_misjudged_still_fits(fields: str) -> None:
+    # json_indent puts each field on its own line: more bytes per field than the cut reckons, so it falls back
+    # to leaving out every field that does not tie the line to its request
+    made = record(**{f"k{index}": index for index in range(30_000)})
+    line = formatter(fields, json_indent=2, max_line_bytes=65_536).format(made)
+    parsed, whole = json.loads(line), json.loads(formatter(fields, max_line_bytes=10**9).format(made))
+    assert written(line) <= 65_536 and parsed["truncated"] is True
+    assert identity(parsed, fields) == identity(whole, fields)
+    assert parsed["omitted_fields"] == 30_000 and not any(key.startswith("k") for key in extras(parsed, fields))

@@ -37,7 +37,8 @@ class JsonFormatter(_PjlJsonFormatter):
     ``fields`` names the field preset (``trackline``, the default, or ``ecs``, ``gcp``, ``datadog``, ``otel``:
     ``trackline.logs.presets``); ``gcp_project`` is the Google Cloud project ID that ``fields: gcp`` needs.
     ``max_line_bytes`` caps a line (its newline included; default 1 MiB, the log host's limit): a longer one has its
-    longest values cut with a marker (``trackline.logs.linecap``), a shorter one is written as it is.
+    longest values cut with a marker, and what cannot be cut left out (``trackline.logs.linecap``); a shorter
+    one is written as it is.
     Other keyword arguments are python-json-logger's (``static_fields``, ``json_ensure_ascii``, ...).
     """
 
@@ -53,8 +54,7 @@ class JsonFormatter(_PjlJsonFormatter):
         if preset is not None:
             self.add_fields = preset  # type: ignore[method-assign,assignment]
         self.max_line_bytes = linecap.max_line_bytes(max_line_bytes)
-        self._cap = linecap.LineCap(self.max_line_bytes, self._encode, self.json_ensure_ascii,
-                                    linecap.identity_paths(self.add_fields))
+        self._cap = linecap.LineCap(self.max_line_bytes, self._encode, self.json_ensure_ascii, self.add_fields)
         self._fits = self._cap.fits
         self._second = (-1, "", "")  # the cap's probe line rendered one: a line's own zone is read when it comes
 
