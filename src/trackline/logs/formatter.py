@@ -36,9 +36,9 @@ class JsonFormatter(_PjlJsonFormatter):
     ``location: false`` drops ``loc``/``func`` (the access log has no useful source location).
     ``fields`` names the field preset (``trackline``, the default, or ``ecs``, ``gcp``, ``datadog``, ``otel``:
     ``trackline.logs.presets``); ``gcp_project`` is the Google Cloud project ID that ``fields: gcp`` needs.
-    ``max_line_bytes`` caps a line (its newline included; default 1 MiB, the log host's limit): a longer one has its
-    longest values cut with a marker, and what cannot be cut left out (``trackline.logs.linecap``); a shorter
-    one is written as it is.
+    ``max_line_bytes`` caps a line (its newline included; default 1 MiB, the longest that reaches the log host
+    whole): a longer one has its longest values cut with a marker, and what cannot be cut left out
+    (``trackline.logs.linecap``); a shorter one is written as it is.
     Other keyword arguments are python-json-logger's (``static_fields``, ``json_ensure_ascii``, ...).
     """
 

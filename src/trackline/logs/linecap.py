@@ -20,7 +20,8 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-#: The default cap: 1 MiB, the longest line the log host accepts (rsyslog's maxMessageSize in rsyslog/).
+#: The default cap: 1 MiB, the longest line that reaches the log host whole (the shipper's limit, rsyslog/, is
+#: 1 MiB and 1 KiB: room for the syslog header).
 DEFAULT_MAX_LINE_BYTES = 1_048_576
 #: The smallest cap accepted: room for a line's identity fields and a cut message.
 MIN_MAX_LINE_BYTES = 4096
@@ -49,7 +50,7 @@ def max_line_bytes(value: Any) -> int:
         number = int(value)
     if number is None or number < MIN_MAX_LINE_BYTES:
         raise ValueError(f"max_line_bytes must be a whole number of bytes, at least {MIN_MAX_LINE_BYTES}"
-                         f" (default {DEFAULT_MAX_LINE_BYTES}, the log host's limit), not {value!r}")
+                         f" (default {DEFAULT_MAX_LINE_BYTES}, what reaches the log host whole), not {value!r}")
     return number
 
 
