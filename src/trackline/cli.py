@@ -150,8 +150,12 @@ def _sql(args: argparse.Namespace) -> int:
 def _compact(args: argparse.Namespace) -> int:
     from trackline.reader.compact import run_command
 
-    os.umask(os.umask(0o027) | 0o027)  # the history holds the logs' lines: no more readable than they are
-    return run_command(args)
+    before = os.umask(0o027)  # the history holds the logs' lines: no more readable than they are
+    os.umask(before | 0o027)
+    try:
+        return run_command(args)
+    finally:
+        os.umask(before)  # main() also runs in-process (tests, scripts): leave the caller's umask as it was
 
 
 def _request_id(value: str) -> str:

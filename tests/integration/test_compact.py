@@ -237,3 +237,13 @@ def test_the_history_is_no_more_readable_than_the_logs_whatever_the_umask(centra
     assert len(made) > 3
     assert {path.stat().st_mode & 0o777 for path in made if path.is_dir()} == {0o750}
     assert {path.stat().st_mode & 0o777 for path in made if path.is_file()} == {0o640}
+
+
+def test_compact_in_process_leaves_the_callers_umask_alone(central: Path) -> None:
+    before = os.umask(0o022)
+    try:
+        assert main(["compact", "--log-dir", str(central / "nope")]) == 2
+        assert main(["compact", "--log-dir", str(central.parent)]) == 0
+        assert os.umask(0o022) == 0o022
+    finally:
+        os.umask(before)
