@@ -245,6 +245,17 @@ def test_json_is_the_same_tree() -> None:
 
 # -- every field preset: the same tree from lines written in ECS, GCP, Datadog and OpenTelemetry names ---------
 
+def _carried(record: dict[str, Any]) -> dict[str, Any]:
+    """The span and task fields every preset carries as they are (ECS under labels, OTel under attributes)."""
+    return {key: record[key] for key in ("parent_span_id", "task_id", "task_name", "parent_task_id", "job_id", "data")
+            if key in record}
+
+
+def _target(record: dict[str, Any]) -> str:
+    """``/path?query`` of an access line."""
+    return record["request_path"] + (f"?{record['query_string']}" if record["query_string"] else "")
+
+
 def _ecs(record: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"@timestamp": record["@timestamp"], "log.level": record["level"],
                            "message": record["message"], "ecs.version": "8.11.0",
@@ -258,8 +269,7 @@ def _ecs(record: dict[str, Any]) -> dict[str, Any]:
         out["event"] = {"duration": round(record["request_time"] * 1e9)}
     elif "url" in record:
         out["http"], out["url"] = {"request": {"method": "GET"}}, {"full": record["url"]}
-    labels = {key: record[key] for key in ("parent_span_id", "task_id", "task_name", "parent_task_id", "job_id",
-                                           "data") if key in record}
+    labels = _carried(record)
     if labels:
         out["labels"] = labels
     return out
@@ -272,13 +282,12 @@ def _gcp(record: dict[str, Any]) -> dict[str, Any]:
         out["logging.googleapis.com/trace"] = f"projects/p/traces/{record['trace_id']}"
         out["logging.googleapis.com/spanId"] = record["span_id"]
     if "status_code" in record:
-        target = record["request_path"] + (f"?{record['query_string']}" if record["query_string"] else "")
+        target = _target(record)
         out["httpRequest"] = {"requestMethod": "GET", "requestUrl": target, "status": record["status_code"],
                               "latency": f"{record['request_time']:.6f}s"}
     elif "url" in record:
         out["httpRequest"] = {"requestMethod": "GET", "requestUrl": record["url"]}
-    out.update({key: record[key] for key in ("parent_span_id", "task_id", "task_name", "parent_task_id", "job_id",
-                                             "data") if key in record})
+    out.update(_carried(record))
     return out
 
 
@@ -289,14 +298,13 @@ def _datadog(record: dict[str, Any]) -> dict[str, Any]:
     if "span_id" in record:
         out.update(trace_id=record["trace_id"], span_id=record["span_id"])
     if "status_code" in record:
-        target = record["request_path"] + (f"?{record['query_string']}" if record["query_string"] else "")
+        target = _target(record)
         out["http"] = {"method": "GET", "url": target, "url_details": {"path": record["request_path"]},
                        "status_code": record["status_code"]}
         out["duration"] = round(record["request_time"] * 1e9)
     elif "url" in record:
         out["http"] = {"method": "GET", "url": record["url"]}
-    out.update({key: record[key] for key in ("parent_span_id", "task_id", "task_name", "parent_task_id", "job_id",
-                                             "data") if key in record})
+    out.update(_carried(record))
     return out
 
 
@@ -314,8 +322,7 @@ def _otel(record: dict[str, Any]) -> dict[str, Any]:
             attributes["url.query"] = record["query_string"]
     elif "url" in record:
         attributes.update({"http.request.method": "GET", "url.full": record["url"]})
-    attributes.update({key: record[key] for key in ("parent_span_id", "task_id", "task_name", "parent_task_id",
-                                                    "job_id", "data") if key in record})
+    attributes.update(_carried(record))
     out["attributes"] = attributes
     out["instrumentation_scope"] = {"name": record["logger"]}
     return out
