@@ -7,7 +7,7 @@ import pkgutil
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from random import getrandbits
 from typing import Any
 
@@ -69,6 +69,13 @@ class TrackingPolicy:
     expose_header: bool
     propagate_to: re.Pattern[str] | None
     sampled: bool
+    #: The header and its aliases, in the order they are read; the flags of a trace the policy starts.
+    headers: tuple[str, ...] = field(init=False)
+    trace_flags: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", (self.header, *self.aliases))  # once, not per request
+        object.__setattr__(self, "trace_flags", new_trace_flags(self.sampled))
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> TrackingPolicy:
@@ -104,7 +111,7 @@ class TrackingPolicy:
         invalid whatever it holds (its ``repr`` is what the rejected value's log fields show).
         """
         rejected = None
-        for header in (self.header, *self.aliases):
+        for header in self.headers:
             value: Any = header_value(header)
             if value is None:
                 continue
@@ -122,8 +129,7 @@ class TrackingPolicy:
     def start_trace(self, tracking_id: str) -> TraceContext:
         """The trace a request without a valid ``traceparent`` starts: a UUID4 tracking ID's 32 hex digits are
         its trace-id (so one value finds both), else a random one; sampled per ``TRACE_SAMPLED``."""
-        return TraceContext(trace_id_of(tracking_id) or random_trace_id(), new_span_id(), None,
-                            new_trace_flags(self.sampled))
+        return TraceContext(trace_id_of(tracking_id) or random_trace_id(), new_span_id(), None, self.trace_flags)
 
     def propagates_to(self, host: str | None) -> bool:
         """Whether a call to ``host`` gets the tracking header and the trace (``TRACKING_ID_PROPAGATE_TO``)."""

@@ -23,25 +23,24 @@ class TrackingIdFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        attributes = record.__dict__  # read and written as a dict: cheaper than hasattr and setattr
         redactor = redaction.active()
-        if not record.__dict__.keys().isdisjoint(redactor.field_names):
-            redactor.record(record.__dict__)
+        if not attributes.keys().isdisjoint(redactor.field_names):
+            redactor.record(attributes)
         if record.args and isinstance(record.args, tuple):
             record.args = redactor.args(record.args)
         scope = current()
         if scope is None:
-            if not hasattr(record, "tracking_id"):
-                record.tracking_id = None
+            attributes.setdefault("tracking_id", None)
             return True
-        if not hasattr(record, "tracking_id"):
-            record.tracking_id = scope.tracking_id
-        trace = span_of(scope)
-        if trace is not None and not hasattr(record, "span_id"):
-            record.trace_id = trace.trace_id
-            record.span_id = trace.span_id
-            record.trace_flags = trace.flags
+        attributes.setdefault("tracking_id", scope.tracking_id)
+        trace = span_of(scope) if scope.otel else scope.trace
+        if trace is not None and "span_id" not in attributes:
+            attributes["trace_id"] = trace.trace_id
+            attributes["span_id"] = trace.span_id
+            attributes["trace_flags"] = trace.flags
             if trace.parent_id is not None:
-                record.parent_span_id = trace.parent_id
-        if scope.task is not None and not hasattr(record, "task_id"):
-            record.__dict__.update(scope.task)
+                attributes["parent_span_id"] = trace.parent_id
+        if scope.task is not None and "task_id" not in attributes:
+            attributes.update(scope.task)
         return True

@@ -6,7 +6,9 @@ lines with one ``write`` system call; like ``WatchedFileHandler`` it stats the p
 it when logrotate has renamed or removed it, so no line goes to a file that gzip may take.
 
 In a gevent worker, the lines that request greenlets log are written together once the loop turns
-(``coalesce``): one ``stat`` and one ``write`` per file per loop turn instead of per line.
+(``coalesce``): one ``stat`` and one ``write`` per file per loop turn instead of per line. A line is formatted
+and queued without the handler's lock (in a gevent worker that lock is Python code, a few microseconds a
+line); only writing takes it.
 
 Faults (docs/faults.md): a write that fails or is cut short (a full disk) drops its lines, says so on stderr
 once per episode, and the next write starts on a new line, so a torn fragment never swallows a whole line; a
@@ -166,7 +168,9 @@ class WatchedAppendFileHandler(logging.FileHandler):
         comes before the write starts leaves the lines pending for ``logging.shutdown``; once the write has
         started they count as written, so no line is ever written twice.
         """
-        pending, self._pending = self._pending, []  # no call in between: no signal handler can run here
+        waiting = self._pending  # lines are appended to it without the lock: take only those there now
+        pending = waiting[:]
+        del waiting[:len(pending)]  # (a signal handler's exception before this leaves them all waiting)
         data, sent, torn = b"", 0, False
         try:
             size = self._reopen_if_moved()
@@ -182,7 +186,7 @@ class WatchedAppendFileHandler(logging.FileHandler):
             return
         except BaseException as exc:
             if not data and not isinstance(exc, Exception):
-                self._pending[:0] = pending
+                waiting[:0] = pending
             raise
         if self._failure is not None:
             self._resumed()
@@ -210,6 +214,15 @@ class WatchedAppendFileHandler(logging.FileHandler):
         except Exception:  # stderr closed or full too: nothing left to tell
             pass
 
+    def handle(self, record: logging.LogRecord) -> bool | logging.LogRecord:  # type: ignore[override]
+        """``logging.Handler.handle`` without its lock around ``emit``: a line is formatted and queued without it
+        (``list.append`` is atomic), and the lock is taken only to write (``flush``). A record that a filter
+        replaces (Python 3.12's filters may return one) is the one written."""
+        kept = self.filter(record)
+        if kept:
+            self.emit(kept if isinstance(kept, logging.LogRecord) else record)
+        return kept
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = (self.format(record) + self.terminator).encode(self.encoding or "utf-8",
@@ -217,7 +230,7 @@ class WatchedAppendFileHandler(logging.FileHandler):
             self._pending.append(line)
             hub = running_hub() if self.coalesce else None
             if hub is None or len(self._pending) >= MAX_PENDING_LINES:
-                self._write_pending()  # with any lines still waiting for a loop turn, in order
+                self.flush()  # with any lines still waiting for a loop turn, in order
             elif hub is not self._flush_hub:  # no write scheduled on this hub yet
                 run_on_next_turn(self.flush)
                 self._flush_hub = hub

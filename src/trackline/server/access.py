@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -50,19 +52,21 @@ def access_fields(resp: Any, req: Any, environ: dict[str, Any], request_time: da
     redact = redactor or redaction.active()
     path = environ.get("PATH_INFO", getattr(req, "path", None))
     query = environ.get("QUERY_STRING")
-    referer = environ.get("HTTP_REFERER") or _request_header(req, "REFERER")
+    host, referer, user_agent = environ.get("HTTP_HOST"), environ.get("HTTP_REFERER"), environ.get("HTTP_USER_AGENT")
+    if req is not None and "wsgi.url_scheme" not in environ:  # gunicorn's own answer: its headers are on req only
+        host, referer, user_agent = (_request_header(req, name) for name in ("HOST", "REFERER", "USER-AGENT"))
     return {
         "tracking_id": environ.get(TRACKING_ID_KEY) or get_tracking_id(),  # the latter for a request gunicorn rejected
         "remote_addr": environ.get("REMOTE_ADDR"),
         "protocol": environ.get("SERVER_PROTOCOL"),
-        "host": environ.get("HTTP_HOST") or _request_header(req, "HOST"),
+        "host": host,
         "request_method": environ.get("REQUEST_METHOD"),
         "request_path": path and redact.url(path),
         "query_string": query and redact.query(query),  # null for a request gunicorn could not parse
         "status_code": status,
         "response_length": _sent(resp),
         "referer": referer and redact.url(referer),
-        "user_agent": environ.get("HTTP_USER_AGENT") or _request_header(req, "USER-AGENT"),
+        "user_agent": user_agent,
         "request_time": request_time.total_seconds(),
     }
 
@@ -99,14 +103,8 @@ class JsonLogger(glogging.Logger):
                 fields["completed"] = False
             if inflight.is_slow(request_time):
                 fields["slow"] = True
-            # What log.info("%s %s %s", ..., extra=fields) does, minus its caller lookup (a stack walk per line)
-            # and its check of each extra key against the record's attributes (these names never collide).
-            record = log.makeRecord(log.name, logging.INFO, __file__, _LINE, "%s %s %s",
-                                    (fields["request_method"] or "-", fields["request_path"] or "-",
-                                     fields["status_code"]),
-                                    None, "access")
-            record.__dict__.update(fields)
-            log.handle(record)
+            log.handle(_access_record(log, (fields["request_method"] or "-", fields["request_path"] or "-",
+                                            fields["status_code"]), fields))
         except Exception:
             self.exception("could not write the access log line")
 
@@ -146,6 +144,35 @@ def is_gevent_worker(cfg: Any) -> bool:
 
 #: The source line access records name (``loc`` when a formatter shows it): the start of ``JsonLogger.access``.
 _LINE = JsonLogger.access.__code__.co_firstlineno
+
+#: Per logger name, the attributes of this process's first access record: the ones every access record shares.
+_prototypes: dict[str, dict[str, Any]] = {}
+os.register_at_fork(after_in_child=_prototypes.clear)  # a worker's records carry its own pid
+
+
+def _access_record(log: logging.Logger, args: tuple[Any, ...], fields: dict[str, Any]) -> logging.LogRecord:
+    """What ``log.info("%s %s %s", *args, extra=fields)`` makes, minus its caller lookup (a stack walk per line),
+    its check of each extra key against the record's attributes (these names never collide) and the generic
+    ``LogRecord.__init__``: a copy of the process's first record with this one's time, arguments and fields.
+    An app's own record factory (``logging.setLogRecordFactory``: OpenTelemetry's logging instrumentation) still
+    makes every record."""
+    if logging.getLogRecordFactory() is not logging.LogRecord:
+        record = log.makeRecord(log.name, logging.INFO, __file__, _LINE, "%s %s %s", args, None, "access")
+        record.__dict__.update(fields)
+        return record
+    prototype = _prototypes.get(log.name)
+    if prototype is None:
+        first = log.makeRecord(log.name, logging.INFO, __file__, _LINE, "%s %s %s", args, None, "access")
+        prototype = _prototypes[log.name] = dict(first.__dict__)
+    record = _new_record(logging.LogRecord)
+    created = time.time()
+    record.__dict__ = {**prototype, "args": args, "created": created, "msecs": (created - int(created)) * 1000 // 1,
+                       "relativeCreated": prototype["relativeCreated"] + (created - prototype["created"]) * 1000,
+                       **fields}
+    return record
+
+
+_new_record = object.__new__
 
 
 def _from_callers_frame(name: str) -> Any:

@@ -18,7 +18,8 @@ carries its tracking ID and trace, with the access log's names ``request_method`
   ``graceful_timeout``): each request still running is logged the same way, as one the worker is about to
   give up (gunicorn's own kill of its greenlets, or the master's SIGKILL, both leave no line).
 
-No gevent import at module level: ``access.py`` reads the threshold in the master too.
+No gevent import (greenlet, gevent's dependency, patches nothing): ``access.py`` reads the threshold in the
+master too.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import traceback
 from datetime import timedelta
 from types import FrameType, SimpleNamespace
 from typing import Any
+
+from greenlet import getcurrent  # gevent's dependency; a thread's main greenlet in other workers
 
 from trackline import context
 from trackline.wsgi import TRACKING_ID_KEY
@@ -59,7 +62,7 @@ class InFlight:
 
     def scope(self) -> context.Scope | None:
         """The request's scope, as its own greenlet sees it."""
-        if self.greenlet is _getcurrent():
+        if self.greenlet is getcurrent():
             scope = context.current()
         else:
             ctx = getattr(self.greenlet, "gr_context", None)
@@ -79,15 +82,9 @@ class InFlight:
 _requests: dict[int, InFlight] = {}
 
 
-def _getcurrent() -> Any:
-    from greenlet import getcurrent  # gevent's dependency; a thread's main greenlet in other workers
-
-    return getcurrent()
-
-
 def start(environ: dict[str, Any]) -> None:
     """Register the request of ``environ``, served by the current greenlet."""
-    _requests[id(environ)] = InFlight(environ, time.monotonic(), _getcurrent())
+    _requests[id(environ)] = InFlight(environ, time.monotonic(), getcurrent())
 
 
 def finish(environ: dict[str, Any]) -> None:
@@ -121,7 +118,7 @@ def check_slow(log: logging.Logger, now: float | None = None) -> None:
 def report_abort(worker: Any, timeout: float, stuck: FrameType | None) -> None:
     """``worker_abort``: name the request that held the loop (``stuck``: where the signal found it), or, if none
     did, every request, which the process's exit ends now."""
-    now, current = time.monotonic(), _getcurrent()
+    now, current = time.monotonic(), getcurrent()
     holder = next((r for r in in_flight() if r.greenlet is current), None)
     if holder is not None:
         _never_completed(worker, holder, now, logging.ERROR,
