@@ -160,7 +160,8 @@ def make_servers(tmp: Path) -> list[Server]:
     servers.append(stock_server("(d) stock: bare Flask + --access-logfile", tmp / "d", "apps:create_flask_app()"))
     servers.append(stock_server("(e) OTel: bare Flask + OTel + --access-logfile", tmp / "e",
                                 "apps:create_otel_flask_app()"))
-    servers.append(otel_trackline_server("(f) trackline + OTel", tmp / "f"))
+    servers.append(served_by_trackline("(f) trackline + OTel", tmp / "f", "apps:create_otel_flask_app()"))
+    servers.append(served_by_trackline("(g) trackline serving (b)'s app", tmp / "g", "apps:create_flask_app()"))
     return servers
 
 
@@ -172,10 +173,11 @@ def stock_server(label: str, root: Path, target: str) -> Server:
     return Server(label, root, argv, {"BENCH_BIND": f"127.0.0.1:{port}"}, port)
 
 
-def otel_trackline_server(label: str, root: Path) -> Server:
-    """trackline serving the OTel-instrumented bare Flask app (``--app``), as (c) serves the demo."""
+def served_by_trackline(label: str, root: Path, target: str) -> Server:
+    """trackline serving ``target`` (``--app``: the bare or the OTel-instrumented Flask app), as (c) serves the
+    demo."""
     server = trackline_server(label, root, pythonpath=str(HERE))
-    server.argv += ["--app", "apps:create_otel_flask_app()"]
+    server.argv += ["--app", target]
     return server
 
 
@@ -264,29 +266,33 @@ def count_lines(path: Path) -> int:
         return sum(1 for _ in file)
 
 
+#: The ratios the report gives (issue 23's targets): req/s of the first server / req/s of the second, at least.
+RATIOS = (("c/b", "trackline (the demo) / bare Flask", 0.85), ("c/d", "trackline (the demo) / stock", 1.05),
+          ("g/b", "trackline serving the bare app / bare Flask", 0.85),
+          ("g/d", "trackline serving the bare app / stock", 1.05),
+          ("f/e", "trackline + OTel / OTel + stock", 0.90))
+
+
 def report(args: argparse.Namespace, servers: list[Server], formatters: list[tuple[str, float, float]]) -> str:
     """The markdown tables: per cycle, per server (medians over cycles), per JSON formatter."""
-    _, b, c, d, e, f = servers
-    ratios = [lc.rps / lb.rps for lb, lc in zip(b.loads, c.loads, strict=True)]
-    stock_ratios = [lc.rps / ld.rps for ld, lc in zip(d.loads, c.loads, strict=True)]
-    otel_ratios = [lf.rps / le.rps for le, lf in zip(e.loads, f.loads, strict=True)]
-    median_ratio, median_stock = statistics.median(ratios), statistics.median(stock_ratios)
-    median_otel = statistics.median(otel_ratios)
+    by_key = {server.label[1]: server for server in servers}
+    ratios = {name: [mine.rps / theirs.rps for mine, theirs in zip(by_key[name[0]].loads, by_key[name[2]].loads,
+                                                                    strict=True)] for name, _, _ in RATIOS}
     lines = [
         f"## GET {args.path}: wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s --latency, "
-        f"{args.cycles} cycles a to f interleaved; gunicorn gevent, {SHARED['workers']} workers, "
+        f"{args.cycles} cycles a to g interleaved; gunicorn gevent, {SHARED['workers']} workers, "
         f"{SHARED['worker_connections']} worker_connections, {os.cpu_count()} CPUs shared with wrk",
         "",
-        "| cycle | (a) raw WSGI req/s | (b) bare Flask req/s | (c) trackline req/s | (d) stock req/s "
-        "| (e) OTel + stock req/s | (f) trackline + OTel req/s | c/b | c/d | f/e |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| cycle | " + " | ".join(f"({key}) req/s" for key in by_key) + " | "
+        + " | ".join(name for name, _, _ in RATIOS) + " |",
+        "|---|" + "---:|" * (len(servers) + len(RATIOS)),
     ]
-    for cycle, loads in enumerate(zip(*(server.loads for server in servers), strict=True), 1):
-        lines.append(f"| {cycle} | " + " | ".join(f"{load.rps:.0f}" for load in loads) + " | "
-                     f"{ratios[cycle - 1]:.2f} | {stock_ratios[cycle - 1]:.2f} | {otel_ratios[cycle - 1]:.2f} |")
+    for cycle, loads in enumerate(zip(*(server.loads for server in servers), strict=True)):
+        lines.append(f"| {cycle + 1} | " + " | ".join(f"{load.rps:.0f}" for load in loads) + " | "
+                     + " | ".join(f"{values[cycle]:.2f}" for values in ratios.values()) + " |")
     lines += [
         "| median | " + " | ".join(f"{median(server, 'rps'):.0f}" for server in servers) + " | "
-        f"**{median_ratio:.2f}** | **{median_stock:.2f}** | **{median_otel:.2f}** |",
+        + " | ".join(f"**{statistics.median(values):.2f}**" for values in ratios.values()) + " |",
         "",
         "| server (medians over cycles) | req/s | p50 ms | p99 ms | worker CPU us/request | errors "
         "| RSS per worker MiB |",
@@ -297,16 +303,21 @@ def report(args: argparse.Namespace, servers: list[Server], formatters: list[tup
         errors = sum(load.errors for load in server.loads)
         lines.append(f"| {server.label} | {median(server, 'rps'):.0f} | {median(server, 'p50_ms'):.2f} | "
                      f"{median(server, 'p99_ms'):.2f} | {median(server, 'cpu_us'):.0f} | {errors} | {rss} |")
+    lines += ["", "| ratio | what | median req/s ratio | target | worker CPU per request, second / first |",
+              "|---|---|---:|---:|---:|"]
+    for name, what, target in RATIOS:
+        mine, theirs = by_key[name[0]], by_key[name[2]]
+        value = statistics.median(ratios[name])
+        verdict = "met" if value >= target else "not met"
+        lines.append(f"| {name} | {what} | **{value:.2f}** | >= {target:.2f} ({verdict}) | "
+                     f"{median(theirs, 'cpu_us') / median(mine, 'cpu_us'):.2f} |")
+    c, d = by_key["c"], by_key["d"]
     logs = c.root / "logs"
     lines += [
         "",
-        f"median c/b (trackline / bare Flask): **{median_ratio:.2f}** (target >= 0.85); c/d (trackline / stock): "
-        f"**{median_stock:.2f}** (target >= 1.05); f/e (trackline + OTel / OTel + stock): **{median_otel:.2f}** "
-        f"(target >= 0.90); worker CPU per request c/d: {median(c, 'cpu_us') / median(d, 'cpu_us'):.2f}, "
-        f"f/e: {median(f, 'cpu_us') / median(e, 'cpu_us'):.2f}. trackline wrote "
-        f"{count_lines(logs / 'access.log')} access lines and {count_lines(logs / 'app.log')} app lines for "
-        f"{sum(load.requests for load in c.loads) + c.warmup_requests} requests counted by wrk; stock gunicorn "
-        f"wrote {count_lines(d.root / 'access.log')} text access lines.",
+        f"trackline (c) wrote {count_lines(logs / 'access.log')} access lines and {count_lines(logs / 'app.log')} "
+        f"app lines for {sum(load.requests for load in c.loads) + c.warmup_requests} requests counted by wrk; "
+        f"stock gunicorn wrote {count_lines(d.root / 'access.log')} text access lines.",
         "",
         "| JSON formatter (+ TrackingIdFilter, WatchedFileHandler) | app lines/s | us/app line | access lines/s "
         "| us/access line |",
@@ -413,7 +424,8 @@ def memory_report(args: argparse.Namespace, tmp: Path) -> str:
     """Each worker's RSS after ``MEMORY_BASELINE`` requests and after ``args.memory_requests``, for trackline with
     and without OTel, and OTel's app without trackline for reference, one server after the other (a flat line
     is a growth of at most 2 MiB)."""
-    servers = [trackline_server("(c) trackline", tmp / "c"), otel_trackline_server("(f) trackline + OTel", tmp / "f"),
+    servers = [trackline_server("(c) trackline", tmp / "c"), served_by_trackline("(f) trackline + OTel", tmp / "f",
+                                                                           "apps:create_otel_flask_app()"),
                stock_server("(e) OTel + --access-logfile", tmp / "e", "apps:create_otel_flask_app()")]
     lines = [f"## Memory: GET {args.path}, wrk -t{args.threads} -c{args.connections}; RSS per worker, MiB", "",
              f"| server | after {MEMORY_BASELINE:,} requests | after {args.memory_requests:,} | growth (max) |",
