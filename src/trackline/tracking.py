@@ -11,7 +11,8 @@ from collections.abc import Iterable, Iterator
 from contextvars import Token
 from typing import Any
 
-from flask import Flask, g
+from flask import Flask
+from flask.ctx import _AppCtxGlobals
 
 from trackline import context
 from trackline.appconfig import AppConfig
@@ -174,13 +175,30 @@ class TrackingId:
             app.config.setdefault(key, value)
         middleware = TrackingMiddleware(app.wsgi_app, TrackingPolicy.from_config(app.config))
         app.wsgi_app = middleware  # type: ignore[method-assign]
-        app.before_request(_mirror_on_g)
+        if not issubclass(app.app_ctx_globals_class, _GlobalsWithTrackingId):
+            app.app_ctx_globals_class = type(  # type: ignore[assignment]
+                "TrackedGlobals", (_GlobalsWithTrackingId, app.app_ctx_globals_class), {})
         app.extensions[EXTENSION] = middleware
 
 
-def _mirror_on_g() -> None:
-    """Keep ``g.tracking_id`` working for code written against the blog post."""
-    g.tracking_id = get_tracking_id()
+class _GlobalsWithTrackingId(_AppCtxGlobals):
+    """Mixed into a tracked app's ``g`` class: ``g.tracking_id`` (and ``g.get``, ``in g``) is the current request's
+    or task's tracking ID, for code written against the blog post, unless the app set it itself. Read when
+    asked, instead of copied into ``g`` by a hook before every request."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "tracking_id":
+            return get_tracking_id()
+        return super().__getattr__(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        if name == "tracking_id" and name not in self.__dict__:
+            tracking_id = get_tracking_id()
+            return default if tracking_id is None else tracking_id
+        return super().get(name, default)
+
+    def __contains__(self, item: str) -> bool:
+        return super().__contains__(item) or (item == "tracking_id" and get_tracking_id() is not None)
 
 
 def track_app(app: Any, app_config: AppConfig) -> WsgiApp:

@@ -209,3 +209,32 @@ def test_every_error_response_carries_the_headers(client: FlaskClient) -> None:
         assert response.status_code == status
         assert response.headers["X-Tracking-ID"] == f"id-{status}"
         assert response.headers["X-DateTime"]
+
+
+def test_g_tracking_id_is_the_requests_unless_the_app_sets_its_own() -> None:
+    """Code written against the blog post reads ``g.tracking_id`` (also ``g.get`` and ``in g``); an app that sets
+    it keeps its own value; outside a request it is None, as get_tracking_id() is."""
+    app = Flask(__name__)
+    TrackingId(app)
+
+    @app.get("/read")
+    def read() -> dict[str, object]:
+        return {"attr": g.tracking_id, "get": g.get("tracking_id"), "in": "tracking_id" in g,
+                "other": g.get("other", "default"), "other_in": "other" in g}
+
+    @app.get("/own")
+    def own() -> dict[str, object]:
+        g.tracking_id = "set-by-the-app"
+        return {"attr": g.tracking_id, "get": g.get("tracking_id"), "header_id": get_tracking_id()}
+
+    with app.app_context():
+        assert (g.tracking_id, g.get("tracking_id", "none"), "tracking_id" in g) == (None, "none", False)
+        with pytest.raises(AttributeError):
+            _ = g.missing
+    client = app.test_client()
+    assert client.get("/read", headers={"X-Tracking-ID": "abc"}).json == {
+        "attr": "abc", "get": "abc", "in": True, "other": "default", "other_in": False}
+    assert client.get("/own", headers={"X-Tracking-ID": "abc"}).json == {
+        "attr": "set-by-the-app", "get": "set-by-the-app", "header_id": "abc"}
+    TrackingId(app)  # applied twice: g's class is not wrapped twice
+    assert app.app_ctx_globals_class.__mro__.count(app.app_ctx_globals_class.__mro__[1]) == 1
