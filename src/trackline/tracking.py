@@ -101,12 +101,13 @@ class TrackingMiddleware:
 
         leave = None if environ.get(SERVER_LEAVES_KEY) else token
         try:
-            return _LeaveOnClose(self.app(environ, start_with_headers), leave)
+            response = self.app(environ, start_with_headers)
         except BaseException:
             _log(notes)
             if leave is not None:
                 context.leave(leave)
             raise
+        return response if leave is None else _LeaveOnClose(response, leave)
 
 
 def _log(notes: list[tuple[str, dict[str, Any]]]) -> None:
@@ -129,16 +130,17 @@ def _exposing(header: str, values: list[str]) -> str:
 
 
 class _LeaveOnClose:
-    """The app's response iterable, whose ``close()`` also leaves the request's scope (unless the server will).
+    """The app's response iterable, whose ``close()`` also leaves the request's scope: for a server that does not
+    leave it itself (trackline's gunicorn gets the app's iterable as it is).
 
     Leaner than werkzeug's ``ClosingIterator``: iterating goes straight to the wrapped iterable.
     """
 
     __slots__ = ("iterable", "token")
 
-    def __init__(self, iterable: Iterable[bytes], token: Token[context.Scope | None] | None) -> None:
+    def __init__(self, iterable: Iterable[bytes], token: Token[context.Scope | None]) -> None:
         self.iterable = iterable
-        self.token = token
+        self.token: Token[context.Scope | None] | None = token
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.iterable)

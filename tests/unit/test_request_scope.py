@@ -81,7 +81,8 @@ def test_a_server_that_leaves_scopes_itself_keeps_the_request_current_until_post
                                SERVER_LEAVES_KEY: True}
     body = middleware(environ, lambda *_: None)
     assert list(body) == [b"held-1"]
-    body.close()  # type: ignore[attr-defined]
+    if hasattr(body, "close"):  # as a WSGI server closes it (this app's list has no close)
+        body.close()
     assert get_tracking_id() == "held-1"  # gunicorn's lines after the response are still the request's
     req = SimpleNamespace()
     leave_request_scope(req, environ)
