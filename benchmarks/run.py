@@ -338,8 +338,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="short loads (2 s, 3 cycles): about 30 s in all")
     parser.add_argument("--duration", type=float, help="seconds of load per server per cycle (default 10)")
     parser.add_argument("--cycles", type=int, default=3, help="interleaved a, b, c, d cycles (default 3, minimum 3)")
-    parser.add_argument("--path", default="/api/health", choices=("/api/health", "/api/names"),
-                        help="route to load (default /api/health: trackline logs an app line and an access line)")
+    parser.add_argument("--path", choices=("/api/health", "/api/names"),
+                        help="route to load (default /api/health: trackline logs an app line and an access line; with"
+                             " --all /api/names, issue 23's)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     parser.add_argument("--max-requests", metavar="N,N,...", type=lambda text: [int(n) for n in text.split(",")],
@@ -349,6 +350,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              " with and without OTel")
     parser.add_argument("--memory-requests", type=int, default=200_000, metavar="N",
                         help="requests for --memory (default 200000)")
+    parser.add_argument("--all", action="store_true",
+                        help="everything issue 23 measures, one after the other in one run: the request cycles (a to"
+                             " g), --memory, then --trace (300 MB trees unless --trace-mb says otherwise)")
     trace_bench.add_arguments(parser)
     sql_bench.add_arguments(parser)
     parser.add_argument("--celery-publish", action="store_true",
@@ -359,6 +363,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--cycles must be at least 3")
     if args.duration is None:
         args.duration = 2.0 if args.quick else 10.0
+    if args.path is None:
+        args.path = "/api/names" if args.all else "/api/health"
+    if args.trace_mb is None:
+        args.trace_mb = 300 if args.all else 200
     args.warmup = 1.0 if args.quick else 3.0
     args.formatter_seconds = 0.5 if args.quick else 2.0
     return args
@@ -388,11 +396,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.memory:
             print(memory_report(args, tmp))
             return 0
-        servers = make_servers(tmp)
+        servers = make_servers(tmp / "requests")
         run_cycles(args, servers)
         formatters = formatter_rates(tmp, args.formatter_seconds)
-        print(report(args, servers, formatters))
-    return 0
+        print(report(args, servers, formatters), flush=True)
+        if args.all:
+            print("\n" + memory_report(args, tmp / "memory") + "\n", flush=True)
+    return trace_bench.main(args) if args.all else 0
 
 
 def run_cycles(args: argparse.Namespace, servers: list[Server]) -> None:

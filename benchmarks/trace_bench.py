@@ -326,9 +326,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("trace mode")
     group.add_argument("--trace", action="store_true", help="time trackline trace against grep + zgrep (and rg -z)"
                        " on generated log trees, and trackline's start-up, instead of loading the servers")
-    group.add_argument("--trace-mb", type=int, default=200,
-                       help="size of each tree on disk in MB (default 200; 300 is issue 23's, 1000 the 1 GB of"
-                            " issues 16 and 23)")
+    group.add_argument("--trace-mb", type=int,
+                       help="size of each tree on disk in MB (default 200, with --all 300: issue 23's; 1000 is the"
+                            " 1 GB of issues 16 and 23)")
     group.add_argument("--trace-shape", choices=("both", *SHAPES), default="both",
                        help="which trees: mostly plain (a hundredth of the bytes gzipped), gz-heavy (a tenth), or"
                             " both side by side (default)")
