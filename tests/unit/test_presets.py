@@ -80,10 +80,10 @@ def _access(preset: str, **more: Any) -> dict[str, Any]:
 # -- the default ---------------------------------------------------------------------------------------------
 
 TODAY_APP = (
-    '{"@timestamp": "2026-12-07T13:44:07.718+00:00", "level": "INFO", "logger": "trackline.api", '
-    '"tracking_id": "req-1", "message": "Health check", "pid": 4242, "loc": "common.py:20", "func": "health_check", '
-    '"env": "test", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7", '
-    '"order_id": 7}')
+    '{"@timestamp":"2026-12-07T13:44:07.718+00:00","level":"INFO","logger":"trackline.api",'
+    '"tracking_id":"req-1","message":"Health check","pid":4242,"loc":"common.py:20","func":"health_check",'
+    '"env":"test","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7",'
+    '"order_id":7}')
 
 
 @pytest.mark.parametrize("options", [{}, {"fields": "trackline"}], ids=["unset", "trackline"])
