@@ -1,9 +1,10 @@
 """The JSON line formatter that writes trackline's log contract (see README, "Log format").
 
-Every request writes two lines through it, so it avoids per-line work python-json-logger repeats: the
-date-time and UTC offset of the timestamp are rendered once per second, a record's extra attributes are looked
-for only when a set difference says it has some, and orjson encodes the line, with what it cannot write as the
-standard library's encoder would handed to that encoder (docs/log-format.md, "Encoding"; docs/benchmarks.md).
+Every request writes two lines through it, so it avoids per-line work python-json-logger repeats: a record
+without a dict message, traceback or stack takes a short ``format``; the date-time and UTC offset of the
+timestamp are rendered once per second; a record's extra attributes are found once per layout of its
+attributes; and orjson encodes the line, with what it cannot write as the standard library's encoder would
+handed to that encoder (docs/log-format.md, "Encoding"; docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ Encode = Callable[[Any], str]
 
 # Record attributes that are either rendered under a contract name or never shown.
 _NOT_EXTRA = frozenset(RESERVED_ATTRS) | {"tracking_id", "taskName", "message"}
+#: The layouts of record attributes whose extra names a formatter remembers (a call site's records share one).
+_LAYOUTS = 256
 #: Types the standard library's encoder writes as their base type, that orjson hands to ``default`` when
 #: subclassed (a ``namedtuple``, a ``float`` subclass): such a line is the standard library's to write.
 _WRITTEN_AS_BASE = (str, int, float, list, tuple, dict)
@@ -91,6 +94,25 @@ def _orjson_encoder(default: Callable[[Any], Any], ensure_ascii: bool, fallback:
     return encode
 
 
+class _ExtraNames:
+    """The names of a record's extra attributes (neither standard, nor rendered under a contract name, nor
+    ``_private``) in the order they were set, found once per layout of the record's attributes."""
+
+    def __init__(self, skip: set[str]) -> None:
+        self._skip = skip
+        self._known: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def __call__(self, attributes: dict[str, Any]) -> tuple[str, ...]:
+        layout = tuple(attributes)
+        names = self._known.get(layout)
+        if names is None:
+            extra = attributes.keys() - self._skip
+            names = tuple(key for key in attributes if key in extra and not key.startswith("_"))
+            if len(self._known) < _LAYOUTS:  # a bound for records whose extra names keep changing
+                self._known[layout] = names
+        return names
+
+
 class JsonFormatter(_PjlJsonFormatter):
     """python-json-logger formatter emitting the contract fields first, then static, extra and exception fields.
 
@@ -110,6 +132,8 @@ class JsonFormatter(_PjlJsonFormatter):
         super().__init__(*args, **kwargs)
         self.location = location
         self._skip_fields |= _NOT_EXTRA
+        self._extras = _ExtraNames(self._skip_fields)
+        self._asctime = "asctime" in self._required_fields
         self._second: tuple[int, str, str] = (-1, "", "")
         self._encode = self._make_encoder()
         self.fields = fields
@@ -145,6 +169,16 @@ class JsonFormatter(_PjlJsonFormatter):
             cached = self._second = (second, *_second_parts(second))
         return f"{cached[1]}.{millis:03d}{cached[2]}"
 
+    def format(self, record: logging.LogRecord) -> str:
+        """python-json-logger's ``format``, without its checks for a record with a ``str`` message and no
+        traceback or stack (most records) when ``asctime`` is not asked for."""
+        if type(record.msg) is not str or record.exc_info or record.exc_text or record.stack_info or self._asctime:
+            return super().format(record)
+        record.message = record.getMessage()
+        log_data: dict[str, Any] = {}
+        self.add_fields(log_data, record, {})
+        return self.serialize_log_record(self.process_log_record(log_data))
+
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
         log_data["@timestamp"] = self._timestamp(record.created)
         log_data["level"] = record.levelname
@@ -158,11 +192,8 @@ class JsonFormatter(_PjlJsonFormatter):
         if self.static_fields:
             log_data.update(self.static_fields)
         attributes = record.__dict__
-        extra = attributes.keys() - self._skip_fields
-        if extra:  # in the record's order, as they were passed
-            for key, value in attributes.items():
-                if key in extra and not key.startswith("_"):
-                    log_data[key] = value
+        for key in self._extras(attributes):  # in the record's order, as they were passed
+            log_data[key] = attributes[key]
         log_data.update(message_dict)
 
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
