@@ -91,11 +91,12 @@ def test_a_huge_message_is_cut_with_the_marker_and_the_line_keeps_what_ties_it(f
     line = formatter(fields).format(big)
     assert written(line) <= DEFAULT_MAX_LINE_BYTES and "\n" not in line
     parsed = json.loads(line)
-    whole = json.loads(formatter(fields, max_line_bytes=10**9).format(big))
+    uncut = formatter(fields, max_line_bytes=10**9).format(big)
+    whole = json.loads(uncut)
     [message] = cut_values(parsed)
     removed, original = map(int, MARKER.search(message).groups())
     assert original == MB and removed == MB - message.index("...[truncated")
-    assert (parsed.pop("truncated"), parsed.pop("original_bytes")) == (True, written(json.dumps(whole)))
+    assert (parsed.pop("truncated"), parsed.pop("original_bytes")) == (True, written(uncut))
     # every other value, the ID, trace, task, timestamp, level and logger among them, is as it was
     assert parsed == without_cut(parsed, whole) and parsed != whole
     assert parsed["tracking_id"] == "req-1"
@@ -111,6 +112,25 @@ def test_the_longest_values_are_cut_to_one_length_and_a_traceback_too(fields: st
     kept = [text.index("...[truncated") for text in cut]
     assert len(cut) >= 3 and max(kept) - min(kept) <= 64  # one common length, in every preset's places
     assert "s" * 200 in line and '"req-1"' in line
+
+
+@pytest.mark.parametrize("char", ["é", "\U0001f600", "\u2028"])
+@pytest.mark.parametrize("ensure_ascii", [True, False], ids=["ascii", "utf-8"])
+def test_non_ascii_text_at_the_cap_fits_to_the_last_byte(ensure_ascii: bool, char: str) -> None:
+    capped = formatter(max_line_bytes=4096, json_ensure_ascii=ensure_ascii)
+    uncapped = formatter(max_line_bytes=10**9, json_ensure_ascii=ensure_ascii)
+    base = written(capped.format(record(message="")))
+    size = written(uncapped.format(record(message=char))) - base  # its bytes in the line: \\u escapes or UTF-8
+    count, pad = divmod(4096 - base, size)
+    exact = record(message="x" * pad + char * count)
+    assert written(capped.format(exact)) == 4096 and capped.format(exact) == uncapped.format(exact)
+    over = "x" * pad + char * (count + 1)
+    line = capped.format(record(message=over))
+    assert written(line) <= 4096 and line.isascii() == ensure_ascii
+    parsed = json.loads(line)
+    kept, (removed, original) = MARKER.split(parsed["message"])[0], map(int, MARKER.search(parsed["message"]).groups())
+    assert parsed["truncated"] is True and over.startswith(kept) and len(kept) > pad
+    assert (original, removed) == (len(over.encode()), len(over.encode()) - len(kept.encode()))
 
 
 def test_bytes_are_counted_not_characters() -> None:
@@ -189,7 +209,7 @@ def assert_cut_keeps_identity(line: str, whole: str, fields: str, cap: int) -> d
 
 
 @pytest.mark.parametrize("fields", PRESETS)
-@pytest.mark.parametrize("count", [30_000, 80_000])
+@pytest.mark.parametrize("count", [32_000, 80_000])
 def test_many_top_level_fields_are_omitted_largest_first_and_counted(fields: str, count: int) -> None:
     # extra=request.args.to_dict() with a client's keys: each field small, the line over the cap in keys
     made = record(**{f"k{index}_{'x' * (index % 40)}": index for index in range(count)})

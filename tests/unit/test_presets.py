@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pythonjsonlogger.json import JsonFormatter as PjlJsonFormatter
 
 from trackline.config import ConfigError
 from trackline.logs import JsonFormatter, check_logging_config
@@ -80,10 +81,10 @@ def _access(preset: str, **more: Any) -> dict[str, Any]:
 # -- the default ---------------------------------------------------------------------------------------------
 
 TODAY_APP = (
-    '{"@timestamp": "2026-12-07T13:44:07.718+00:00", "level": "INFO", "logger": "trackline.api", '
-    '"tracking_id": "req-1", "message": "Health check", "pid": 4242, "loc": "common.py:20", "func": "health_check", '
-    '"env": "test", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7", '
-    '"order_id": 7}')
+    '{"@timestamp":"2026-12-07T13:44:07.718+00:00","level":"INFO","logger":"trackline.api",'
+    '"tracking_id":"req-1","message":"Health check","pid":4242,"loc":"common.py:20","func":"health_check",'
+    '"env":"test","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7",'
+    '"order_id":7}')
 
 
 @pytest.mark.parametrize("options", [{}, {"fields": "trackline"}], ids=["unset", "trackline"])
@@ -109,6 +110,37 @@ def test_every_preset_writes_a_traceback_as_one_string(preset: str) -> None:
     text = json.dumps(line)
     assert text.count("Traceback (most recent call last)") == 1
     assert "RuntimeError: This is a test exception" in text
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_the_short_format_writes_what_python_json_loggers_format_writes(preset: str) -> None:
+    formatter = JsonFormatter(fields=preset, static_fields={"env": "test"},
+                              gcp_project="my-project" if preset == "gcp" else None)
+    records = [_record(), _record(message="%s order %d", args=("paid", 7), **_trace(order_id=7, _private=1)),
+               _record("gunicorn.access", message="%s %s %s", args=("GET", "/api/health", 200),
+                       **{**ACCESS, **_trace()})]
+    for made in records:
+        assert formatter.format(made) == PjlJsonFormatter.format(formatter, made)
+
+
+def test_prefix_and_process_log_record_apply_to_every_record() -> None:
+    class Stamped(JsonFormatter):
+        def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+            return {**log_data, "stamped": True}
+
+    for made in (_record(), _record(exc=True), _record(message={"order": 7})):  # type: ignore[arg-type]
+        line = Stamped(prefix="@cee: ").format(made)
+        assert line.startswith('@cee: {"@timestamp":') and json.loads(line.removeprefix("@cee: "))["stamped"] is True
+
+
+def test_extra_fields_are_found_for_every_layout_of_a_records_fields() -> None:
+    formatter = JsonFormatter()
+    for rounds in range(2):  # more layouts than a formatter remembers, then the first ones again
+        for index in range(300):
+            extra = {f"field_{index}": index + rounds, **({"_private": 1} if index % 2 else {}), "last": rounds}
+            line = json.loads(formatter.format(_record(**extra)))
+            assert list(line)[-2:] == [f"field_{index}", "last"] and line[f"field_{index}"] == index + rounds
+            assert "_private" not in line and line["last"] == rounds
 
 
 def test_ecs() -> None:

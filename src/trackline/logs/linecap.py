@@ -39,7 +39,7 @@ Part = tuple[Path, Any, int, int]
 _SCALARS = (str, int, float, bool, type(None))
 #: What a cut line gains at its top level.
 _FLAGS = frozenset({("truncated",), ("original_bytes",), ("omitted_fields",)})
-#: The most ``, "omitted_fields": N`` adds to a line.
+#: The most ``,"omitted_fields":N`` adds to a line (with room for the spaces of an encoder of one's own).
 _OMITTED_ROOM = len(', "omitted_fields": ') + 12
 
 
@@ -79,7 +79,7 @@ class LineCap:
         self.limit = limit
         self.fits = limit - 1 if ensure_ascii else (limit - 1) // 4  # a character is at most 4 bytes of UTF-8
         self._encode = encode
-        self._comma = _bytes(encode([0, 0])) - _bytes(encode([0])) - 1  # ", " between two fields, as encoded
+        self._comma = _bytes(encode([0, 0])) - _bytes(encode([0])) - 1  # the separator between two fields: ","
         self._keep, message = probe_paths(add_fields)
         whole = self._keep | {message} if message else self._keep  # never replaced nor omitted
         self._keep_prefixes = frozenset(path[:end] for path in whole for end in range(1, len(path) + 1))

@@ -14,7 +14,7 @@ keeps custom fields: ECS ``labels``, OTel ``attributes``, GCP's and Datadog's to
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 #: The presets ``fields:`` accepts, the default first.
@@ -43,16 +43,6 @@ def build(fields: Any, formatter: Any, gcp_project: Any = None) -> AddFields | N
 
 
 # -- shared pieces -------------------------------------------------------------------------------------------
-
-def _extras(record: logging.LogRecord, skip: set[str]) -> Iterator[tuple[str, Any]]:
-    """The record's fields beyond the standard ones, in the order they were set (the formatter's own rule)."""
-    attributes = record.__dict__
-    extra = attributes.keys() - skip
-    if extra:
-        for key, value in attributes.items():
-            if key in extra and not key.startswith("_"):
-                yield key, value
-
 
 def _put(root: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     """``value`` at ``path`` in ``root``, making the objects on the way."""
@@ -200,7 +190,7 @@ def _label(key: str) -> str:
 
 
 def _ecs(formatter: Any) -> AddFields:
-    stamp, location, skip = formatter._timestamp, formatter.location, formatter._skip_fields
+    stamp, location, extras = formatter._timestamp, formatter.location, formatter._extras
     static_paths: list[tuple[tuple[str, ...], Any]] = []
     static_labels: dict[str, Any] = {}
     for key, value in (formatter.static_fields or {}).items():
@@ -226,7 +216,9 @@ def _ecs(formatter: Any) -> AddFields:
         for path, value in static_paths:
             _put(log_data, path, _fresh(value))
         labels = dict(static_labels)
-        for key, value in _extras(record, skip):
+        given = record.__dict__
+        for key in extras(given):
+            value = given[key]
             setter = _ECS_FIELDS.get(key)
             if setter is None:
                 labels[_label(key)] = value
@@ -271,7 +263,7 @@ def _gcp_request(name: str, convert: Callable[[Any], Any] | None = None) -> Sett
 
 
 def _gcp(formatter: Any, project: str) -> AddFields:
-    stamp, location, skip = formatter._timestamp, formatter.location, formatter._skip_fields
+    stamp, location, extras = formatter._timestamp, formatter.location, formatter._extras
     static = dict(formatter.static_fields or {})
     traces = f"projects/{project}/traces/"
     fields: dict[str, Setter] = {
@@ -303,7 +295,9 @@ def _gcp(formatter: Any, project: str) -> AddFields:
                 "file": record.filename, "line": str(record.lineno), "function": record.funcName}
         if static:
             log_data.update(static)
-        for key, value in _extras(record, skip):
+        given = record.__dict__
+        for key in extras(given):
+            value = given[key]
             setter = fields.get(key)
             if setter is None:
                 log_data[key] = value
@@ -351,7 +345,7 @@ _DATADOG_FIELDS: dict[str, Setter] = {
 
 
 def _datadog(formatter: Any) -> AddFields:
-    stamp, location, skip = formatter._timestamp, formatter.location, formatter._skip_fields
+    stamp, location, extras = formatter._timestamp, formatter.location, formatter._extras
     static = dict(formatter.static_fields or {})
 
     def add_fields(log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
@@ -367,7 +361,9 @@ def _datadog(formatter: Any) -> AddFields:
             log_data["loc"] = f"{record.filename}:{record.lineno}"
         if static:
             log_data.update(static)
-        for key, value in _extras(record, skip):
+        given = record.__dict__
+        for key in extras(given):
+            value = given[key]
             setter = _DATADOG_FIELDS.get(key)
             if setter is None:
                 log_data[key] = value
@@ -436,7 +432,7 @@ _OTEL_FIELDS: dict[str, Setter] = {
 
 
 def _otel(formatter: Any) -> AddFields:
-    stamp, location, skip = formatter._timestamp, formatter.location, formatter._skip_fields
+    stamp, location, extras = formatter._timestamp, formatter.location, formatter._extras
     static = dict(formatter.static_fields or {})
 
     def add_fields(log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
@@ -451,7 +447,9 @@ def _otel(formatter: Any) -> AddFields:
             attributes["code.line.number"] = record.lineno
             attributes["code.function.name"] = record.funcName
         log_data["attributes"] = attributes
-        for key, value in _extras(record, skip):
+        given = record.__dict__
+        for key in extras(given):
+            value = given[key]
             setter = _OTEL_FIELDS.get(key)
             if setter is None:
                 attributes[key] = value
