@@ -6,10 +6,10 @@ with the stock access log, (f) the same OTel-instrumented app served by tracklin
 All six run under gunicorn with the same settings (gunicorn_conf.SHARED) on 127.0.0.1; wrk loads them in
 interleaved cycles a, b, c, d, e, f, a, ... with the same client settings. Prints markdown tables:
 requests/s, p50/p99 latency, the c/b, c/d and f/e ratios per cycle and their medians, worker CPU per request,
-RSS per worker, and the JSON formatters' lines/s. ``--memory`` loads trackline with and without OTel for
-200,000 requests and reads each worker's RSS after 10,000 and every 50,000. ``--trace`` times
-``trackline trace`` instead (trace_bench.py); ``--sql`` a month of gz JSON against its Parquet history
-(sql_bench.py).
+RSS per worker, and the JSON formatters' lines/s. ``--memory`` loads trackline with and without OTel (and OTel
+with its span queue full at once) for 200,000 requests and reads each worker's RSS after 10,000 and every
+50,000. ``--trace`` times ``trackline trace`` instead (trace_bench.py); ``--sql`` a month of gz JSON against its
+Parquet history (sql_bench.py).
 Run it through ``scripts/bench``, which installs wrk and the venv first.
 """
 
