@@ -6,10 +6,10 @@ with the stock access log, (f) the same OTel-instrumented app served by tracklin
 All six run under gunicorn with the same settings (gunicorn_conf.SHARED) on 127.0.0.1; wrk loads them in
 interleaved cycles a, b, c, d, e, f, a, ... with the same client settings. Prints markdown tables:
 requests/s, p50/p99 latency, the c/b, c/d and f/e ratios per cycle and their medians, worker CPU per request,
-RSS per worker, and the JSON formatters' lines/s. ``--memory`` loads trackline with and without OTel for
-200,000 requests and compares each worker's RSS after 10,000 and after 200,000. ``--trace`` times
-``trackline trace`` instead (trace_bench.py); ``--sql`` a month of gz JSON against its Parquet history
-(sql_bench.py).
+RSS per worker, and the JSON formatters' lines/s. ``--memory`` loads trackline with and without OTel (and OTel
+with its span queue full at once) for 200,000 requests and reads each worker's RSS after 10,000 and every
+50,000. ``--trace`` times ``trackline trace`` instead (trace_bench.py); ``--sql`` a month of gz JSON against its
+Parquet history (sql_bench.py).
 Run it through ``scripts/bench``, which installs wrk and the venv first.
 """
 
@@ -109,6 +109,11 @@ class Server:
         return sum(ticks for ppid, ticks in _proc_stats().values() if ppid == self.process.pid) / CLOCK_TICKS
 
     def record_rss(self) -> None:
+        self.rss_kib += self.worker_rss().values()
+
+    def worker_rss(self) -> dict[int, int]:
+        """``{pid: VmRSS in KiB}`` of each worker, from /proc."""
+        rss = {}
         for pid in self.worker_pids():
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
@@ -116,7 +121,8 @@ class Server:
                 continue
             match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
             if match:
-                self.rss_kib.append(int(match.group(1)))
+                rss[pid] = int(match.group(1))
+        return rss
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -346,8 +352,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-requests", metavar="N,N,...", type=lambda text: [int(n) for n in text.split(",")],
                         help="instead: trackline servers differing only in max_requests (jitter N/10), side by side")
     parser.add_argument("--memory", action="store_true",
-                        help="instead: each worker's RSS after 10,000 and after --memory-requests requests, trackline"
-                             " with and without OTel")
+                        help="instead: each worker's RSS after 10,000 requests and each quarter of --memory-requests,"
+                             " trackline with and without OTel")
     parser.add_argument("--memory-requests", type=int, default=200_000, metavar="N",
                         help="requests for --memory (default 200000)")
     parser.add_argument("--all", action="store_true",
@@ -361,6 +367,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.cycles < 3:
         parser.error("--cycles must be at least 3")
+    if args.memory_requests <= MEMORY_BASELINE:
+        parser.error(f"--memory-requests must be more than the baseline's {MEMORY_BASELINE}")
     if args.duration is None:
         args.duration = 2.0 if args.quick else 10.0
     if args.path is None:
@@ -429,36 +437,77 @@ def run_cycles(args: argparse.Namespace, servers: list[Server]) -> None:
 #: The first RSS reading of ``--memory``: after the caches and pools of a worker are warm.
 MEMORY_BASELINE = 10_000
 
+#: OpenTelemetry's batch span processor exporting only when its queue is full (2048 spans, the SDK's default
+#: bound): the queue is at its fullest within the first few thousand requests, so the baseline holds it.
+FULL_SPAN_QUEUE = {"OTEL_BSP_MAX_QUEUE_SIZE": "2048", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "2048"}
+
 
 def memory_report(args: argparse.Namespace, tmp: Path) -> str:
-    """Each worker's RSS after ``MEMORY_BASELINE`` requests and after ``args.memory_requests``, for trackline with
-    and without OTel, and OTel's app without trackline for reference, one server after the other (a flat line
-    is a growth of at most 2 MiB)."""
-    servers = [trackline_server("(c) trackline", tmp / "c"), served_by_trackline("(f) trackline + OTel", tmp / "f",
-                                                                           "apps:create_otel_flask_app()"),
-               stock_server("(e) OTel + --access-logfile", tmp / "e", "apps:create_otel_flask_app()")]
+    """Each worker's RSS after ``MEMORY_BASELINE`` requests and at each quarter of ``args.memory_requests``, for
+    trackline with and without OTel, and OTel's app without trackline for reference, one server after the other
+    (a flat line is a growth of at most 2 MiB).
+
+    A worker's RSS is the high-water mark of what it ever held at once (freed memory mostly stays with the
+    process), so a transient peak raises it for good. With OpenTelemetry's defaults, the spans its
+    ``BatchSpanProcessor`` holds while its export greenlet waits for its turn (up to 2048, 3 to 4 KiB each)
+    reach a new high now and then, each a step that stays. The two OTel servers therefore run twice: as
+    configured by default, and with ``FULL_SPAN_QUEUE``, where the queue is at its bound before the baseline,
+    so that what grows after it is everything else. Growth that keeps coming also shows over the second half,
+    the last column."""
+    servers = [trackline_server("(c) trackline", tmp / "c")]
+    for suffix, env in (("", {}), (", OTel's span queue full at once", FULL_SPAN_QUEUE)):
+        folder = "-full-queue" if env else ""
+        otel_servers = (served_by_trackline(f"(f) trackline + OTel{suffix}", tmp / f"f{folder}",
+                                            "apps:create_otel_flask_app()"),
+                        stock_server(f"(e) OTel + --access-logfile{suffix}", tmp / f"e{folder}",
+                                     "apps:create_otel_flask_app()"))
+        for server in otel_servers:
+            server.env.update(env)
+        servers += otel_servers
+    total = args.memory_requests
+    checkpoints = sorted({MEMORY_BASELINE, *(total * quarter // 4 for quarter in range(1, 5)
+                                              if total * quarter // 4 > MEMORY_BASELINE)})
+    half = min(n for n in checkpoints if n >= total // 2)
     lines = [f"## Memory: GET {args.path}, wrk -t{args.threads} -c{args.connections}; RSS per worker, MiB", "",
-             f"| server | after {MEMORY_BASELINE:,} requests | after {args.memory_requests:,} | growth (max) |",
-             "|---|---:|---:|---:|"]
+             "| server | " + " | ".join(f"after {n:,}" for n in checkpoints)
+             + f" | growth {MEMORY_BASELINE:,} -> {total:,} (max) | growth {half:,} -> {total:,} (max) |",
+             "|---|" + "---:|" * (len(checkpoints) + 2)]
     for server in servers:
         try:
-            server.start()
-            server.wait_ready(args.path)
-            served, readings = 0, []
-            for checkpoint in (MEMORY_BASELINE, args.memory_requests):
-                while served < checkpoint:
-                    served += wrk(server.url(args.path), 3, args.threads, args.connections).requests
-                server.rss_kib.clear()
-                server.record_rss()
-                readings.append(sorted(server.rss_kib))
-                print(f"==> {server.label}: {served} requests, RSS {readings[-1]} KiB", file=sys.stderr, flush=True)
+            readings = rss_curve(server, args, checkpoints)
         finally:
             server.stop()
-        before, after = readings
-        growth = max(late - early for early, late in zip(before, after, strict=True)) / 1024
-        lines.append(f"| {server.label} | {', '.join(f'{kib / 1024:.1f}' for kib in before)} | "
-                     f"{', '.join(f'{kib / 1024:.1f}' for kib in after)} | **{growth:.2f}** |")
+        growth = max(rss[-1] - rss[0] for rss in readings.values()) / 1024
+        late = max(rss[-1] - rss[checkpoints.index(half)] for rss in readings.values()) / 1024
+        lines.append(f"| {server.label} | "
+                     + " | ".join(", ".join(f"{rss[i] / 1024:.1f}" for rss in readings.values())
+                                  for i in range(len(checkpoints)))
+                     + f" | **{growth:.2f}** | {late:.2f} |")
+    lines += ["", "OTel's span queue full at once: " + " ".join(f"{k}={v}" for k, v in FULL_SPAN_QUEUE.items())
+              + " (the queue's default bound; the export waits for it to fill), so that its spans are in the"
+              f" first reading and what grows after {MEMORY_BASELINE:,} requests is everything else."]
     return "\n".join(lines)
+
+
+def rss_curve(server: Server, args: argparse.Namespace, checkpoints: list[int]) -> dict[int, list[int]]:
+    """Start ``server``, load it, and read each worker's RSS (KiB) once it has served each of ``checkpoints``:
+    ``{pid: [KiB, ...]}``. A worker gone or new at a reading (one that died and was replaced) ends the run."""
+    server.start()
+    server.wait_ready(args.path)
+    served, rps, readings = 0, 1000.0, {}
+    for checkpoint in checkpoints:
+        while served < checkpoint:  # loads of 1 to 3 s, ending near the checkpoint
+            seconds = min(3, max(1, round((checkpoint - served) / rps)))  # wrk takes whole seconds
+            load = wrk(server.url(args.path), seconds, args.threads, args.connections)
+            served, rps = served + load.requests, max(load.rps, 1.0)
+        rss = server.worker_rss()
+        if readings and set(rss) != set(readings):
+            raise SystemExit(f"{server.label}: its workers changed ({sorted(readings)} -> {sorted(rss)}) at {served}"
+                             f" requests; see {server.root}")
+        for pid, kib in rss.items():
+            readings.setdefault(pid, []).append(kib)
+        print(f"==> {server.label}: {served} requests, RSS {rss} KiB", file=sys.stderr, flush=True)
+    return readings
 
 
 def max_requests_report(args: argparse.Namespace, servers: list[Server]) -> str:

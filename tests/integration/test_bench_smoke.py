@@ -1,7 +1,8 @@
 """``scripts/bench --quick`` runs end to end: seven real gunicorn servers under wrk, and prints its tables;
-``scripts/bench --trace`` generates a small log tree and times trace against grep + zgrep on it.
+``scripts/bench --trace`` generates a small log tree and times trace against grep + zgrep on it;
+``scripts/bench --memory`` reads each worker's RSS at each checkpoint of five servers.
 
-Slow (about 30 s of load). No timed assertions: the numbers are reported, never judged here.
+Slow (about 30 s of load, and a minute for --memory). No timed assertions: the numbers are reported, never judged here.
 """
 
 from __future__ import annotations
@@ -74,3 +75,28 @@ def test_trace_bench_finds_the_same_lines_as_grep_and_prints_the_ratio(tmp_path)
         assert re.search(rf"^- {shape}: trackline / \(grep \+ zgrep\) \*\*\d+\.\d\d\*\*", out, re.M), out
     assert re.search(r"^\| `trackline --version` \| [\d.]+ \|", out, re.M), out
     assert list(tmp_path.iterdir()) == []  # the tree is removed
+
+
+def test_memory_bench_reads_each_worker_of_each_server_at_each_checkpoint():
+    if not _wrk_available():
+        unavailable("wrk is missing and cannot be installed here (needs root, dpkg and apt-get)")
+    result = subprocess.run([str(REPO / "scripts" / "bench"), "--memory", "--memory-requests", "12000"], cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    header = r"^\| server \| after 10,000 \| after 12,000 \| growth 10,000 -> 12,000 \(max\) \|"
+    assert re.search(header, out, re.M), out
+    for label in ("(c) trackline", "(f) trackline + OTel", "(e) OTel + --access-logfile",
+                  "(f) trackline + OTel, OTel's span queue full at once",
+                  "(e) OTel + --access-logfile, OTel's span queue full at once"):
+        # two workers per reading, both readings, then the growth (bold) and the growth over the second half
+        row = rf"^\| {re.escape(label)} \|(?: \d+\.\d, \d+\.\d \|){{2}} \*\*-?\d+\.\d\d\*\* \| -?\d+\.\d\d \|$"
+        assert re.search(row, out, re.M), f"no {label} row in:\n{out}"
+
+
+def test_memory_bench_refuses_a_run_shorter_than_its_baseline():
+    result = subprocess.run([str(REPO / "scripts" / "bench"), "--memory", "--memory-requests", "5000"], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--memory-requests must be more than the baseline's 10000" in result.stderr
+    assert "Traceback" not in result.stderr
