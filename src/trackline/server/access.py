@@ -175,16 +175,19 @@ def _access_record(log: logging.Logger, args: tuple[Any, ...], fields: dict[str,
 _new_record = object.__new__
 
 
-def _from_callers_frame(name: str) -> Any:
-    """gunicorn's ``Logger.<name>`` with ``loc``/``func`` naming gunicorn's caller, not this wrapper."""
+def _from_callers_frame(name: str, level: int) -> Any:
+    """gunicorn's ``Logger.<name>`` with ``loc``/``func`` naming gunicorn's caller, not this wrapper; a call below
+    the error log's level returns at once (gunicorn's ``pre_request`` hook calls ``debug`` for every request)."""
 
     def method(self: JsonLogger, msg: Any, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("stacklevel", 2)
-        getattr(self.error_log, name)(msg, *args, **kwargs)
+        if self.error_log.isEnabledFor(level):
+            kwargs.setdefault("stacklevel", 2)
+            getattr(self.error_log, name)(msg, *args, **kwargs)
 
     method.__name__ = method.__qualname__ = name
     return method
 
 
-for _name in ("critical", "error", "warning", "info", "debug", "exception"):
-    setattr(JsonLogger, _name, _from_callers_frame(_name))
+for _name, _level in (("critical", logging.CRITICAL), ("error", logging.ERROR), ("warning", logging.WARNING),
+                      ("info", logging.INFO), ("debug", logging.DEBUG), ("exception", logging.ERROR)):
+    setattr(JsonLogger, _name, _from_callers_frame(_name, _level))
