@@ -108,10 +108,11 @@ def request(worker: Worker, raw: bytes) -> None:
     cfg.post_request(worker, req, environ, resp)
 
 
-def batches(worker: Worker, handlers: list[logging.Handler], raw: bytes) -> Callable[[], None]:
+def batches(handlers: list[logging.Handler], one: Callable[[], object]) -> Callable[[], None]:
+    """``BATCH`` calls of ``one``, then their lines written (a loop turn's)."""
     def batch() -> None:
         for _ in range(BATCH):
-            request(worker, raw)
+            one()
         for handler in handlers:
             handler.flush()
     return batch
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         with tempfile.TemporaryDirectory(prefix="trackline-request-path-") as tmp:
             worker, handlers = server(args.servers[0], Path(tmp))
-            batch = batches(worker, handlers, raw)
+            batch = batches(handlers, lambda: request(worker, raw))
             batch()  # warm
             profile = cProfile.Profile()
             for _ in range(args.requests // BATCH):
@@ -160,7 +161,7 @@ def _timed_in_child(which: str, raw: bytes, requests: int, tmp: str) -> tuple[fl
     if pid == 0:
         os.close(read)
         worker, handlers = server(which, Path(tmp))
-        batch = batches(worker, handlers, raw)
+        batch = batches(handlers, lambda: request(worker, raw))
         batch()  # warm
         request_us = per_request_us(batch, requests)
         access_us = per_request_us(_access_lines(worker, handlers, raw), requests)
@@ -184,13 +185,7 @@ def _access_lines(worker: Worker, handlers: list[logging.Handler], raw: bytes) -
     for chunk in worker.wsgi(environ, resp.start_response):
         resp.write(chunk)
     took = datetime.now() - datetime.now()
-
-    def batch() -> None:
-        for _ in range(BATCH):
-            worker.log.access(resp, req, environ, took)
-        for handler in handlers:
-            handler.flush()
-    return batch
+    return batches(handlers, lambda: worker.log.access(resp, req, environ, took))
 
 
 if __name__ == "__main__":

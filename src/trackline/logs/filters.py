@@ -34,7 +34,7 @@ class TrackingIdFilter(logging.Filter):
             attributes.setdefault("tracking_id", None)
             return True
         attributes.setdefault("tracking_id", scope.tracking_id)
-        trace = span_of(scope) if scope.otel else scope.trace
+        trace = span_of(scope)
         if trace is not None and "span_id" not in attributes:
             attributes["trace_id"] = trace.trace_id
             attributes["span_id"] = trace.span_id

@@ -14,7 +14,7 @@ keeps custom fields: ECS ``labels``, OTel ``attributes``, GCP's and Datadog's to
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 #: The presets ``fields:`` accepts, the default first.
@@ -43,6 +43,15 @@ def build(fields: Any, formatter: Any, gcp_project: Any = None) -> AddFields | N
 
 
 # -- shared pieces -------------------------------------------------------------------------------------------
+
+def _extras(record: logging.LogRecord, extra_names: Callable[[dict[str, Any]], tuple[str, ...]]
+            ) -> Iterator[tuple[str, Any]]:
+    """The record's fields beyond the standard ones, in the order they were set (``extra_names``: the
+    formatter's own rule, ``JsonFormatter._extras``)."""
+    attributes = record.__dict__
+    for key in extra_names(attributes):
+        yield key, attributes[key]
+
 
 def _put(root: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     """``value`` at ``path`` in ``root``, making the objects on the way."""
@@ -216,9 +225,7 @@ def _ecs(formatter: Any) -> AddFields:
         for path, value in static_paths:
             _put(log_data, path, _fresh(value))
         labels = dict(static_labels)
-        given = record.__dict__
-        for key in extras(given):
-            value = given[key]
+        for key, value in _extras(record, extras):
             setter = _ECS_FIELDS.get(key)
             if setter is None:
                 labels[_label(key)] = value
@@ -295,9 +302,7 @@ def _gcp(formatter: Any, project: str) -> AddFields:
                 "file": record.filename, "line": str(record.lineno), "function": record.funcName}
         if static:
             log_data.update(static)
-        given = record.__dict__
-        for key in extras(given):
-            value = given[key]
+        for key, value in _extras(record, extras):
             setter = fields.get(key)
             if setter is None:
                 log_data[key] = value
@@ -361,9 +366,7 @@ def _datadog(formatter: Any) -> AddFields:
             log_data["loc"] = f"{record.filename}:{record.lineno}"
         if static:
             log_data.update(static)
-        given = record.__dict__
-        for key in extras(given):
-            value = given[key]
+        for key, value in _extras(record, extras):
             setter = _DATADOG_FIELDS.get(key)
             if setter is None:
                 log_data[key] = value
@@ -447,9 +450,7 @@ def _otel(formatter: Any) -> AddFields:
             attributes["code.line.number"] = record.lineno
             attributes["code.function.name"] = record.funcName
         log_data["attributes"] = attributes
-        given = record.__dict__
-        for key in extras(given):
-            value = given[key]
+        for key, value in _extras(record, extras):
             setter = _OTEL_FIELDS.get(key)
             if setter is None:
                 attributes[key] = value

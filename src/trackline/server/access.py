@@ -156,23 +156,20 @@ def _access_record(log: logging.Logger, args: tuple[Any, ...], fields: dict[str,
     ``LogRecord.__init__``: a copy of the process's first record with this one's time, arguments and fields.
     An app's own record factory (``logging.setLogRecordFactory``: OpenTelemetry's logging instrumentation) still
     makes every record."""
-    if logging.getLogRecordFactory() is not logging.LogRecord:
+    default_factory = logging.getLogRecordFactory() is logging.LogRecord
+    prototype = _prototypes.get(log.name) if default_factory else None
+    if prototype is None:
         record = log.makeRecord(log.name, logging.INFO, __file__, _LINE, "%s %s %s", args, None, "access")
+        if default_factory:
+            _prototypes[log.name] = dict(record.__dict__)
         record.__dict__.update(fields)
         return record
-    prototype = _prototypes.get(log.name)
-    if prototype is None:
-        first = log.makeRecord(log.name, logging.INFO, __file__, _LINE, "%s %s %s", args, None, "access")
-        prototype = _prototypes[log.name] = dict(first.__dict__)
-    record = _new_record(logging.LogRecord)
+    record = object.__new__(logging.LogRecord)
     created = time.time()
     record.__dict__ = {**prototype, "args": args, "created": created, "msecs": (created - int(created)) * 1000 // 1,
                        "relativeCreated": prototype["relativeCreated"] + (created - prototype["created"]) * 1000,
                        **fields}
     return record
-
-
-_new_record = object.__new__
 
 
 def _from_callers_frame(name: str, level: int) -> Any:
