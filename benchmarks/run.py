@@ -156,27 +156,27 @@ def free_port() -> int:
 def make_servers(tmp: Path) -> list[Server]:
     """(a) raw WSGI, (b) bare Flask, (c) trackline with ./conf's logging.yaml and app.yaml, (d) stock: bare Flask
     with gunicorn's text access log; files in ``tmp``."""
-    gunicorn = [str(BIN / "gunicorn"), "-c", str(HERE / "gunicorn_conf.py"), "--chdir", str(HERE)]
-    servers = []
-    baselines = (("a", "(a) raw WSGI", "apps:raw_app"), ("b", "(b) bare Flask", "apps:create_flask_app()"))
-    for key, label, target in baselines:
-        port = free_port()
-        servers.append(Server(label, tmp / key, [*gunicorn, target], {"BENCH_BIND": f"127.0.0.1:{port}"}, port))
-    servers.append(trackline_server("(c) trackline", tmp / "c"))
-    servers.append(stock_server("(d) stock: bare Flask + --access-logfile", tmp / "d", "apps:create_flask_app()"))
-    servers.append(stock_server("(e) OTel: bare Flask + OTel + --access-logfile", tmp / "e",
-                                "apps:create_otel_flask_app()"))
-    servers.append(served_by_trackline("(f) trackline + OTel", tmp / "f", "apps:create_otel_flask_app()"))
-    servers.append(served_by_trackline("(g) trackline serving (b)'s app", tmp / "g", "apps:create_flask_app()"))
-    return servers
+    return [
+        gunicorn_server("(a) raw WSGI", tmp / "a", "apps:raw_app"),
+        gunicorn_server("(b) bare Flask", tmp / "b", "apps:create_flask_app()"),
+        trackline_server("(c) trackline", tmp / "c"),
+        stock_server("(d) stock: bare Flask + --access-logfile", tmp / "d", "apps:create_flask_app()"),
+        stock_server("(e) OTel: bare Flask + OTel + --access-logfile", tmp / "e", "apps:create_otel_flask_app()"),
+        served_by_trackline("(f) trackline + OTel", tmp / "f", "apps:create_otel_flask_app()"),
+        served_by_trackline("(g) trackline serving (b)'s app", tmp / "g", "apps:create_flask_app()"),
+    ]
+
+
+def gunicorn_server(label: str, root: Path, target: str, *options: str) -> Server:
+    """``target`` under plain gunicorn with the shared settings and ``options``, its files in ``root``."""
+    port = free_port()
+    argv = [str(BIN / "gunicorn"), "-c", str(HERE / "gunicorn_conf.py"), "--chdir", str(HERE), *options, target]
+    return Server(label, root, argv, {"BENCH_BIND": f"127.0.0.1:{port}"}, port)
 
 
 def stock_server(label: str, root: Path, target: str) -> Server:
     """``target`` under gunicorn with its stock text access log in ``root``."""
-    port = free_port()
-    argv = [str(BIN / "gunicorn"), "-c", str(HERE / "gunicorn_conf.py"), "--chdir", str(HERE), "--access-logfile",
-            str(root / "access.log"), target]
-    return Server(label, root, argv, {"BENCH_BIND": f"127.0.0.1:{port}"}, port)
+    return gunicorn_server(label, root, target, "--access-logfile", str(root / "access.log"))
 
 
 def served_by_trackline(label: str, root: Path, target: str) -> Server:
@@ -359,6 +359,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--all", action="store_true",
                         help="everything issue 23 measures, one after the other in one run: the request cycles (a to"
                              " g), --memory, then --trace (300 MB trees unless --trace-mb says otherwise)")
+    parser.add_argument("--layers", nargs="*", metavar="PIECE",
+                        help="instead: what each piece of trackline's layer costs a loaded worker, (g) served whole and"
+                             " without each PIECE (default: all of benchmarks/layers.py's PIECES), beside (b) and (d)")
     trace_bench.add_arguments(parser)
     sql_bench.add_arguments(parser)
     parser.add_argument("--celery-publish", action="store_true",
@@ -372,7 +375,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.duration is None:
         args.duration = 2.0 if args.quick else 10.0
     if args.path is None:
-        args.path = "/api/names" if args.all else "/api/health"
+        args.path = "/api/names" if args.all or args.layers is not None else "/api/health"
     if args.trace_mb is None:
         args.trace_mb = 300 if args.all else 200
     args.warmup = 1.0 if args.quick else 3.0
@@ -403,6 +406,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.memory:
             print(memory_report(args, tmp))
+            return 0
+        if args.layers is not None:
+            from layers import report as layers_report
+
+            print(layers_report(args, tmp))
             return 0
         servers = make_servers(tmp / "requests")
         run_cycles(args, servers)

@@ -1,6 +1,7 @@
 """``scripts/bench --quick`` runs end to end: seven real gunicorn servers under wrk, and prints its tables;
 ``scripts/bench --trace`` generates a small log tree and times trace against grep + zgrep on it;
-``scripts/bench --memory`` reads each worker's RSS at each checkpoint of five servers.
+``scripts/bench --memory`` reads each worker's RSS at each checkpoint of five servers;
+``scripts/bench --layers`` serves trackline whole and without each piece it names.
 
 Slow (about 30 s of load, and a minute for --memory). No timed assertions: the numbers are reported, never judged here.
 """
@@ -75,6 +76,34 @@ def test_trace_bench_finds_the_same_lines_as_grep_and_prints_the_ratio(tmp_path)
         assert re.search(rf"^- {shape}: trackline / \(grep \+ zgrep\) \*\*\d+\.\d\d\*\*", out, re.M), out
     assert re.search(r"^\| `trackline --version` \| [\d.]+ \|", out, re.M), out
     assert list(tmp_path.iterdir()) == []  # the tree is removed
+
+
+def test_layers_bench_serves_trackline_without_each_piece_it_names():
+    if not _wrk_available():
+        unavailable("wrk is missing and cannot be installed here (needs root, dpkg and apt-get)")
+    result = subprocess.run([str(REPO / "scripts" / "bench"), "--layers", "access", "headers", "--quick"], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    access_lines = {}
+    for label in ("(b) bare Flask", "(d) stock: bare Flask + --access-logfile", "(g) trackline serving (b)'s app",
+                  "(g) less the access line", "(g) less X-Tracking-ID and X-DateTime on the response"):
+        row = re.search(rf"^\| {re.escape(label)} \| \d+\.\d \| (\d+) \| (\d+) \|[^|]*\|$", out, re.M)
+        assert row and int(row.group(1)) > 0, f"no {label} row with requests/s in:\n{out}"
+        access_lines[label] = int(row.group(2))
+    # the piece is really out: the server without the access line wrote none, the others one per request
+    assert access_lines["(g) less the access line"] == 0, out
+    assert access_lines["(g) trackline serving (b)'s app"] > 0, out
+    assert access_lines["(g) less X-Tracking-ID and X-DateTime on the response"] > 0, out
+    assert re.search(r"^\(g\)/\(b\) req/s, median of cycles: \d+\.\d\d$", out, re.M), out
+
+
+def test_layers_bench_names_its_pieces_when_asked_for_one_it_lacks():
+    result = subprocess.run([str(REPO / "scripts" / "bench"), "--layers", "access", "gc", "--quick"], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "no piece named gc (pieces: access, access-filter, access-write, headers, trace, inflight, all)" in \
+        result.stderr, result.stderr
 
 
 def test_memory_bench_reads_each_worker_of_each_server_at_each_checkpoint():
