@@ -1,11 +1,11 @@
 """What each piece of trackline's per-request layer costs a loaded gevent worker (``scripts/bench --layers``).
 
 A piece timed in a hot loop (request_path.py) costs a loaded worker two to four times as much: the worker runs
-gunicorn, gevent, Flask and trackline in turn for every request, and each finds its code and data gone from the
-CPU's caches. So each piece is measured where it runs: (g), trackline serving (b)'s bare app, is served whole
-and once more for each piece taken out (``PIECES``), side by side with (b) bare Flask and (d) gunicorn's stock
-text access log, in interleaved cycles. A piece's cost is the worker CPU per request of (g) whole less that of
-(g) without it.
+gunicorn, gevent, Flask and trackline in turn for every request, and each most likely finds its code and data
+gone from the CPU's caches. So each piece is measured where it runs: (g), trackline serving (b)'s bare app, is
+served whole and once more for each piece taken out (``PIECES``), side by side with (b) bare Flask and (d)
+gunicorn's stock text access log, in interleaved cycles. A piece's cost is the worker CPU per request of (g)
+whole less that of (g) without it.
 
 A piece is taken out when the interpreter starts: a ``sitecustomize`` module on ``PYTHONPATH`` calls
 ``take_out(name)``, which replaces a function of trackline's with one that skips it. Those servers' lines lack
