@@ -16,6 +16,7 @@ from support.conf import edit_yaml
 from support.paths import CONF, TRACKLINE
 from trackline.config import ConfigError
 from trackline.logs import configure_logging
+from trackline.logs.setup import handler_files
 from trackline.server.settings import check_server_config
 
 NOBODY = 65534
@@ -195,6 +196,22 @@ def test_check_config_accepts_the_shipped_config(conf_dir: Path) -> None:
     done = run_trackline("check-config", "--conf-dir", str(conf_dir))
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.startswith(f"config OK: {conf_dir}\n")
+
+
+def test_check_config_names_the_files_serve_writes_and_not_the_workers(conf_dir: Path, tmp_path: Path) -> None:
+    done = run_trackline("check-config", "--conf-dir", str(conf_dir))
+    logs = tmp_path / "logs"
+    assert f"  log files:    {logs}/app.log, {logs}/access.log, {logs}/error.log\n" in done.stdout, done.stdout
+
+
+def test_a_file_reached_through_a_buffering_handler_is_one_serve_writes(tmp_path: Path) -> None:
+    config = {"version": 1, "handlers": {
+        "file": {"class": "logging.FileHandler", "filename": str(tmp_path / "app.log")},
+        "buffer": {"class": "logging.handlers.MemoryHandler", "capacity": 10, "target": "file"},
+        "spare": {"class": "logging.FileHandler", "filename": str(tmp_path / "spare.log")}},
+        "root": {"handlers": ["buffer"]}}
+    assert handler_files(config, tmp_path / "logging.yaml", used_only=True) == [tmp_path / "app.log"]
+    assert handler_files(config, tmp_path / "logging.yaml") == [tmp_path / "app.log", tmp_path / "spare.log"]
 
 
 def test_check_config_lists_every_problem_one_line_each(conf_dir: Path) -> None:

@@ -140,3 +140,20 @@ def test_worker_yaml_task_payloads(value: Any, payloads: bool | None, tmp_path: 
     with pytest.raises(ConfigError) as error:
         load_worker_config(conf)
     assert str(error.value) == f"{conf / 'worker.yaml'}: task_payloads must be true or false, not 'maybe'"
+
+
+def test_the_worker_names_its_log_file_and_keeps_the_handler_a_buffer_writes_to(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRACKLINE_LOG_DIR", str(tmp_path / "logs"))
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    assert load_worker_config(conf).describe().endswith(f", logging to {tmp_path / 'logs' / 'worker.log'}")
+
+    def buffered(config: dict[str, Any]) -> None:
+        config["handlers"]["buffer"] = {"class": "logging.handlers.MemoryHandler", "capacity": 100,
+                                        "target": "worker_file"}
+    edit_yaml(conf / "logging.yaml", buffered)
+    edit_yaml(conf / "worker.yaml", lambda worker: worker.update(log_handlers=["buffer"]))
+    worker = load_worker_config(conf)
+    assert set(worker.logging["handlers"]) == {"buffer", "worker_file"}  # the buffer's target is kept
+    assert worker.describe().endswith(f", logging to {tmp_path / 'logs' / 'worker.log'}")

@@ -27,10 +27,32 @@ def load_logging_config(path: Path, create_dirs: bool = True) -> dict[str, Any]:
     return config
 
 
-def handler_files(config: dict[str, Any], path: Path) -> list[Path]:
-    """The files the handlers of ``config`` (read from ``path``) write, each once, in the document's order."""
-    return list(dict.fromkeys(Path(str(handler["filename"])) for handler in _handlers(config, path).values()
-                              if "filename" in handler))
+def handler_files(config: dict[str, Any], path: Path, used_only: bool = False) -> list[Path]:
+    """The files the handlers of ``config`` (read from ``path``) write, each once, in the document's order;
+    ``used_only``: only those of handlers that a logger has (as ``trackline serve`` applies it: not ``worker_file``,
+    which only ``trackline worker`` gives its root logger)."""
+    handlers = _handlers(config, path)
+    used = used_handlers(config) if used_only else set(handlers)
+    return list(dict.fromkeys(Path(str(handler["filename"])) for name, handler in handlers.items()
+                              if name in used and "filename" in handler))
+
+
+def used_handlers(config: dict[str, Any]) -> set[str]:
+    """The names of the handlers the root logger and the named loggers have, and of those they hand lines to (a
+    ``MemoryHandler``'s ``target``, a ``QueueHandler``'s ``handlers``)."""
+    handlers = config.get("handlers") or {}
+    loggers = [config.get("root") or {}, *(config.get("loggers") or {}).values()]
+    waiting = [name for logger in loggers if isinstance(logger, dict) for name in logger.get("handlers") or ()]
+    used: set[str] = set()
+    while waiting:
+        name = waiting.pop()
+        if name in used or name not in handlers:
+            continue
+        used.add(name)
+        handler = handlers[name]
+        waiting += [handler["target"]] if isinstance(handler.get("target"), str) else []
+        waiting += [other for other in handler.get("handlers") or () if isinstance(other, str)]
+    return used
 
 
 def logged_files(path: Path) -> list[Path]:

@@ -74,8 +74,8 @@ class ServerConfig:
 
     @property
     def log_files(self) -> list[str]:
-        """The files ``logging.yaml`` writes to."""
-        return [str(file) for file in handler_files(self.logging, self.conf_dir / self.logging_file)]
+        """The files ``logging.yaml`` writes to when ``trackline serve`` applies it."""
+        return [str(file) for file in handler_files(self.logging, self.conf_dir / self.logging_file, used_only=True)]
 
     @property
     def logs_to(self) -> str:

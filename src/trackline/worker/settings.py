@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from trackline.appconfig import load_app_config
 from trackline.config import APP_FILE, LOGGING_FILE, WORKER_FILE, ConfigError, read_yaml
-from trackline.logs.setup import check_logging_config
+from trackline.logs.setup import check_logging_config, handler_files, used_handlers
 
 POOLS = ("prefork", "threads", "solo")
 
@@ -45,10 +45,12 @@ class WorkerConfig:
     task_payloads: bool
 
     def describe(self) -> str:
+        files = handler_files(self.logging, self.conf_dir / LOGGING_FILE)
         return (f"worker:       {self.celery_app} on {_without_password(self.broker_url)},"
                 f" {self.concurrency} x {self.pool},"
                 f" queues {', '.join(self.queues)}"
-                f"{', task payloads logged (redacted)' if self.task_payloads else ''}")
+                f"{', task payloads logged (redacted)' if self.task_payloads else ''},"
+                f" logging to {', '.join(map(str, files)) or 'stdout'}")
 
 
 def load_worker_config(conf_dir: Path, create_dirs: bool = True) -> WorkerConfig:
@@ -105,10 +107,9 @@ def worker_logging(path: Path, root_handlers: list[str], create_dirs: bool = Tru
         raise ConfigError(f"{path}: no handler {', '.join(map(repr, missing))} for worker.yaml's log_handlers"
                           " (see docs/celery.md)")
     config["root"] = {**(config.get("root") or {}), "handlers": list(root_handlers)}
-    loggers = {name: logger for name, logger in (config.get("loggers") or {}).items()
-               if name.split(".")[0] != "gunicorn"}
-    used = set(root_handlers).union(*(logger.get("handlers") or [] for logger in loggers.values()))
-    config["loggers"] = loggers
+    config["loggers"] = {name: logger for name, logger in (config.get("loggers") or {}).items()
+                         if name.split(".")[0] != "gunicorn"}
+    used = used_handlers(config)
     config["handlers"] = {name: handler for name, handler in config["handlers"].items() if name in used}
     return config
 
