@@ -37,6 +37,12 @@ def handler_files(config: dict[str, Any], path: Path, used_only: bool = False) -
                               if name in used and "filename" in handler))
 
 
+def destinations(config: dict[str, Any], path: Path, used_only: bool = False) -> str:
+    """Where the lines of ``config`` (read from ``path``) go, as the start line and ``check-config`` say it: the
+    files (``handler_files``), else ``stdout (path)``."""
+    return ", ".join(map(str, handler_files(config, path, used_only))) or f"stdout ({path})"
+
+
 def used_handlers(config: dict[str, Any]) -> set[str]:
     """The names of the handlers the root logger and the named loggers have, and of those they hand lines to (a
     ``MemoryHandler``'s ``target``, a ``QueueHandler``'s ``handlers``)."""

@@ -16,7 +16,7 @@ from gunicorn.errors import ConfigError as GunicornConfigError
 
 from trackline.appconfig import AppConfig, load_app_config
 from trackline.config import GUNICORN_FILE, LOGGING_FILE, ConfigError, read_yaml, writable_directory
-from trackline.logs.setup import check_logging_config, handler_files
+from trackline.logs.setup import check_logging_config, destinations
 from trackline.server.access import is_gevent_worker, use_app_config
 from trackline.server.hooks import install_hooks
 from trackline.server.loading import AppSource, LoadProblem, import_problem
@@ -73,14 +73,9 @@ class ServerConfig:
         return cfg
 
     @property
-    def log_files(self) -> list[str]:
-        """The files ``logging.yaml`` writes to when ``trackline serve`` applies it."""
-        return [str(file) for file in handler_files(self.logging, self.conf_dir / self.logging_file, used_only=True)]
-
-    @property
     def logs_to(self) -> str:
-        """Where the lines go, as ``serve`` and ``check-config`` say it: the files, else the logging file."""
-        return ", ".join(self.log_files) or f"stdout ({self.conf_dir / self.logging_file})"
+        """Where ``trackline serve``'s lines go: the files of the handlers its loggers have, else stdout."""
+        return destinations(self.logging, self.conf_dir / self.logging_file, used_only=True)
 
     def describe(self) -> str:
         """What ``trackline serve`` runs with this config (gunicorn's defaults filled in)."""

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from trackline.appconfig import load_app_config
 from trackline.config import APP_FILE, LOGGING_FILE, WORKER_FILE, ConfigError, read_yaml
-from trackline.logs.setup import check_logging_config, handler_files, used_handlers
+from trackline.logs.setup import check_logging_config, destinations, used_handlers
 
 POOLS = ("prefork", "threads", "solo")
 
@@ -45,12 +45,11 @@ class WorkerConfig:
     task_payloads: bool
 
     def describe(self) -> str:
-        files = handler_files(self.logging, self.conf_dir / LOGGING_FILE)
         return (f"worker:       {self.celery_app} on {_without_password(self.broker_url)},"
                 f" {self.concurrency} x {self.pool},"
                 f" queues {', '.join(self.queues)}"
                 f"{', task payloads logged (redacted)' if self.task_payloads else ''},"
-                f" logging to {', '.join(map(str, files)) or 'stdout'}")
+                f" logging to {destinations(self.logging, self.conf_dir / LOGGING_FILE)}")
 
 
 def load_worker_config(conf_dir: Path, create_dirs: bool = True) -> WorkerConfig:
